@@ -1,0 +1,576 @@
+//! `waymark`: run workflow components durably from the command line.
+//!
+//! Every command opens the store (a SQLite file, `.waymark/waymark.db` by
+//! default) and the component catalog beside it, does its work and exits, so
+//! a run started by one process is resumed by another.
+
+mod catalog;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use waymark_core::{EventScope, RunQuery, RunState, RunStatus, StepRecord, Store, WaitReason};
+use waymark_runtime::{Runtime, StartOptions};
+use waymark_sqlite::SqliteStore;
+use waymark_wasm::{EngineConfig, StepLimits, WasmEngine};
+
+use crate::catalog::Catalog;
+
+#[derive(Parser)]
+#[command(
+    name = "waymark",
+    version,
+    about = "Durable workflows of sandboxed WebAssembly nodes"
+)]
+struct Cli {
+    /// SQLite file holding runs and ledgers; components are kept in a
+    /// `components/` folder beside it.
+    #[arg(
+        long,
+        global = true,
+        env = "WAYMARK_STORE",
+        default_value = ".waymark/waymark.db"
+    )]
+    store: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Fuel (instructions) per step.
+    #[arg(long, global = true, default_value_t = StepLimits::default().fuel)]
+    fuel: u64,
+    /// Linear memory per instance, in MiB.
+    #[arg(long, global = true, default_value_t = (StepLimits::default().max_memory_bytes >> 20) as u64)]
+    max_memory_mb: u64,
+    /// Wall-clock time per step, in milliseconds.
+    #[arg(long, global = true, default_value_t = StepLimits::default().timeout.as_millis() as u64)]
+    step_timeout_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a run of a workflow (a component file or a loaded workflow id)
+    /// and advance it until it waits or ends.
+    Run {
+        /// A component (.wasm) or the id of a workflow already loaded.
+        workflow: String,
+        /// Initial vars, a JSON object.
+        #[arg(long, default_value = "{}")]
+        vars: String,
+        /// Set one var: `key=value` (value parsed as JSON, else a string).
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        var: Vec<String>,
+        /// More components to load first (child workflows).
+        #[arg(long = "with", value_name = "COMPONENT")]
+        with: Vec<PathBuf>,
+        /// Print only the run id on stdout (the summary goes to stderr).
+        #[arg(long)]
+        print_id: bool,
+    },
+    /// Load components into the catalog (the current version of each id).
+    Load { components: Vec<PathBuf> },
+    /// List the workflows in the catalog (current version of each id).
+    Workflows,
+    /// Show what a component describes, without loading it into the catalog.
+    Describe { component: PathBuf },
+    /// Show a run: status, where it is, what it waits for, output or error.
+    Status { run_id: String },
+    /// Answer a waiting run and advance it.
+    Respond {
+        run_id: String,
+        /// The answer as text: delivered as `{"text": ...}`.
+        #[arg(long, conflicts_with = "payload")]
+        text: Option<String>,
+        /// The answer as a JSON value.
+        #[arg(long)]
+        payload: Option<String>,
+        /// Refuse unless the run still waits with this key (guards against
+        /// answering a newer question than the one you saw).
+        #[arg(long)]
+        wait_key: Option<String>,
+    },
+    /// Emit an event to the runs waiting for it in a scope.
+    Emit {
+        name: String,
+        /// `global`, `session:<id>`, `workflow:<id>` or `run:<id>`.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[arg(long, default_value = "{}")]
+        payload: String,
+    },
+    /// Resume runs whose timers are due; with --wait, keep going until no
+    /// timer is pending.
+    Wake {
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a run and its unfinished children.
+    Cancel {
+        run_id: String,
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print a run's ledger.
+    Ledger { run_id: String },
+    /// Verify ledger hash chains; exits 1 if any is broken.
+    Verify {
+        run_ids: Vec<String>,
+        /// Every run in the store.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Build Rust guest crates into components.
+    Build {
+        /// Package names in this workspace (e.g. quickstart-guest).
+        packages: Vec<String>,
+        /// Where to write the components.
+        #[arg(long, default_value = "target/components")]
+        out: PathBuf,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+struct Host {
+    runtime: Runtime,
+    catalog: Arc<Catalog>,
+}
+
+fn open_host(cli: &Cli) -> Result<Host> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&cli.store)
+            .with_context(|| format!("cannot open store {}", cli.store.display()))?,
+    );
+    let limits = StepLimits {
+        fuel: cli.fuel,
+        max_memory_bytes: (cli.max_memory_mb as usize) << 20,
+        timeout: Duration::from_millis(cli.step_timeout_ms),
+        ..StepLimits::default()
+    };
+    let engine = Arc::new(WasmEngine::new(EngineConfig::default())?);
+    let dir = cli
+        .store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("components");
+    let catalog = Arc::new(Catalog::open(dir, engine, limits)?);
+    let runtime = Runtime::new(store);
+    runtime.workflows().set_loader(catalog.clone());
+    Ok(Host { runtime, catalog })
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Build { packages, out } => return build(packages, out, cli.json),
+        Command::Describe { component } => {
+            let engine = WasmEngine::new(EngineConfig::default())?;
+            let wf = engine.load_file(component, StepLimits::default())?;
+            use waymark_runtime::Workflow;
+            let info = wf.info();
+            if cli.json {
+                let mut v = serde_json::to_value(info)?;
+                v["digest"] = Value::String(wf.digest().unwrap_or_default().to_owned());
+                println!("{v}");
+            } else {
+                println!("workflow {}@{}", info.workflow_id, info.version);
+                println!("  entry:  {}", info.entry_node);
+                println!("  nodes:  {}", info.nodes.join(", "));
+                println!("  sha256: {}", wf.digest().unwrap_or_default());
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let host = open_host(&cli)?;
+    let rt = &host.runtime;
+    match &cli.command {
+        Command::Run {
+            workflow,
+            vars,
+            var,
+            with,
+            print_id,
+        } => {
+            for c in with {
+                let wf = host.catalog.add_file(c)?;
+                rt.register(wf)?;
+            }
+            let workflow_id = if workflow.ends_with(".wasm") || Path::new(workflow).is_file() {
+                let wf = host.catalog.add_file(Path::new(workflow))?;
+                let id = wf.info().workflow_id.clone();
+                rt.register(wf)?;
+                id
+            } else {
+                workflow.clone()
+            };
+            let vars = build_vars(vars, var)?;
+            let run_id = rt.start_with(&workflow_id, vars, StartOptions::default())?;
+            let state = rt.tick(&run_id)?;
+            if *print_id {
+                println!("{run_id}");
+                show_run(&mut std::io::stderr(), &state, false)?;
+            } else {
+                show_run(&mut std::io::stdout(), &state, cli.json)?;
+            }
+            Ok(exit_code(&state))
+        }
+        Command::Load { components } => {
+            for c in components {
+                let wf = host.catalog.add_file(c)?;
+                let info = wf.info();
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"workflow_id": info.workflow_id, "version": info.version, "digest": wf.digest()})
+                    );
+                } else {
+                    println!(
+                        "loaded {}@{} ({})",
+                        info.workflow_id,
+                        info.version,
+                        wf.digest().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Workflows => {
+            for (id, e) in host.catalog.entries()? {
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"workflow_id": id, "version": e.version, "digest": e.digest, "source": e.source})
+                    );
+                } else {
+                    println!("{id}@{}  {}  (from {})", e.version, e.digest, e.source);
+                }
+            }
+            Ok(0)
+        }
+        Command::Status { run_id } => {
+            let state = rt.get_state(run_id)?;
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
+            Ok(0)
+        }
+        Command::Respond {
+            run_id,
+            text,
+            payload,
+            wait_key,
+        } => {
+            let payload = match (text, payload) {
+                (Some(t), _) => serde_json::json!({ "text": t }),
+                (None, Some(p)) => parse_json("--payload", p)?,
+                (None, None) => bail!("give the answer with --text or --payload"),
+            };
+            let state = match wait_key {
+                Some(key) => rt.resume(run_id, key, payload)?,
+                None => rt.respond(run_id, payload)?,
+            };
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
+            Ok(exit_code(&state))
+        }
+        Command::Emit {
+            name,
+            scope,
+            payload,
+        } => {
+            let Some(scope) = EventScope::parse_key(scope) else {
+                bail!(
+                    "scope must be global, session:<id>, workflow:<id> or run:<id>, not '{scope}'"
+                );
+            };
+            let delivered = rt.emit_event(name, &scope, parse_json("--payload", payload)?)?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "delivered": delivered }));
+            } else {
+                println!("event '{name}' delivered to {} run(s)", delivered.len());
+                for id in &delivered {
+                    let s = rt.get_state(id)?;
+                    println!("  {id}  {}", s.status);
+                }
+            }
+            Ok(0)
+        }
+        Command::Wake { wait } => {
+            let mut total = Vec::new();
+            loop {
+                total.extend(rt.fire_due_timers()?);
+                if !*wait {
+                    break;
+                }
+                let Some(at) = rt.next_timer_at()? else {
+                    break;
+                };
+                let now = waymark_core::Clock::now_ms(&waymark_core::SystemClock);
+                std::thread::sleep(Duration::from_millis(at.saturating_sub(now).min(60_000)));
+            }
+            if cli.json {
+                println!("{}", serde_json::json!({ "resumed": total }));
+            } else {
+                println!("resumed {} run(s)", total.len());
+                for id in &total {
+                    let s = rt.get_state(id)?;
+                    println!("  {id}  {}", s.status);
+                }
+            }
+            Ok(0)
+        }
+        Command::Cancel { run_id, reason } => {
+            let state = rt.cancel(run_id, reason)?;
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
+            Ok(0)
+        }
+        Command::List { status, limit } => {
+            let status = status
+                .as_deref()
+                .map(|s| RunStatus::parse(s).with_context(|| format!("unknown status '{s}'")))
+                .transpose()?;
+            let runs = rt.store().list_runs(&RunQuery {
+                status,
+                limit: Some(*limit),
+                ..RunQuery::default()
+            })?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&runs)?);
+            } else {
+                for r in &runs {
+                    println!(
+                        "{}  {:<10} {}@{}  node {}",
+                        r.run_id, r.status, r.workflow_id, r.workflow_version, r.current_node
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Ledger { run_id } => {
+            let records = rt.ledger(run_id)?;
+            if cli.json {
+                for r in &records {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                for r in &records {
+                    println!("{}", ledger_line(r));
+                }
+            }
+            Ok(0)
+        }
+        Command::Verify { run_ids, all } => {
+            let ids: Vec<String> = if *all {
+                rt.store()
+                    .list_runs(&RunQuery::default())?
+                    .into_iter()
+                    .map(|r| r.run_id)
+                    .collect()
+            } else if run_ids.is_empty() {
+                bail!("name runs to verify, or --all");
+            } else {
+                run_ids.clone()
+            };
+            let mut bad = 0;
+            for id in &ids {
+                let v = rt.verify_ledger(id)?;
+                if cli.json {
+                    println!("{}", serde_json::to_string(&v)?);
+                } else {
+                    match &v.first_bad {
+                        None => println!("{id}: ok ({} records)", v.records),
+                        Some((index, problem)) => {
+                            println!("{id}: BROKEN at record {index}: {problem}")
+                        }
+                    }
+                }
+                if !v.is_ok() {
+                    bad += 1;
+                }
+            }
+            Ok(if bad > 0 { 1 } else { 0 })
+        }
+        Command::Build { .. } | Command::Describe { .. } => unreachable!("handled above"),
+    }
+}
+
+fn build(packages: &[String], out: &Path, json: bool) -> Result<i32> {
+    if packages.is_empty() {
+        bail!("name the guest packages to build, e.g. quickstart-guest");
+    }
+    let workspace = std::env::current_dir()?;
+    let built = waymark_build::GuestBuild::new(&workspace)
+        .packages(packages.iter().cloned())
+        .out_dir(out)
+        .build()?;
+    for c in &built {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"package": c.package, "path": c.path, "bytes": c.bytes_len, "sha256": c.sha256})
+            );
+        } else {
+            println!("{}  {} ({} bytes)", c.path.display(), c.sha256, c.bytes_len);
+        }
+    }
+    Ok(0)
+}
+
+fn exit_code(state: &RunState) -> i32 {
+    if state.status == RunStatus::Failed {
+        2
+    } else {
+        0
+    }
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("{what} is not valid JSON"))
+}
+
+fn build_vars(vars: &str, pairs: &[String]) -> Result<Value> {
+    let mut v = parse_json("--vars", vars)?;
+    if !v.is_object() {
+        bail!("--vars must be a JSON object");
+    }
+    for pair in pairs {
+        let Some((key, raw)) = pair.split_once('=') else {
+            bail!("--var takes KEY=VALUE, got '{pair}'");
+        };
+        let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        waymark_core::vars::set(&mut v, key, value).with_context(|| format!("--var {key}"))?;
+    }
+    Ok(v)
+}
+
+fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(s)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "run {}  {}@{}  {}",
+        s.run_id, s.workflow_id, s.workflow_version, s.status
+    )?;
+    match s.status {
+        RunStatus::Waiting => {
+            if let Some(w) = &s.waiting {
+                match w.reason {
+                    WaitReason::User | WaitReason::Approval => {
+                        writeln!(
+                            out,
+                            "  waiting for an answer at node '{}': {}",
+                            s.current_node,
+                            w.prompt.as_deref().unwrap_or("")
+                        )?;
+                        if !w.choices.is_empty() {
+                            writeln!(out, "  choices: {}", w.choices.join(" / "))?;
+                        }
+                        writeln!(out, "  wait key: {}", w.wait_key)?;
+                        writeln!(
+                            out,
+                            "  answer with: waymark respond {} --text <answer>",
+                            s.run_id
+                        )?;
+                    }
+                    WaitReason::Until => writeln!(
+                        out,
+                        "  waiting until {} ms (unix); resume with: waymark wake",
+                        w.wake_at_ms.unwrap_or(0)
+                    )?,
+                    WaitReason::Event => writeln!(
+                        out,
+                        "  waiting for event '{}' in scope {}{}",
+                        w.event_name.as_deref().unwrap_or(""),
+                        w.event_scope.as_deref().unwrap_or(""),
+                        w.wake_at_ms
+                            .map(|d| format!(" (deadline {d} ms)"))
+                            .unwrap_or_default()
+                    )?,
+                    WaitReason::Subworkflow => writeln!(
+                        out,
+                        "  waiting for child run {}",
+                        w.child_run_id.as_deref().unwrap_or("")
+                    )?,
+                }
+            }
+        }
+        RunStatus::Running => writeln!(
+            out,
+            "  next node: {} (advance with another tick)",
+            s.current_node
+        )?,
+        RunStatus::Completed => writeln!(
+            out,
+            "  output: {}",
+            s.output.as_ref().map(Value::to_string).unwrap_or_default()
+        )?,
+        RunStatus::Failed => {
+            if let Some(e) = &s.error {
+                writeln!(out, "  error: {e}")?;
+            }
+        }
+        RunStatus::Cancelled => {}
+    }
+    writeln!(
+        out,
+        "  steps: {}  ledger records: {}",
+        s.steps, s.ledger.next_seq
+    )?;
+    Ok(())
+}
+
+fn ledger_line(r: &StepRecord) -> String {
+    let mut line = format!(
+        "#{:<4} {:<7} {:<9} {:<16}",
+        r.seq,
+        format!("{:?}", r.kind).to_lowercase(),
+        format!("{:?}", r.status).to_lowercase(),
+        r.node_id.as_deref().unwrap_or("-")
+    );
+    if let Some(e) = &r.effect {
+        line.push_str(&format!(" effect={}", e.name()));
+    }
+    if let Some(n) = &r.next_node {
+        line.push_str(&format!(" -> {n}"));
+    }
+    if let Some(o) = &r.output {
+        line.push_str(&format!(" output={o}"));
+    }
+    if let Some(e) = &r.error {
+        line.push_str(&format!(" error=\"{e}\""));
+    }
+    line.push_str(&format!(
+        "  hash={}",
+        &r.record_hash[..r.record_hash.len().min(12)]
+    ));
+    line
+}

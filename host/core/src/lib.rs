@@ -1,0 +1,33 @@
+//! Waymark's core: the domain types of runs, plans, effects and ledger
+//! records; the hash-chained ledger; var paths; the store traits and an
+//! in-memory store. No I/O happens here.
+
+pub mod ledger;
+pub mod memory;
+pub mod model;
+pub mod store;
+pub mod vars;
+
+pub use ledger::{SealedRecord, Verification, canonical_json, seal, verify};
+pub use memory::MemoryStore;
+pub use model::*;
+pub use store::{LedgerStore, RunQuery, RunStore, Store, StoreError};
+
+/// The host's clock. Runs see it through the `now-ms` of their context, so a
+/// test can drive time explicitly.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}

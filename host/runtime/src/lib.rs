@@ -1,0 +1,17 @@
+//! The Waymark kernel: runs workflows step by step against a [`Store`],
+//! performs built-in effects, dispatches the rest to registered
+//! [`EffectHandler`]s, and records every step in the run's ledger.
+//!
+//! [`Store`]: waymark_core::Store
+
+pub mod effects;
+pub mod plan;
+pub mod runtime;
+pub mod workflow;
+
+pub use effects::{EffectCall, EffectError, EffectHandler, EffectOutcome, WaitRequest};
+pub use runtime::{Result, Runtime, RuntimeConfig, RuntimeError, StartOptions, scope_key};
+pub use workflow::{
+    NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure, StepOutput, Workflow,
+    WorkflowLoader, WorkflowRegistry, validate_info,
+};

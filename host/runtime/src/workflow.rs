@@ -1,0 +1,283 @@
+//! Workflows as the kernel sees them: something that describes a graph and
+//! runs one node. WASM components and native Rust closures both implement
+//! [`Workflow`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+use waymark_core::{FailureKind, LogLine, NodeError, RunError, StepPlan, WorkflowInfo};
+
+/// What a node is given.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    pub run_id: &'a str,
+    pub workflow_id: &'a str,
+    pub node_id: &'a str,
+    pub attempt: u32,
+    pub vars: &'a Value,
+    pub now_ms: u64,
+}
+
+/// What a node produced, with what running it cost.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    pub plan: StepPlan,
+    pub logs: Vec<LogLine>,
+    pub fuel_consumed: Option<u64>,
+}
+
+/// A step that did not produce a plan: the node's own error, a trap, a
+/// limit, or a plan the host refused while decoding it.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub error: RunError,
+    pub logs: Vec<LogLine>,
+    pub fuel_consumed: Option<u64>,
+}
+
+impl StepFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            error: RunError::new(kind, message),
+            logs: Vec::new(),
+            fuel_consumed: None,
+        }
+    }
+
+    pub fn from_node_error(e: NodeError) -> Self {
+        let mut error = RunError::new(FailureKind::NodeError, e.message);
+        error.code = Some(e.code);
+        Self {
+            error,
+            logs: Vec::new(),
+            fuel_consumed: None,
+        }
+    }
+}
+
+/// A workflow graph the runtime can execute.
+pub trait Workflow: Send + Sync {
+    fn info(&self) -> &WorkflowInfo;
+
+    /// Content digest of the code (sha256 hex of a component), recorded in
+    /// runs and ledger records so history stays attributable.
+    fn digest(&self) -> Option<&str> {
+        None
+    }
+
+    /// Runs one node. Must never panic on guest behaviour.
+    fn run_node(&self, ctx: &StepContext<'_>) -> Result<StepOutput, StepFailure>;
+}
+
+/// Checks what a workflow says about itself before it is registered.
+pub fn validate_info(info: &WorkflowInfo) -> Result<(), String> {
+    if info.workflow_id.is_empty() {
+        return Err("workflow id is empty".into());
+    }
+    if info.nodes.is_empty() {
+        return Err(format!("workflow '{}' has no nodes", info.workflow_id));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for n in &info.nodes {
+        if n.is_empty() {
+            return Err(format!(
+                "workflow '{}' has an empty node name",
+                info.workflow_id
+            ));
+        }
+        if !seen.insert(n.as_str()) {
+            return Err(format!(
+                "workflow '{}' lists node '{n}' twice",
+                info.workflow_id
+            ));
+        }
+    }
+    if !seen.contains(info.entry_node.as_str()) {
+        return Err(format!(
+            "workflow '{}': entry node '{}' is not one of its nodes",
+            info.workflow_id, info.entry_node
+        ));
+    }
+    Ok(())
+}
+
+type NodeFn = dyn Fn(&StepContext<'_>) -> Result<StepPlan, NodeError> + Send + Sync;
+
+/// A workflow made of Rust closures, for embedding and tests.
+pub struct NativeWorkflow {
+    info: WorkflowInfo,
+    nodes: HashMap<String, Box<NodeFn>>,
+}
+
+impl NativeWorkflow {
+    pub fn builder(workflow_id: impl Into<String>) -> NativeWorkflowBuilder {
+        NativeWorkflowBuilder {
+            workflow_id: workflow_id.into(),
+            version: "0.0.0".into(),
+            entry: None,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+pub struct NativeWorkflowBuilder {
+    workflow_id: String,
+    version: String,
+    entry: Option<String>,
+    nodes: Vec<(String, Box<NodeFn>)>,
+}
+
+impl NativeWorkflowBuilder {
+    pub fn version(mut self, v: impl Into<String>) -> Self {
+        self.version = v.into();
+        self
+    }
+
+    /// Adds a node; the first node added is the entry unless [`Self::entry`]
+    /// names another.
+    pub fn node<F>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&StepContext<'_>) -> Result<StepPlan, NodeError> + Send + Sync + 'static,
+    {
+        self.nodes.push((name.into(), Box::new(f)));
+        self
+    }
+
+    pub fn entry(mut self, name: impl Into<String>) -> Self {
+        self.entry = Some(name.into());
+        self
+    }
+
+    pub fn build(self) -> Result<NativeWorkflow, String> {
+        let entry = self
+            .entry
+            .or_else(|| self.nodes.first().map(|(n, _)| n.clone()))
+            .unwrap_or_default();
+        let info = WorkflowInfo {
+            workflow_id: self.workflow_id,
+            entry_node: entry,
+            nodes: self.nodes.iter().map(|(n, _)| n.clone()).collect(),
+            version: self.version,
+        };
+        validate_info(&info)?;
+        Ok(NativeWorkflow {
+            info,
+            nodes: self.nodes.into_iter().collect(),
+        })
+    }
+}
+
+impl Workflow for NativeWorkflow {
+    fn info(&self) -> &WorkflowInfo {
+        &self.info
+    }
+
+    fn run_node(&self, ctx: &StepContext<'_>) -> Result<StepOutput, StepFailure> {
+        let f = self.nodes.get(ctx.node_id).ok_or_else(|| {
+            StepFailure::new(
+                FailureKind::InvalidPlan,
+                format!("node '{}' does not exist", ctx.node_id),
+            )
+        })?;
+        match f(ctx) {
+            Ok(plan) => Ok(StepOutput {
+                plan,
+                logs: Vec::new(),
+                fuel_consumed: None,
+            }),
+            Err(e) => Err(StepFailure::from_node_error(e)),
+        }
+    }
+}
+
+/// Finds a workflow that is not registered yet, for example by reading a
+/// component from a catalog on disk. `digest` names the exact code a run
+/// recorded, when it recorded one.
+pub trait WorkflowLoader: Send + Sync {
+    fn load(
+        &self,
+        workflow_id: &str,
+        digest: Option<&str>,
+    ) -> Result<Option<Arc<dyn Workflow>>, String>;
+}
+
+/// Maps workflow ids (and component digests) to workflows.
+#[derive(Default)]
+pub struct WorkflowRegistry {
+    by_id: RwLock<HashMap<String, Arc<dyn Workflow>>>,
+    by_digest: RwLock<HashMap<String, Arc<dyn Workflow>>>,
+    loader: RwLock<Option<Arc<dyn WorkflowLoader>>>,
+}
+
+impl WorkflowRegistry {
+    /// Registers `wf` as the current version of its workflow id. Older
+    /// versions stay reachable by digest for runs that recorded them.
+    pub fn register(&self, wf: Arc<dyn Workflow>) -> Result<(), String> {
+        validate_info(wf.info())?;
+        if let Some(d) = wf.digest() {
+            write(&self.by_digest).insert(d.to_owned(), wf.clone());
+        }
+        write(&self.by_id).insert(wf.info().workflow_id.clone(), wf);
+        Ok(())
+    }
+
+    pub fn set_loader(&self, loader: Arc<dyn WorkflowLoader>) {
+        *write(&self.loader) = Some(loader);
+    }
+
+    /// The workflow a run should execute: the exact digest it recorded if
+    /// known, else the current version of its id.
+    pub fn resolve(
+        &self,
+        workflow_id: &str,
+        digest: Option<&str>,
+    ) -> Result<Option<Arc<dyn Workflow>>, String> {
+        if let Some(d) = digest
+            && let Some(wf) = read(&self.by_digest).get(d)
+        {
+            return Ok(Some(wf.clone()));
+        }
+        if digest.is_none()
+            && let Some(wf) = read(&self.by_id).get(workflow_id)
+        {
+            return Ok(Some(wf.clone()));
+        }
+        let loader = read(&self.loader).clone();
+        if let Some(loader) = loader
+            && let Some(wf) = loader.load(workflow_id, digest)?
+        {
+            validate_info(wf.info())?;
+            if let Some(d) = wf.digest() {
+                write(&self.by_digest).insert(d.to_owned(), wf.clone());
+            }
+            if digest.is_none() {
+                write(&self.by_id).insert(workflow_id.to_owned(), wf.clone());
+            }
+            return Ok(Some(wf));
+        }
+        // A run that recorded a digest nobody can provide any more falls
+        // back to the current version only if it has no digest at all.
+        if digest.is_some() {
+            return Ok(read(&self.by_id)
+                .get(workflow_id)
+                .filter(|wf| wf.digest().is_none())
+                .cloned());
+        }
+        Ok(None)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = read(&self.by_id).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

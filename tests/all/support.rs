@@ -1,0 +1,99 @@
+//! Shared fixtures: one wasmtime engine per test binary, components compiled
+//! once and shared, SQLite stores in temporary directories, a manual clock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use waymark_core::{Clock, Store};
+use waymark_runtime::{Runtime, Workflow};
+use waymark_sqlite::SqliteStore;
+use waymark_wasm::{EngineConfig, StepLimits, WasmEngine, WasmWorkflow};
+
+pub use waymark_guest_artifacts as artifacts;
+
+pub fn engine() -> &'static WasmEngine {
+    static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| WasmEngine::new(EngineConfig::default()).expect("engine"))
+}
+
+/// Limits small enough that hostile guests fail fast.
+pub fn test_limits() -> StepLimits {
+    StepLimits {
+        fuel: 50_000_000,
+        max_memory_bytes: 32 << 20,
+        timeout: std::time::Duration::from_secs(2),
+        max_plan_bytes: 256 << 10,
+        ..StepLimits::default()
+    }
+}
+
+/// Compiles each component once per test binary.
+pub fn component(path: &str) -> Arc<WasmWorkflow> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<WasmWorkflow>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(wf) = cache.lock().unwrap().get(path) {
+        return wf.clone();
+    }
+    let wf = Arc::new(
+        engine()
+            .load_file(path, test_limits())
+            .expect("component loads"),
+    );
+    cache.lock().unwrap().insert(path.to_owned(), wf.clone());
+    wf
+}
+
+/// A clock tests move by hand, starting at a fixed instant.
+#[derive(Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(start_ms: u64) -> Arc<Self> {
+        Arc::new(Self(AtomicU64::new(start_ms)))
+    }
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A runtime on a fresh SQLite file with every test component registered.
+pub struct Fixture {
+    pub runtime: Runtime,
+    pub sqlite: Arc<SqliteStore>,
+    pub clock: Arc<ManualClock>,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open(dir.path().join("waymark.db")).unwrap());
+    let clock = ManualClock::new(1_700_000_000_000);
+    let store: Arc<dyn Store> = sqlite.clone();
+    let runtime = Runtime::new(store).with_clock(clock.clone());
+    for path in [
+        artifacts::QUICKSTART,
+        artifacts::SCRIPTED,
+        artifacts::CHAIN,
+        artifacts::PACKING,
+        artifacts::ORDER,
+    ] {
+        let wf: Arc<dyn Workflow> = component(path);
+        runtime.register(wf).unwrap();
+    }
+    Fixture {
+        runtime,
+        sqlite,
+        clock,
+        _dir: dir,
+    }
+}

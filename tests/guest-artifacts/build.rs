@@ -1,0 +1,71 @@
+//! Builds the example and test guests into components with one nested
+//! `cargo build` (see `waymark-build`) and records their paths for `src/lib.rs`.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use waymark_build::GuestBuild;
+
+/// (constant, workflow id, package, directory in the workspace)
+const GUESTS: &[(&str, &str, &str, &str)] = &[
+    (
+        "QUICKSTART",
+        "quickstart",
+        "quickstart-guest",
+        "examples/quickstart",
+    ),
+    ("PACKING", "packing", "packing-guest", "examples/packing"),
+    ("ORDER", "order", "order-guest", "examples/order"),
+    ("CHAIN", "chain", "chain-guest", "tests/guests/chain"),
+    (
+        "SCRIPTED",
+        "scripted",
+        "scripted-guest",
+        "tests/guests/scripted",
+    ),
+];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let joined = manifest_dir.join("../..");
+    let workspace = joined.canonicalize().unwrap_or(joined);
+
+    let mut watched = vec!["wit", "guest-sdk", "Cargo.toml", "Cargo.lock"];
+    watched.extend(GUESTS.iter().map(|(_, _, _, dir)| *dir));
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+
+    let build = GuestBuild::new(&workspace)
+        .target_dir(workspace.join("target").join("wasm-guests"))
+        .out_dir(out_dir.join("components"))
+        .packages(GUESTS.iter().map(|(_, _, package, _)| *package));
+    let built = match build.build() {
+        Ok(built) => built,
+        Err(err) => {
+            eprintln!("error: building the Waymark guests failed: {err}");
+            std::process::exit(1);
+        }
+    };
+
+    let mut code = String::new();
+    let mut all = String::new();
+    for ((name, id, package, _), component) in GUESTS.iter().zip(&built) {
+        assert_eq!(*package, component.package);
+        let path = component.path.to_str().expect("OUT_DIR is not UTF-8");
+        writeln!(
+            code,
+            "/// `{package}` (workflow `{id}`): {} bytes, sha256 {}.\npub const {name}: &str = {path:?};",
+            component.bytes_len, component.sha256,
+        )
+        .unwrap();
+        write!(all, "({id:?}, {name}), ").unwrap();
+    }
+    writeln!(code, "const ALL: &[(&str, &str)] = &[{all}];").unwrap();
+    let generated = out_dir.join("guests.rs");
+    std::fs::write(&generated, code)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", generated.display()));
+}

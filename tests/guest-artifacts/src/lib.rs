@@ -1,0 +1,47 @@
+//! Paths of the example and test guests, built into components by this
+//! crate's build script (one nested `cargo build --profile guest --target
+//! wasm32-unknown-unknown`, then `wit-component`).
+//!
+//! Each constant is the absolute path of a component implementing the
+//! `waymark:workflow/workflow` world:
+//!
+//! ```
+//! let bytes = std::fs::read(waymark_guest_artifacts::QUICKSTART).unwrap();
+//! assert_eq!(&bytes[..4], b"\0asm");
+//! ```
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+/// Every guest as `(workflow id, component path)`.
+pub fn all() -> &'static [(&'static str, &'static str)] {
+    ALL
+}
+
+#[cfg(test)]
+mod tests {
+    use waymark_build::{
+        HOST_INTERFACE, NODE_INTERFACE, TYPES_INTERFACE, check_workflow_component,
+    };
+
+    #[test]
+    fn every_guest_is_a_workflow_component() {
+        let ids: Vec<_> = super::all().iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, ["quickstart", "packing", "order", "chain", "scripted"]);
+        for (id, path) in super::all() {
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{id}: {path}: {e}"));
+            let world = check_workflow_component(&bytes).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(world.exports, [NODE_INTERFACE], "{id}");
+            // The type-only interface is always imported; `host` only by
+            // guests that log (wit-component drops unused imports).
+            let mut imports = world.imports.clone();
+            imports.sort();
+            let logs = matches!(*id, "packing" | "order" | "scripted");
+            let expected: &[&str] = if logs {
+                &[HOST_INTERFACE, TYPES_INTERFACE]
+            } else {
+                &[TYPES_INTERFACE]
+            };
+            assert_eq!(imports, expected, "{id}");
+        }
+    }
+}
