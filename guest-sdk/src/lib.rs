@@ -235,6 +235,7 @@ pub mod __private {
         }
 
         pub fn step(&self, ctx: wit::Context) -> Result<wit::StepPlan, wit::NodeError> {
+            crate::log::install_panic_hook();
             let ctx = Context::from_wit(ctx);
             let handler = self
                 .nodes

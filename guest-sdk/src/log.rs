@@ -78,6 +78,23 @@ pub fn with_fields(level: Level, message: impl AsRef<str>, fields: &[(&str, &dyn
     emit(level, message.as_ref(), fields);
 }
 
+/// Reports panics to the host as an error line (message and location)
+/// before the instance traps, so the step's record says why. The panic is
+/// not caught: with `panic = "abort"` the instance still traps.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            emit(Level::Error, &info.to_string(), Vec::new());
+        }));
+    });
+}
+
+/// Outside wasm the test harness reports panics itself.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn install_panic_hook() {}
+
 #[cfg(target_arch = "wasm32")]
 fn emit(level: Level, message: &str, fields: Vec<(String, String)>) {
     crate::bindings::waymark::workflow::host::log(level.into(), message, &fields);

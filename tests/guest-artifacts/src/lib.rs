@@ -31,17 +31,11 @@ mod tests {
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{id}: {path}: {e}"));
             let world = check_workflow_component(&bytes).unwrap_or_else(|e| panic!("{id}: {e}"));
             assert_eq!(world.exports, [NODE_INTERFACE], "{id}");
-            // The type-only interface is always imported; `host` only by
-            // guests that log (wit-component drops unused imports).
+            // `host` (log, also used by the SDK's panic hook) and the
+            // type-only `types` interface; nothing else (no WASI).
             let mut imports = world.imports.clone();
             imports.sort();
-            let logs = matches!(*id, "packing" | "order" | "scripted");
-            let expected: &[&str] = if logs {
-                &[HOST_INTERFACE, TYPES_INTERFACE]
-            } else {
-                &[TYPES_INTERFACE]
-            };
-            assert_eq!(imports, expected, "{id}");
+            assert_eq!(imports, [HOST_INTERFACE, TYPES_INTERFACE], "{id}");
         }
     }
 }

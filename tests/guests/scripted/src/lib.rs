@@ -20,7 +20,7 @@
 //! | `{"op": "alloc", "mb_per_step"?: n}` | allocates and touches memory without bound, in chunks of `n` MiB (default 1), keeping all of it |
 //! | `{"op": "alloc_once", "mb": n}` | allocates and touches `n` MiB once, then next `run` |
 //! | `{"op": "trap"}` | executes `unreachable` |
-//! | `{"op": "panic"}` | panics |
+//! | `{"op": "panic"}` | panics (the SDK logs the message at error level, then the instance traps) |
 //! | `{"op": "big_output", "bytes": n}` | completes with a string of `n` bytes |
 //! | `{"op": "log", "lines": n}` | logs `n` info lines, next `run` |
 //! | `{"op": "recurse"}` | recurses without bound |
@@ -322,15 +322,14 @@ fn hoard_memory(chunk_mb: usize) -> ! {
 }
 
 /// Recursion that cannot become a loop: the result of the recursive call is
-/// used after it returns, and each frame keeps an array on the stack.
+/// used after it returns. Frames are small, so the engine's call-stack limit
+/// is reached before the shadow stack in linear memory runs out.
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     if black_box(depth) == u64::MAX {
         return 0;
     }
-    let frame = black_box([depth; 16]);
-    let below = recurse(black_box(depth + 1));
-    below.wrapping_add(frame[(depth % 16) as usize])
+    recurse(black_box(depth + 1)).wrapping_add(depth)
 }
 
 #[cfg(target_arch = "wasm32")]
