@@ -191,3 +191,29 @@ fn invalid_components_are_refused_at_load_with_typed_errors() {
     let err = engine.load(&bytes, StepLimits::default()).err().unwrap();
     assert!(matches!(err, WasmError::Contract(_)), "{err}");
 }
+
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |v, _| json!([v]))
+}
+
+#[test]
+fn deeply_nested_values_are_refused_so_every_run_stays_readable() {
+    // Too deep a value in one write.
+    let e = failing(json!({"op": "set", "path": "x", "value": nested(70)}));
+    assert_eq!(e.kind, FailureKind::InvalidPlan, "{e}");
+    // Each value within bounds, but together too deep for vars.
+    let path = vec!["p"; 60].join(".");
+    let e = failing(json!({"op": "set", "path": path, "value": nested(50)}));
+    assert_eq!(e.kind, FailureKind::InvalidPlan, "{e}");
+
+    // A resume payload too deep is refused and changes nothing.
+    let f = fixture();
+    let id = f.runtime.start("quickstart", json!({})).unwrap();
+    let before = f.runtime.tick(&id).unwrap();
+    let err = f.runtime.respond(&id, nested(100)).unwrap_err();
+    assert!(
+        matches!(err, waymark_runtime::RuntimeError::InvalidResponse { .. }),
+        "{err}"
+    );
+    assert_eq!(f.runtime.get_state(&id).unwrap(), before);
+}

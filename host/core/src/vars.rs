@@ -37,6 +37,21 @@ pub enum PathError {
 
 pub const MAX_PATH_LEN: usize = 1024;
 pub const MAX_DEPTH: usize = 64;
+/// Deepest nesting accepted for one value from a guest or a caller.
+pub const MAX_VALUE_DEPTH: usize = 64;
+/// Deepest nesting accepted for a run's whole vars document. JSON parsers
+/// (serde_json included) refuse documents nested past 128 levels; staying
+/// well below keeps every stored run and ledger record readable again.
+pub const MAX_VARS_DEPTH: usize = 100;
+
+/// Nesting depth of a JSON value (a scalar is 0, `[]` and `{}` are 1).
+pub fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
 
 /// Splits and checks a path.
 pub fn parse_path(path: &str) -> Result<Vec<&str>, PathError> {

@@ -154,6 +154,12 @@ impl Runtime {
                 "vars must be a JSON object".into(),
             ));
         }
+        if vars::depth(&vars) > vars::MAX_VARS_DEPTH {
+            return Err(RuntimeError::InvalidInput(format!(
+                "vars are nested deeper than {} levels",
+                vars::MAX_VARS_DEPTH
+            )));
+        }
         let wf = self
             .workflows
             .resolve(workflow_id, None)
@@ -440,6 +446,17 @@ impl Runtime {
                 let err = RunError::new(FailureKind::InvalidPlan, e.to_string()).at_node(node);
                 return self.fail_step(run, rec, err, work);
             }
+            if vars::depth(&v) > vars::MAX_VARS_DEPTH {
+                let err = RunError::new(
+                    FailureKind::InvalidPlan,
+                    format!(
+                        "the writes nest vars deeper than {} levels",
+                        vars::MAX_VARS_DEPTH
+                    ),
+                )
+                .at_node(node);
+                return self.fail_step(run, rec, err, work);
+            }
             Some(v)
         };
         if let Some(v) = new_vars.take() {
@@ -455,7 +472,7 @@ impl Runtime {
                 Err(err) => return self.fail_step(run, rec, err.at_node(node), work),
                 Ok(Performed::Done(value)) => {
                     if let Some(key) = &plan.result_key
-                        && let Err(e) = vars::set(&mut run.vars, key, value.clone())
+                        && let Err(e) = store_result(&mut run.vars, key, value.clone())
                     {
                         rec.result = Some(value);
                         let err =
@@ -465,7 +482,8 @@ impl Runtime {
                     }
                     rec.result = Some(value);
                 }
-                Ok(Performed::Wait(mut wait)) => {
+                Ok(Performed::Wait(wait)) => {
+                    let mut wait = *wait;
                     let Transition::NextNode(next) = &plan.transition else {
                         let err = RunError::new(
                             FailureKind::InvalidPlan,
@@ -582,6 +600,12 @@ impl Runtime {
                 });
             }
         }
+        crate::plan::check_depth("the payload", &payload).map_err(|reason| {
+            RuntimeError::InvalidResponse {
+                run_id: run.run_id.clone(),
+                reason,
+            }
+        })?;
         let now = self.clock.now_ms();
         let mut rec = StepRecord::new(&run.run_id, RecordKind::Resume, StepStatus::Completed, now);
         rec.node_id = Some(run.current_node.clone());
@@ -590,12 +614,12 @@ impl Runtime {
         if let Some(key) = &wait.result_key {
             // The key was checked when the plan was accepted; it can still
             // fail if it now runs through a scalar. Refuse without a change.
-            let mut v = run.vars.clone();
-            vars::set(&mut v, key, payload.clone()).map_err(|e| RuntimeError::InvalidResponse {
-                run_id: run.run_id.clone(),
-                reason: format!("cannot store the payload at '{key}': {e}"),
+            store_result(&mut run.vars, key, payload.clone()).map_err(|e| {
+                RuntimeError::InvalidResponse {
+                    run_id: run.run_id.clone(),
+                    reason: format!("cannot store the payload at '{key}': {e}"),
+                }
             })?;
-            run.vars = v;
         }
         rec.result = Some(payload);
         rec.wait = Some(wait.clone());
@@ -704,12 +728,12 @@ impl Runtime {
                 prompt,
                 choices,
                 allow_free_text,
-            } => Ok(Performed::Wait(WaitState {
+            } => Ok(Performed::Wait(Box::new(WaitState {
                 prompt: Some(prompt.clone()),
                 choices: choices.clone(),
                 allow_free_text: *allow_free_text || choices.is_empty(),
                 ..blank_wait(WaitReason::User)
-            })),
+            }))),
             Effect::AnswerUser { message, level } => {
                 tracing::info!(run_id = %run.run_id, node, level = %level, "{message}");
                 Ok(Performed::Done(
@@ -722,10 +746,10 @@ impl Runtime {
                         json!({ "until_ms": until_ms, "fired_at_ms": now }),
                     ))
                 } else {
-                    Ok(Performed::Wait(WaitState {
+                    Ok(Performed::Wait(Box::new(WaitState {
                         wake_at_ms: Some(*until_ms),
                         ..blank_wait(WaitReason::Until)
-                    }))
+                    })))
                 }
             }
             Effect::WaitEvent {
@@ -739,12 +763,12 @@ impl Runtime {
                         "event name is empty",
                     ));
                 }
-                Ok(Performed::Wait(WaitState {
+                Ok(Performed::Wait(Box::new(WaitState {
                     event_name: Some(name.clone()),
                     event_scope: Some(scope.resolve(run)),
                     wake_at_ms: *deadline_ms,
                     ..blank_wait(WaitReason::Event)
-                }))
+                })))
             }
             Effect::EmitEvent {
                 name,
@@ -798,10 +822,10 @@ impl Runtime {
                     })?;
                 work.push_back(Work::Advance(child_id.clone()));
                 match mode {
-                    ChildMode::Sync => Ok(Performed::Wait(WaitState {
+                    ChildMode::Sync => Ok(Performed::Wait(Box::new(WaitState {
                         child_run_id: Some(child_id),
                         ..blank_wait(WaitReason::Subworkflow)
-                    })),
+                    }))),
                     ChildMode::Async => Ok(Performed::Done(json!({ "run_id": child_id }))),
                 }
             }
@@ -853,12 +877,12 @@ impl Runtime {
                 };
                 match handler.handle(&call) {
                     Ok(EffectOutcome::Done(v)) => Ok(Performed::Done(v)),
-                    Ok(EffectOutcome::Wait(req)) => Ok(Performed::Wait(WaitState {
+                    Ok(EffectOutcome::Wait(req)) => Ok(Performed::Wait(Box::new(WaitState {
                         prompt: req.prompt,
                         details: req.details,
                         wake_at_ms: req.wake_at_ms,
                         ..blank_wait(req.reason)
-                    })),
+                    }))),
                     Err(e) => Err(RunError::new(
                         FailureKind::EffectFailed,
                         format!("effect '{name}': {e}"),
@@ -869,9 +893,23 @@ impl Runtime {
     }
 }
 
+/// Stores an effect result or resume payload at `key`. Leaves `vars`
+/// unchanged on error: `vars::set` fails before it creates anything, and the
+/// depth bound is checked first.
+fn store_result(vars: &mut Value, key: &str, value: Value) -> std::result::Result<(), String> {
+    let segments = vars::parse_path(key).map_err(|e| e.to_string())?.len();
+    if segments + vars::depth(&value) > vars::MAX_VARS_DEPTH {
+        return Err(format!(
+            "storing it would nest vars deeper than {} levels",
+            vars::MAX_VARS_DEPTH
+        ));
+    }
+    vars::set(vars, key, value).map_err(|e| e.to_string())
+}
+
 enum Performed {
     Done(Value),
-    Wait(WaitState),
+    Wait(Box<WaitState>),
 }
 
 fn blank_wait(reason: WaitReason) -> WaitState {
