@@ -100,6 +100,27 @@ pub struct WaitState {
     pub details: Option<Value>,
 }
 
+impl WaitState {
+    /// A wait of `reason` with nothing else set; the runtime assigns the key
+    /// and the node to resume to.
+    pub fn new(reason: WaitReason) -> Self {
+        Self {
+            reason,
+            wait_key: String::new(),
+            resume_to_node: String::new(),
+            result_key: None,
+            prompt: None,
+            choices: Vec::new(),
+            allow_free_text: false,
+            wake_at_ms: None,
+            event_name: None,
+            event_scope: None,
+            child_run_id: None,
+            details: None,
+        }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -732,7 +732,7 @@ impl Runtime {
                 prompt: Some(prompt.clone()),
                 choices: choices.clone(),
                 allow_free_text: *allow_free_text || choices.is_empty(),
-                ..blank_wait(WaitReason::User)
+                ..WaitState::new(WaitReason::User)
             }))),
             Effect::AnswerUser { message, level } => {
                 tracing::info!(run_id = %run.run_id, node, level = %level, "{message}");
@@ -748,7 +748,7 @@ impl Runtime {
                 } else {
                     Ok(Performed::Wait(Box::new(WaitState {
                         wake_at_ms: Some(*until_ms),
-                        ..blank_wait(WaitReason::Until)
+                        ..WaitState::new(WaitReason::Until)
                     })))
                 }
             }
@@ -767,7 +767,7 @@ impl Runtime {
                     event_name: Some(name.clone()),
                     event_scope: Some(scope.resolve(run)),
                     wake_at_ms: *deadline_ms,
-                    ..blank_wait(WaitReason::Event)
+                    ..WaitState::new(WaitReason::Event)
                 })))
             }
             Effect::EmitEvent {
@@ -824,7 +824,7 @@ impl Runtime {
                 match mode {
                     ChildMode::Sync => Ok(Performed::Wait(Box::new(WaitState {
                         child_run_id: Some(child_id),
-                        ..blank_wait(WaitReason::Subworkflow)
+                        ..WaitState::new(WaitReason::Subworkflow)
                     }))),
                     ChildMode::Async => Ok(Performed::Done(json!({ "run_id": child_id }))),
                 }
@@ -881,7 +881,7 @@ impl Runtime {
                         prompt: req.prompt,
                         details: req.details,
                         wake_at_ms: req.wake_at_ms,
-                        ..blank_wait(req.reason)
+                        ..WaitState::new(req.reason)
                     }))),
                     Err(e) => Err(RunError::new(
                         FailureKind::EffectFailed,
@@ -910,23 +910,6 @@ fn store_result(vars: &mut Value, key: &str, value: Value) -> std::result::Resul
 enum Performed {
     Done(Value),
     Wait(Box<WaitState>),
-}
-
-fn blank_wait(reason: WaitReason) -> WaitState {
-    WaitState {
-        reason,
-        wait_key: String::new(),
-        resume_to_node: String::new(),
-        result_key: None,
-        prompt: None,
-        choices: Vec::new(),
-        allow_free_text: false,
-        wake_at_ms: None,
-        event_name: None,
-        event_scope: None,
-        child_run_id: None,
-        details: None,
-    }
 }
 
 fn reason_name(r: WaitReason) -> &'static str {

@@ -305,6 +305,7 @@ fn ledger_len(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<i64>> 
 
 /// The indexed columns, copied out of the state on every write.
 struct Derived<'a> {
+    run: &'a RunState,
     status: &'static str,
     wait_event_name: Option<&'a str>,
     wait_event_scope: Option<&'a str>,
@@ -315,6 +316,31 @@ struct Derived<'a> {
 }
 
 impl<'a> Derived<'a> {
+    /// Runs an INSERT or UPDATE of the runs table whose parameters are, in
+    /// order: run_id, workflow_id, status, parent_run_id, session_id,
+    /// created_at_ms, updated_at_ms, wait_event_name, wait_event_scope,
+    /// wake_at_ms, a ledger length (or increment), state.
+    fn execute(
+        &self,
+        st: &mut rusqlite::CachedStatement<'_>,
+        ledger: i64,
+    ) -> rusqlite::Result<usize> {
+        st.execute(params![
+            self.run.run_id,
+            self.run.workflow_id,
+            self.status,
+            self.run.parent_run_id,
+            self.run.session_id,
+            self.created_at_ms,
+            self.updated_at_ms,
+            self.wait_event_name,
+            self.wait_event_scope,
+            self.wake_at_ms,
+            ledger,
+            self.state,
+        ])
+    }
+
     fn of(run: &'a RunState) -> Result<Self, StoreError> {
         let conv = |what: &str, v: u64| {
             i64::try_from(v).map_err(|_| {
@@ -331,6 +357,7 @@ impl<'a> Derived<'a> {
             .as_ref()
             .filter(|w| w.reason == WaitReason::Event);
         Ok(Self {
+            run,
             status: run.status.as_str(),
             wait_event_name: event.and_then(|w| w.event_name.as_deref()),
             wait_event_scope: event.and_then(|w| w.event_scope.as_deref()),
@@ -410,22 +437,7 @@ impl RunStore for SqliteStore {
                 ledger_len, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
-        .and_then(|mut st| {
-            st.execute(params![
-                run.run_id,
-                run.workflow_id,
-                derived.status,
-                run.parent_run_id,
-                run.session_id,
-                derived.created_at_ms,
-                derived.updated_at_ms,
-                derived.wait_event_name,
-                derived.wait_event_scope,
-                derived.wake_at_ms,
-                len,
-                derived.state,
-            ])
-        })
+        .and_then(|mut st| derived.execute(&mut st, len))
         .map_err(|e| self.err(op, e))?;
         insert_records(&tx, &run.run_id, 0, records).map_err(|e| self.err(op, e))?;
         tx.commit().map_err(|e| self.err(op, e))
@@ -598,22 +610,7 @@ impl Store for SqliteStore {
                 state = ?12
              WHERE run_id = ?1",
         )
-        .and_then(|mut st| {
-            st.execute(params![
-                run.run_id,
-                run.workflow_id,
-                derived.status,
-                run.parent_run_id,
-                run.session_id,
-                derived.created_at_ms,
-                derived.updated_at_ms,
-                derived.wait_event_name,
-                derived.wait_event_scope,
-                derived.wake_at_ms,
-                added,
-                derived.state,
-            ])
-        })
+        .and_then(|mut st| derived.execute(&mut st, added))
         .map_err(|e| self.err(op, e))?;
         tx.commit().map_err(|e| self.err(op, e))
     }

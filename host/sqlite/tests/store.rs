@@ -34,18 +34,9 @@ fn run(id: &str, created_at_ms: u64) -> RunState {
 
 fn wait(reason: WaitReason) -> WaitState {
     WaitState {
-        reason,
         wait_key: "k".to_owned(),
         resume_to_node: "next".to_owned(),
-        result_key: None,
-        prompt: None,
-        choices: Vec::new(),
-        allow_free_text: false,
-        wake_at_ms: None,
-        event_name: None,
-        event_scope: None,
-        child_run_id: None,
-        details: None,
+        ..WaitState::new(reason)
     }
 }
 
