@@ -79,6 +79,7 @@
 #![warn(missing_docs)]
 
 mod context;
+pub mod data;
 pub mod effect;
 mod error;
 pub mod log;

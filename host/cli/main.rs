@@ -4,6 +4,7 @@
 //! default) and the component catalog beside it, does its work and exits, so
 //! a run started by one process is resumed by another.
 
+mod bundle;
 mod catalog;
 
 use std::io::Write;
@@ -15,9 +16,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use waymark_core::{EventScope, RunQuery, RunState, RunStatus, StepRecord, Store, WaitReason};
-use waymark_runtime::{Runtime, StartOptions};
+use waymark_loader::{Loader, Policy};
+use waymark_runtime::{Runtime, RuntimeConfig, StartOptions, Workflow};
 use waymark_sqlite::SqliteStore;
-use waymark_wasm::{EngineConfig, StepLimits, WasmEngine};
+use waymark_wasm::{CompileCache, EngineConfig, StepLimits, WasmEngine};
 
 use crate::catalog::Catalog;
 
@@ -40,26 +42,38 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// Fuel (instructions) per step.
-    #[arg(long, global = true, default_value_t = StepLimits::default().fuel)]
-    fuel: u64,
-    /// Linear memory per instance, in MiB.
-    #[arg(long, global = true, default_value_t = (StepLimits::default().max_memory_bytes >> 20) as u64)]
-    max_memory_mb: u64,
-    /// Wall-clock time per step, in milliseconds.
-    #[arg(long, global = true, default_value_t = StepLimits::default().timeout.as_millis() as u64)]
-    step_timeout_ms: u64,
+    /// Operator policy (TOML): limits and grants; see docs/POLICY.md.
+    /// Without it the defaults of that page apply.
+    #[arg(long, global = true, env = "WAYMARK_POLICY")]
+    policy: Option<PathBuf>,
+    /// Fuel (instructions) per step; overrides the policy's ceiling.
+    #[arg(long, global = true)]
+    fuel: Option<u64>,
+    /// Linear memory per instance, MiB; overrides the policy's ceiling.
+    #[arg(long, global = true)]
+    max_memory_mb: Option<u64>,
+    /// Wall-clock time per step, ms; overrides the policy's ceiling.
+    #[arg(long, global = true)]
+    step_timeout_ms: Option<u64>,
+    /// Do not use the compile cache (`cache/` beside the store).
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a run of a workflow (a component file or a loaded workflow id)
-    /// and advance it until it waits or ends.
+    /// Start a run of a workflow (a bundle, a component file or a loaded
+    /// workflow id) and advance it until it waits or ends.
     Run {
-        /// A component (.wasm) or the id of a workflow already loaded.
+        /// A bundle (.wmb or directory), a component (.wasm), or the id of a
+        /// workflow already loaded.
         workflow: String,
+        /// With a bundle: which of its workflows to start (default: the
+        /// first in its manifest).
+        #[arg(long = "workflow", value_name = "ID")]
+        workflow_id: Option<String>,
         /// Initial vars, a JSON object.
         #[arg(long, default_value = "{}")]
         vars: String,
@@ -73,8 +87,12 @@ enum Command {
         #[arg(long)]
         print_id: bool,
     },
-    /// Load components into the catalog (the current version of each id).
-    Load { components: Vec<PathBuf> },
+    /// Load bundles or components into the catalog (the current version of
+    /// each workflow id).
+    Load { paths: Vec<PathBuf> },
+    /// Pack, inspect and verify bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// List the workflows in the catalog (current version of each id).
     Workflows,
     /// Show what a component describes, without loading it into the catalog.
@@ -142,6 +160,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// Pack a bundle from a pack file (a manifest whose workflows name a
+    /// component file or a guest package to build); `.wmb` output gives a
+    /// single file, anything else a directory.
+    Pack {
+        spec: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Show a bundle's manifest summary and what the policy would grant.
+    Inspect { bundle: PathBuf },
+    /// Check digests, compile every component and check what it describes;
+    /// exits 1 if anything is wrong.
+    Verify { bundle: PathBuf },
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -165,37 +200,78 @@ struct Host {
     catalog: Arc<Catalog>,
 }
 
+/// The directory beside the store: the catalog and the compile cache live there.
+fn state_dir(cli: &Cli) -> PathBuf {
+    cli.store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+fn policy(cli: &Cli) -> Result<Policy> {
+    let mut policy = match &cli.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    if let Some(v) = cli.fuel {
+        policy.limits.fuel = v;
+    }
+    if let Some(v) = cli.max_memory_mb {
+        policy.limits.memory_mb = v;
+    }
+    if let Some(v) = cli.step_timeout_ms {
+        policy.limits.timeout_ms = v;
+    }
+    Ok(policy)
+}
+
+fn loader(cli: &Cli) -> Result<Loader> {
+    let policy = policy(cli)?;
+    let engine = Arc::new(WasmEngine::new(EngineConfig {
+        pool_instances: policy.limits.concurrent_instances,
+        pool_max_memory_bytes: ((policy.limits.memory_mb as usize) << 20)
+            .max(EngineConfig::default().pool_max_memory_bytes),
+        ..EngineConfig::default()
+    })?);
+    let cache = if cli.no_cache {
+        None
+    } else {
+        Some(CompileCache::open(state_dir(cli).join("cache"))?)
+    };
+    Ok(Loader::new(engine, cache, policy))
+}
+
 fn open_host(cli: &Cli) -> Result<Host> {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&cli.store)
             .with_context(|| format!("cannot open store {}", cli.store.display()))?,
     );
-    let limits = StepLimits {
-        fuel: cli.fuel,
-        max_memory_bytes: (cli.max_memory_mb as usize) << 20,
-        timeout: Duration::from_millis(cli.step_timeout_ms),
-        ..StepLimits::default()
+    let loader = loader(cli)?;
+    let config = RuntimeConfig {
+        max_steps_per_run: loader.policy().limits.max_steps_per_run,
+        ..RuntimeConfig::default()
     };
-    let engine = Arc::new(WasmEngine::new(EngineConfig::default())?);
-    let dir = cli
-        .store
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("components");
-    let catalog = Arc::new(Catalog::open(dir, engine, limits)?);
-    let runtime = Runtime::new(store);
+    let catalog = Arc::new(Catalog::open(state_dir(cli).join("components"), loader)?);
+    let runtime = Runtime::new(store).with_config(config);
     runtime.workflows().set_loader(catalog.clone());
     Ok(Host { runtime, catalog })
+}
+
+/// Whether `path` names a bundle (a `.wmb` file or a directory holding a
+/// manifest) rather than a component or a workflow id.
+fn is_bundle(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wmb")
+        || path.join(waymark_bundle::MANIFEST_FILE).is_file()
 }
 
 fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Build { packages, out } => return build(packages, out, cli.json),
+        Command::Bundle(cmd) => return bundle::run(&cli, cmd),
         Command::Describe { component } => {
             let engine = WasmEngine::new(EngineConfig::default())?;
             let wf = engine.load_file(component, StepLimits::default())?;
-            use waymark_runtime::Workflow;
             let info = wf.info();
             if cli.json {
                 let mut v = serde_json::to_value(info)?;
@@ -216,16 +292,29 @@ fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Run {
             workflow,
+            workflow_id: chosen,
             vars,
             var,
             with,
             print_id,
         } => {
             for c in with {
-                let wf = host.catalog.add_file(c)?;
-                rt.register(wf)?;
+                for wf in load_path(&host, c, cli.json)? {
+                    rt.register(wf)?;
+                }
             }
-            let workflow_id = if workflow.ends_with(".wasm") || Path::new(workflow).is_file() {
+            let workflow_id = if is_bundle(Path::new(workflow)) {
+                let loaded = load_path(&host, Path::new(workflow), cli.json)?;
+                let mut first = None;
+                for wf in loaded {
+                    first.get_or_insert_with(|| wf.info().workflow_id.clone());
+                    rt.register(wf)?;
+                }
+                match chosen {
+                    Some(id) => id.clone(),
+                    None => first.context("the bundle has no workflows")?,
+                }
+            } else if workflow.ends_with(".wasm") || Path::new(workflow).is_file() {
                 let wf = host.catalog.add_file(Path::new(workflow))?;
                 let id = wf.info().workflow_id.clone();
                 rt.register(wf)?;
@@ -244,22 +333,23 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(exit_code(&state))
         }
-        Command::Load { components } => {
-            for c in components {
-                let wf = host.catalog.add_file(c)?;
-                let info = wf.info();
-                if cli.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"workflow_id": info.workflow_id, "version": info.version, "digest": wf.digest()})
-                    );
-                } else {
-                    println!(
-                        "loaded {}@{} ({})",
-                        info.workflow_id,
-                        info.version,
-                        wf.digest().unwrap_or_default()
-                    );
+        Command::Load { paths } => {
+            for p in paths {
+                for wf in load_path(&host, p, cli.json)? {
+                    let info = wf.info();
+                    if cli.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"workflow_id": info.workflow_id, "version": info.version, "digest": wf.digest()})
+                        );
+                    } else {
+                        println!(
+                            "loaded {}@{} ({})",
+                            info.workflow_id,
+                            info.version,
+                            wf.digest().unwrap_or_default()
+                        );
+                    }
                 }
             }
             Ok(0)
@@ -417,8 +507,32 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if bad > 0 { 1 } else { 0 })
         }
-        Command::Build { .. } | Command::Describe { .. } => unreachable!("handled above"),
+        Command::Build { .. } | Command::Describe { .. } | Command::Bundle(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// Loads a bundle or a bare component into the catalog; warns about rights
+/// a bundle asked for and the policy refused.
+fn load_path(host: &Host, path: &Path, json: bool) -> Result<Vec<Arc<dyn Workflow>>> {
+    if !is_bundle(path) {
+        return Ok(vec![host.catalog.add_file(path)?]);
+    }
+    let bundle = waymark_bundle::Bundle::open(path)?;
+    let loaded = host.catalog.add_bundle(&bundle)?;
+    let mut out = Vec::with_capacity(loaded.len());
+    for wf in loaded {
+        if !wf.effective.refused.is_empty() && !json {
+            eprintln!(
+                "warning: workflow '{}' asked for rights the policy refuses: {}",
+                wf.workflow.info().workflow_id,
+                wf.effective.refused.join(", ")
+            );
+        }
+        out.push(wf.workflow);
+    }
+    Ok(out)
 }
 
 fn build(packages: &[String], out: &Path, json: bool) -> Result<i32> {

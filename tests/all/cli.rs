@@ -182,3 +182,92 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
 }
+
+#[test]
+fn a_bundle_is_packed_verified_run_and_resumed_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let spec = dir.path().join("q.bundle.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[bundle]\nid = \"cli.quickstart\"\nversion = \"1.0.0\"\n\n[[workflows]]\nid = \"quickstart\"\ncomponent = {:?}\n[workflows.capabilities]\neffects = [\"ask_user\"]\n",
+            artifacts::QUICKSTART
+        ),
+    )
+    .unwrap();
+    let wmb = dir.path().join("q.wmb");
+    let packed = ok_json(
+        &store,
+        &[
+            "bundle",
+            "pack",
+            spec.to_str().unwrap(),
+            "--out",
+            wmb.to_str().unwrap(),
+        ],
+    );
+    assert!(packed["digest"].as_str().unwrap().len() == 64);
+
+    let out = waymark(&store, &["bundle", "verify", wmb.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let inspected = ok_json(&store, &["bundle", "inspect", wmb.to_str().unwrap()]);
+    assert_eq!(inspected["id"], "cli.quickstart");
+    assert_eq!(inspected["effective"][0]["effects"], json!(["ask_user"]));
+
+    let started = ok_json(&store, &["run", wmb.to_str().unwrap()]);
+    assert_eq!(started["status"], "waiting");
+    let id = started["run_id"].as_str().unwrap();
+    // Another process reloads the exact component with the bundle's rights.
+    let done = ok_json(&store, &["respond", id, "--text", "bundled"]);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"], json!({"answer": "bundled"}));
+
+    // A tampered archive fails verification and cannot be run.
+    let mut bytes = std::fs::read(&wmb).unwrap();
+    let n = bytes.len();
+    bytes[n - 2048] ^= 0x20;
+    std::fs::write(&wmb, &bytes).unwrap();
+    let out = waymark(&store, &["bundle", "verify", wmb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INVALID"));
+    let out = waymark(&store, &["run", wmb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_policy_file_refuses_what_it_does_not_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[grants]\neffects = [\"answer_user\"]\n").unwrap();
+    let out = waymark(
+        &store,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--json",
+            "run",
+            artifacts::QUICKSTART,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["error"]["kind"], "effect_not_allowed");
+    std::fs::write(&policy, "[limits]\nfuel = 0\n").unwrap();
+    let out = waymark(
+        &store,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "run",
+            artifacts::QUICKSTART,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.fuel"));
+}

@@ -2,9 +2,12 @@
 //! components built from source by `waymark-guest-artifacts`, real SQLite
 //! files, real processes.
 
+mod bundles;
 mod cli;
 mod effects;
+mod hostile;
 mod ledger;
+mod policy;
 mod sandbox;
 mod semantics;
 mod support;

@@ -12,9 +12,17 @@ use waymark_wasm::{EngineConfig, StepLimits, WasmEngine, WasmWorkflow};
 
 pub use waymark_guest_artifacts as artifacts;
 
+/// One engine for the whole test binary.
+pub fn shared_engine() -> Arc<WasmEngine> {
+    static ENGINE: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| Arc::new(WasmEngine::new(EngineConfig::default()).expect("engine")))
+        .clone()
+}
+
 pub fn engine() -> &'static WasmEngine {
-    static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
-    ENGINE.get_or_init(|| WasmEngine::new(EngineConfig::default()).expect("engine"))
+    static ENGINE: OnceLock<Arc<WasmEngine>> = OnceLock::new();
+    ENGINE.get_or_init(shared_engine)
 }
 
 /// Limits small enough that hostile guests fail fast.

@@ -19,6 +19,12 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("ORDER", "order", "order-guest", "examples/order"),
     ("CHAIN", "chain", "chain-guest", "tests/guests/chain"),
     (
+        "COMPUTE",
+        "compute",
+        "compute-guest",
+        "tests/guests/compute",
+    ),
+    (
         "SCRIPTED",
         "scripted",
         "scripted-guest",

@@ -12,6 +12,6 @@ pub mod workflow;
 pub use effects::{EffectCall, EffectError, EffectHandler, EffectOutcome, WaitRequest};
 pub use runtime::{Result, Runtime, RuntimeConfig, RuntimeError, StartOptions, scope_key};
 pub use workflow::{
-    NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure, StepOutput, Workflow,
-    WorkflowLoader, WorkflowRegistry, validate_info,
+    GrantedWorkflow, Grants, NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure,
+    StepOutput, Workflow, WorkflowLoader, WorkflowRegistry, validate_info,
 };

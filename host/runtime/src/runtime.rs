@@ -466,6 +466,13 @@ impl Runtime {
         rec.result_key = plan.result_key.clone();
 
         if let Some(effect) = plan.effect {
+            if let Some(grants) = wf.grants()
+                && let Some(reason) = refusal(grants, &effect)
+            {
+                rec.effect = Some(effect);
+                let err = RunError::new(FailureKind::EffectNotAllowed, reason).at_node(node);
+                return self.fail_step(run, rec, err, work);
+            }
             let outcome = self.perform(run, &node, &effect, &plan.transition, work);
             rec.effect = Some(effect);
             match outcome {
@@ -891,6 +898,22 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Why `grants` do not cover `effect`, if they do not.
+fn refusal(grants: &crate::workflow::Grants, effect: &Effect) -> Option<String> {
+    let name = effect.name();
+    if !grants.allows_effect(name) {
+        return Some(format!("effect '{name}' is not granted to this workflow"));
+    }
+    if let Effect::StartSubworkflow { workflow_id, .. } = effect
+        && !grants.allows_child(workflow_id)
+    {
+        return Some(format!(
+            "starting workflow '{workflow_id}' as a child is not granted to this workflow"
+        ));
+    }
+    None
 }
 
 /// Stores an effect result or resume payload at `key`. Leaves `vars`

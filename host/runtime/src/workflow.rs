@@ -2,7 +2,7 @@
 //! runs one node. WASM components and native Rust closures both implement
 //! [`Workflow`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
@@ -56,9 +56,43 @@ impl StepFailure {
     }
 }
 
+/// The rights a workflow was granted: operator policy intersected with
+/// what its bundle asked for. A request outside them fails the step with
+/// `effect_not_allowed`; the effect is recorded, never performed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Effect names (`ask_user`, ..., or a custom name) it may request;
+    /// None: any.
+    pub effects: Option<BTreeSet<String>>,
+    /// Workflow ids it may start as children; None: any.
+    pub child_workflows: Option<BTreeSet<String>>,
+}
+
+impl Grants {
+    /// Everything allowed (a workflow the host trusts).
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn allows_effect(&self, name: &str) -> bool {
+        self.effects.as_ref().is_none_or(|e| e.contains(name))
+    }
+
+    pub fn allows_child(&self, workflow_id: &str) -> bool {
+        self.child_workflows
+            .as_ref()
+            .is_none_or(|c| c.contains(workflow_id))
+    }
+}
+
 /// A workflow graph the runtime can execute.
 pub trait Workflow: Send + Sync {
     fn info(&self) -> &WorkflowInfo;
+
+    /// What the workflow may request; None: anything (trusted code).
+    fn grants(&self) -> Option<&Grants> {
+        None
+    }
 
     /// Content digest of the code (sha256 hex of a component), recorded in
     /// runs and ledger records so history stays attributable.
@@ -100,6 +134,36 @@ pub fn validate_info(info: &WorkflowInfo) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Wraps a workflow with the grants it runs under.
+pub struct GrantedWorkflow {
+    inner: Arc<dyn Workflow>,
+    grants: Grants,
+}
+
+impl GrantedWorkflow {
+    pub fn new(inner: Arc<dyn Workflow>, grants: Grants) -> Self {
+        Self { inner, grants }
+    }
+}
+
+impl Workflow for GrantedWorkflow {
+    fn info(&self) -> &WorkflowInfo {
+        self.inner.info()
+    }
+
+    fn grants(&self) -> Option<&Grants> {
+        Some(&self.grants)
+    }
+
+    fn digest(&self) -> Option<&str> {
+        self.inner.digest()
+    }
+
+    fn run_node(&self, ctx: &StepContext<'_>) -> Result<StepOutput, StepFailure> {
+        self.inner.run_node(ctx)
+    }
 }
 
 type NodeFn = dyn Fn(&StepContext<'_>) -> Result<StepPlan, NodeError> + Send + Sync;

@@ -12,6 +12,7 @@ use waymark_runtime::{StepContext, StepFailure, StepOutput, Workflow, validate_i
 
 use crate::bindings::waymark::workflow::{host, types as wit};
 use crate::bindings::{Workflow as WorkflowBindings, WorkflowPre};
+use crate::cache::{CacheOutcome, CompileCache};
 use crate::convert;
 use crate::limits::{LimitHit, StepLimits, StepState};
 
@@ -31,6 +32,17 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Native stack a guest may use; deeper recursion traps as stack overflow.
     pub max_wasm_stack: usize,
+    /// Meter guest instructions with fuel (default true). **Turning it off
+    /// removes the instruction budget**: [`StepLimits::fuel`] is ignored and
+    /// steps report no fuel consumed, so only the wall-clock deadline stops a
+    /// runaway guest. For measuring the cost of metering only.
+    pub consume_fuel: bool,
+    /// Enforce [`StepLimits::timeout`] with epoch interruption (default
+    /// true). **Turning it off removes the wall-clock deadline** and the
+    /// ticker thread, so only fuel stops a runaway guest (and nothing stops
+    /// one that blocks in a host call). For measuring the cost of the epoch
+    /// checks only.
+    pub epoch_interruption: bool,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +53,8 @@ impl Default for EngineConfig {
             pool_max_memory_bytes: 256 << 20,
             epoch_tick: Duration::from_millis(10),
             max_wasm_stack: 1 << 20,
+            consume_fuel: true,
+            epoch_interruption: true,
         }
     }
 }
@@ -66,6 +80,8 @@ pub enum WasmError {
     Describe(String),
     #[error("component describes an invalid workflow: {0}")]
     InvalidInfo(String),
+    #[error("compile cache unusable: {0}")]
+    Cache(String),
 }
 
 /// A wasmtime engine configured for Waymark, plus its epoch ticker.
@@ -80,8 +96,8 @@ impl WasmEngine {
     pub fn new(config: EngineConfig) -> Result<Self, WasmError> {
         let mut wt = Config::new();
         wt.wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
+            .consume_fuel(config.consume_fuel)
+            .epoch_interruption(config.epoch_interruption)
             .max_wasm_stack(config.max_wasm_stack);
         if config.pooling {
             let mut pool = PoolingAllocationConfig::default();
@@ -100,21 +116,23 @@ impl WasmEngine {
 
         // The ticker holds only a weak handle so dropping the engine ends it.
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        let weak = engine.weak();
-        let stop = stop_ticker.clone();
-        let tick = config.epoch_tick;
-        std::thread::Builder::new()
-            .name("waymark-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+        if config.epoch_interruption {
+            let weak = engine.weak();
+            let stop = stop_ticker.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("waymark-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        match weak.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
                     }
-                }
-            })
-            .map_err(|e| WasmError::Config(format!("cannot start the epoch ticker: {e}")))?;
+                })
+                .map_err(|e| WasmError::Config(format!("cannot start the epoch ticker: {e}")))?;
+        }
         Ok(Self {
             engine,
             linker: Arc::new(linker),
@@ -125,6 +143,10 @@ impl WasmEngine {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// Reads and loads a component file.
@@ -143,12 +165,54 @@ impl WasmEngine {
 
     /// Compiles, links and describes a component.
     pub fn load(&self, bytes: &[u8], limits: StepLimits) -> Result<WasmWorkflow, WasmError> {
-        let digest = hex::encode(Sha256::digest(bytes));
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+        self.load_cached(bytes, limits, None).map(|(wf, _)| wf)
+    }
+
+    /// Like [`load`](Self::load), but takes the compiled code from `cache`
+    /// when it holds an authentic entry for this component and this engine
+    /// configuration, and stores it there after compiling otherwise. A
+    /// damaged, forged or incompatible entry is deleted and recompiled
+    /// ([`CacheOutcome::Miss`]); failing to write the cache is logged, not an
+    /// error. Without a cache this is `load` ([`CacheOutcome::Disabled`]).
+    pub fn load_cached(
+        &self,
+        bytes: &[u8],
+        limits: StepLimits,
+        cache: Option<&CompileCache>,
+    ) -> Result<(WasmWorkflow, CacheOutcome), WasmError> {
+        let sha = Sha256::digest(bytes);
+        let compile = || {
+            Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))
+        };
+        let (component, outcome) = match cache {
+            None => (compile()?, CacheOutcome::Disabled),
+            Some(cache) => {
+                let key = CompileCache::key(&self.engine, &sha.into());
+                match cache.get(&self.engine, &key) {
+                    Some(component) => (component, CacheOutcome::Hit),
+                    None => {
+                        let component = compile()?;
+                        cache.put(&key, &component);
+                        (component, CacheOutcome::Miss)
+                    }
+                }
+            }
+        };
+        let wf = self.link_and_describe(&component, hex::encode(sha), limits)?;
+        Ok((wf, outcome))
+    }
+
+    /// Links a compiled component against the host and asks it to describe
+    /// itself.
+    fn link_and_describe(
+        &self,
+        component: &Component,
+        digest: String,
+        limits: StepLimits,
+    ) -> Result<WasmWorkflow, WasmError> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let pre = WorkflowPre::new(pre).map_err(|e| WasmError::Contract(format!("{e:#}")))?;
         let mut wf = WasmWorkflow {
@@ -161,7 +225,10 @@ impl WasmEngine {
             digest,
             pre,
             limits,
+            data: None,
             epoch_tick: self.config.epoch_tick,
+            consume_fuel: self.config.consume_fuel,
+            epoch_interruption: self.config.epoch_interruption,
         };
         let info = wf
             .call(|store, inst| inst.waymark_workflow_node().call_describe(store))
@@ -186,12 +253,23 @@ pub struct WasmWorkflow {
     digest: String,
     pre: WorkflowPre<StepState>,
     limits: StepLimits,
+    /// The read-only data directory granted to this workflow, if any.
+    data: Option<Arc<cap_std::fs::Dir>>,
     epoch_tick: Duration,
+    consume_fuel: bool,
+    epoch_interruption: bool,
 }
 
 impl WasmWorkflow {
     pub fn limits(&self) -> &StepLimits {
         &self.limits
+    }
+
+    /// Grants the workflow read-only access to `dir` through the host's
+    /// `read-data` function.
+    pub fn with_data_dir(mut self, dir: Arc<cap_std::fs::Dir>) -> Self {
+        self.data = Some(dir);
+        self
     }
 
     /// Runs `f` on a fresh instance under the limits, returning its result
@@ -206,29 +284,41 @@ impl WasmWorkflow {
     fn call_with_state<R>(
         &self,
         f: impl FnOnce(&mut Store<StepState>, &WorkflowBindings) -> wasmtime::Result<R>,
-    ) -> Result<(R, Vec<LogLine>, u64), StepFailure> {
+    ) -> Result<(R, Vec<LogLine>, Option<u64>), StepFailure> {
         let limits = &self.limits;
-        let mut store = Store::new(self.pre.engine(), StepState::new(limits.clone()));
+        let mut state = StepState::new(limits.clone());
+        state.data = self.data.clone();
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| s);
         let host_err =
             |e: wasmtime::Error| StepFailure::new(FailureKind::HostError, format!("{e:#}"));
-        store.set_fuel(limits.fuel).map_err(host_err)?;
-        let tick_ms = self.epoch_tick.as_millis().max(1);
-        let ticks = (limits.timeout.as_millis().div_ceil(tick_ms) as u64).max(1);
-        store.set_epoch_deadline(ticks);
+        if self.consume_fuel {
+            store.set_fuel(limits.fuel).map_err(host_err)?;
+        }
+        if self.epoch_interruption {
+            let tick_ms = self.epoch_tick.as_millis().max(1);
+            let ticks = (limits.timeout.as_millis().div_ceil(tick_ms) as u64).max(1);
+            store.set_epoch_deadline(ticks);
+        }
 
+        let mut entered = false;
         let result = match self.pre.instantiate(&mut store) {
-            Ok(inst) => f(&mut store, &inst),
+            Ok(inst) => {
+                entered = true;
+                f(&mut store, &inst)
+            }
             Err(e) => Err(e),
         };
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel_used = self
+            .consume_fuel
+            .then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
         let state = store.into_data();
         match result {
             Ok(r) => Ok((r, state.logs, fuel_used)),
             Err(e) => {
-                let mut failure = classify(&e, &state);
+                let mut failure = classify(&e, &state, entered);
                 failure.logs = state.logs;
-                failure.fuel_consumed = Some(fuel_used);
+                failure.fuel_consumed = fuel_used;
                 Err(failure)
             }
         }
@@ -238,7 +328,12 @@ impl WasmWorkflow {
 /// Names the cause of a failed call. Limit hits recorded by the store come
 /// first: a guest whose allocation was refused usually aborts with a plain
 /// `unreachable`, which would otherwise hide the cause.
-fn classify(e: &wasmtime::Error, state: &StepState) -> StepFailure {
+///
+/// `entered` says the guest was instantiated and called: an error then that
+/// is not a trap is wasmtime refusing what the guest handed back (a string or
+/// list outside its memory, invalid UTF-8, a bad discriminant, a bad
+/// `cabi_realloc` result), which is the guest's fault, not the host's.
+fn classify(e: &wasmtime::Error, state: &StepState, entered: bool) -> StepFailure {
     let limits = &state.limits;
     if state.log_limit_exceeded {
         return StepFailure::new(
@@ -287,6 +382,10 @@ fn classify(e: &wasmtime::Error, state: &StepState) -> StepFailure {
             "guest executed `unreachable` (a panic or abort in the guest)",
         ),
         Some(trap) => StepFailure::new(FailureKind::Trap, format!("guest trapped: {trap}")),
+        None if entered => StepFailure::new(
+            FailureKind::Trap,
+            format!("guest broke the component ABI: {e:#}"),
+        ),
         None => StepFailure::new(FailureKind::HostError, format!("{e:#}")),
     }
 }
@@ -313,7 +412,7 @@ impl Workflow for WasmWorkflow {
             .call_with_state(|store, inst| inst.waymark_workflow_node().call_step(store, &wctx))?;
         let with_cost = |mut f: StepFailure, logs: Vec<LogLine>| {
             f.logs = logs;
-            f.fuel_consumed = Some(fuel);
+            f.fuel_consumed = fuel;
             f
         };
         match result {
@@ -321,7 +420,7 @@ impl Workflow for WasmWorkflow {
                 Ok(plan) => Ok(StepOutput {
                     plan,
                     logs,
-                    fuel_consumed: Some(fuel),
+                    fuel_consumed: fuel,
                 }),
                 Err(f) => Err(with_cost(f, logs)),
             },
@@ -361,5 +460,40 @@ impl host::Host for StepState {
             fields,
         });
         Ok(())
+    }
+
+    fn read_data(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        let Some(dir) = &self.data else {
+            return Ok(Err("no data directory is granted to this workflow".into()));
+        };
+        // cap-std resolves the path inside `dir` only: absolute paths, `..`
+        // past the root and symlinks leading out are refused.
+        let budget = self.limits.max_plan_bytes.saturating_sub(self.data_bytes);
+        let file = match dir.open(&path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("cannot open '{path}': {e}"))),
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(Err(format!("'{path}' is not a file")));
+        }
+        if len > budget as u64 {
+            return Ok(Err(format!(
+                "'{path}' is {len} bytes; {budget} bytes of data may still be read in this step"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        use std::io::Read;
+        // Read at most the budget even if the file grew meanwhile.
+        if let Err(e) = file.take(budget as u64 + 1).read_to_end(&mut bytes) {
+            return Ok(Err(format!("cannot read '{path}': {e}")));
+        }
+        if bytes.len() > budget {
+            return Ok(Err(format!(
+                "'{path}' grew past the data budget while being read"
+            )));
+        }
+        self.data_bytes += bytes.len();
+        Ok(Ok(bytes))
     }
 }

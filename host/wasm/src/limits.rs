@@ -50,6 +50,10 @@ pub(crate) enum LimitHit {
 /// Store data of one step.
 pub(crate) struct StepState {
     pub limits: StepLimits,
+    /// The read-only data directory granted to the workflow, if any.
+    pub data: Option<std::sync::Arc<cap_std::fs::Dir>>,
+    /// Bytes returned by `read-data` in this step.
+    pub data_bytes: usize,
     pub hit: Option<LimitHit>,
     pub logs: Vec<LogLine>,
     pub log_bytes: usize,
@@ -60,6 +64,8 @@ impl StepState {
     pub fn new(limits: StepLimits) -> Self {
         Self {
             limits,
+            data: None,
+            data_bytes: 0,
             hit: None,
             logs: Vec::new(),
             log_bytes: 0,

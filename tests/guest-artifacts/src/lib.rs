@@ -26,7 +26,17 @@ mod tests {
     #[test]
     fn every_guest_is_a_workflow_component() {
         let ids: Vec<_> = super::all().iter().map(|(id, _)| *id).collect();
-        assert_eq!(ids, ["quickstart", "packing", "order", "chain", "scripted"]);
+        assert_eq!(
+            ids,
+            [
+                "quickstart",
+                "packing",
+                "order",
+                "chain",
+                "compute",
+                "scripted"
+            ]
+        );
         for (id, path) in super::all() {
             let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{id}: {path}: {e}"));
             let world = check_workflow_component(&bytes).unwrap_or_else(|e| panic!("{id}: {e}"));

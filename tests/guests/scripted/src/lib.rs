@@ -24,6 +24,7 @@
 //! | `{"op": "big_output", "bytes": n}` | completes with a string of `n` bytes |
 //! | `{"op": "log", "lines": n}` | logs `n` info lines, next `run` |
 //! | `{"op": "recurse"}` | recurses without bound |
+//! | `{"op": "read_data", "path", "into"}` | reads a file of the granted data directory into var `into`, next `run` |
 //!
 //! Effects E: `{"ask_user": {"prompt", "choices"?, "allow_free_text"?}}`,
 //! `{"answer_user": {"message", "level"?}}`, `{"wait_until": {"until_ms"}}`,
@@ -165,6 +166,10 @@ fn run(ctx: &Context) -> NodeResult {
             Ok(next("run"))
         }
         "recurse" => Ok(Plan::complete(&recurse(black_box(0)))),
+        "read_data" => {
+            let text = waymark_guest::data::read_to_string(&instr.req::<String>("path")?)?;
+            Ok(next("run").set(instr.req::<String>("into")?, &text))
+        }
         other => Err(bad_script(format!("unknown op `{other}` at pc {pc}"))),
     }
 }

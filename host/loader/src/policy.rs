@@ -1,0 +1,426 @@
+//! Operator policy: the limits and rights a host grants to the bundles it
+//! loads. A bundle's workflow gets the intersection of what it asks for and
+//! what the policy allows, never more.
+//!
+//! The policy is a TOML file; every key is optional and documented in
+//! `docs/POLICY.md`. Example:
+//!
+//! ```toml
+//! [limits]
+//! fuel = 500_000_000
+//! memory_mb = 64
+//! timeout_ms = 5_000
+//! max_plan_bytes = 4_194_304
+//! max_log_bytes = 65_536
+//! max_log_lines = 256
+//! max_steps_per_run = 10_000_000
+//! concurrent_instances = 64
+//!
+//! [grants]
+//! effects = ["ask_user", "answer_user", "wait_until", "wait_event",
+//!            "emit_event", "start_subworkflow", "vars_query"]
+//! child_workflows = "same-bundle"
+//! data_dir = "/srv/waymark/data"
+//!
+//! [bundles."acme.orders"]
+//! effects = ["ask_user", "inventory.reserve"]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use waymark_runtime::Grants;
+use waymark_wasm::StepLimits;
+
+/// Errors reading a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("policy {path} is invalid: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+/// The built-in effects a policy grants when it names none: everything that
+/// stays inside the host. LLM and tool calls reach outside and must be
+/// granted explicitly.
+pub const DEFAULT_EFFECTS: &[&str] = &[
+    "ask_user",
+    "answer_user",
+    "wait_until",
+    "wait_event",
+    "emit_event",
+    "start_subworkflow",
+    "vars_query",
+];
+
+/// The whole policy file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub limits: LimitPolicy,
+    #[serde(default)]
+    pub grants: GrantPolicy,
+    /// Per-bundle overrides of `[grants]`, by bundle id.
+    #[serde(default)]
+    pub bundles: BTreeMap<String, BundleOverride>,
+}
+
+/// Ceilings. A bundle may ask for less; it never gets more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitPolicy {
+    /// Fuel (instructions) per step.
+    pub fuel: u64,
+    /// Linear memory per instance, MiB.
+    pub memory_mb: u64,
+    /// Wall-clock time per step, ms.
+    pub timeout_ms: u64,
+    /// Bytes of strings in one returned plan.
+    pub max_plan_bytes: usize,
+    /// Bytes of guest log output per step.
+    pub max_log_bytes: usize,
+    /// Guest log lines per step.
+    pub max_log_lines: usize,
+    /// Nodes one run may execute in its life.
+    pub max_steps_per_run: u64,
+    /// Instances that may exist at once in this host (the pool size).
+    pub concurrent_instances: u32,
+}
+
+impl Default for LimitPolicy {
+    fn default() -> Self {
+        let d = StepLimits::default();
+        Self {
+            fuel: d.fuel,
+            memory_mb: (d.max_memory_bytes >> 20) as u64,
+            timeout_ms: d.timeout.as_millis() as u64,
+            max_plan_bytes: d.max_plan_bytes,
+            max_log_bytes: d.max_log_bytes,
+            max_log_lines: d.max_log_lines,
+            max_steps_per_run: waymark_runtime::RuntimeConfig::default().max_steps_per_run,
+            concurrent_instances: 64,
+        }
+    }
+}
+
+/// Which child workflows a workflow may start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChildPolicy {
+    /// Only workflows of its own bundle.
+    #[default]
+    SameBundle,
+    /// Any workflow the host knows.
+    Any,
+    /// No child workflows.
+    None,
+}
+
+/// Rights the host is willing to grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantPolicy {
+    /// Effects (built-in or custom names) a workflow may be granted.
+    pub effects: BTreeSet<String>,
+    pub child_workflows: ChildPolicy,
+    /// A directory exposed read-only to workflows whose bundle asks for
+    /// `data`; none when absent.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for GrantPolicy {
+    fn default() -> Self {
+        Self {
+            effects: DEFAULT_EFFECTS.iter().map(|s| (*s).to_owned()).collect(),
+            child_workflows: ChildPolicy::default(),
+            data_dir: None,
+        }
+    }
+}
+
+/// Replaces parts of `[grants]` for one bundle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleOverride {
+    pub effects: Option<BTreeSet<String>>,
+    pub child_workflows: Option<ChildPolicy>,
+    pub data_dir: Option<PathBuf>,
+    /// Refuse to load this bundle at all.
+    #[serde(default)]
+    pub deny: bool,
+}
+
+/// What a bundle's workflow asks for (the manifest's limits and
+/// capabilities, in the loader's terms).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    pub fuel: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub max_plan_bytes: Option<usize>,
+    pub max_log_bytes: Option<usize>,
+    pub max_log_lines: Option<usize>,
+    pub effects: BTreeSet<String>,
+    pub child_workflows: BTreeSet<String>,
+    pub data: bool,
+}
+
+/// What a workflow gets: its limits, its grants, and what it asked for but
+/// was refused (shown to the operator, never silently dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    pub limits: StepLimits,
+    pub grants: Grants,
+    pub data_dir: Option<PathBuf>,
+    pub refused: Vec<String>,
+}
+
+impl Policy {
+    pub fn parse(text: &str, origin: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
+            path: origin.to_owned(),
+            detail: e.to_string(),
+        })?;
+        policy.validate().map_err(|detail| PolicyError::Invalid {
+            path: origin.to_owned(),
+            detail,
+        })?;
+        Ok(policy)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (name, v) in [
+            ("fuel", l.fuel),
+            ("memory_mb", l.memory_mb),
+            ("timeout_ms", l.timeout_ms),
+            ("max_plan_bytes", l.max_plan_bytes as u64),
+            ("max_log_bytes", l.max_log_bytes as u64),
+            ("max_log_lines", l.max_log_lines as u64),
+            ("max_steps_per_run", l.max_steps_per_run),
+            ("concurrent_instances", u64::from(l.concurrent_instances)),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name} must be greater than 0"));
+            }
+        }
+        if l.memory_mb > 4096 {
+            return Err("limits.memory_mb must be at most 4096".into());
+        }
+        for (scope, effects) in std::iter::once(("grants", &self.grants.effects)).chain(
+            self.bundles
+                .iter()
+                .filter_map(|(id, o)| Some((id.as_str(), o.effects.as_ref()?))),
+        ) {
+            if let Some(bad) = effects.iter().find(|e| e.is_empty() || e.len() > 128) {
+                return Err(format!("{scope}: effect name '{bad}' is empty or too long"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the policy lets this bundle be loaded at all.
+    pub fn allows_bundle(&self, bundle_id: &str) -> bool {
+        !self.bundles.get(bundle_id).is_some_and(|o| o.deny)
+    }
+
+    /// Intersects a workflow's request with the policy. `bundle_workflows`
+    /// are the workflow ids of the same bundle (for `same-bundle` children).
+    pub fn effective(
+        &self,
+        bundle_id: &str,
+        bundle_workflows: &BTreeSet<String>,
+        request: &Request,
+    ) -> Effective {
+        let over = self.bundles.get(bundle_id);
+        let l = &self.limits;
+        let cap = |asked: Option<u64>, ceiling: u64| asked.map_or(ceiling, |a| a.min(ceiling));
+        let cap_usize =
+            |asked: Option<usize>, ceiling: usize| asked.map_or(ceiling, |a| a.min(ceiling));
+        let limits = StepLimits {
+            fuel: cap(request.fuel, l.fuel),
+            max_memory_bytes: (cap(request.memory_mb, l.memory_mb) as usize) << 20,
+            timeout: Duration::from_millis(cap(request.timeout_ms, l.timeout_ms)),
+            max_plan_bytes: cap_usize(request.max_plan_bytes, l.max_plan_bytes),
+            max_log_bytes: cap_usize(request.max_log_bytes, l.max_log_bytes),
+            max_log_lines: cap_usize(request.max_log_lines, l.max_log_lines),
+            ..StepLimits::default()
+        };
+
+        let mut refused = Vec::new();
+        let grantable = over
+            .and_then(|o| o.effects.as_ref())
+            .unwrap_or(&self.grants.effects);
+        let effects: BTreeSet<String> = request
+            .effects
+            .iter()
+            .filter(|e| {
+                let ok = grantable.contains(*e);
+                if !ok {
+                    refused.push(format!("effect '{e}'"));
+                }
+                ok
+            })
+            .cloned()
+            .collect();
+
+        let child_policy = over
+            .and_then(|o| o.child_workflows)
+            .unwrap_or(self.grants.child_workflows);
+        let children: BTreeSet<String> = request
+            .child_workflows
+            .iter()
+            .filter(|c| {
+                let ok = match child_policy {
+                    ChildPolicy::Any => true,
+                    ChildPolicy::SameBundle => bundle_workflows.contains(*c),
+                    ChildPolicy::None => false,
+                };
+                if !ok {
+                    refused.push(format!("child workflow '{c}'"));
+                }
+                ok
+            })
+            .cloned()
+            .collect();
+
+        let data_dir = if request.data {
+            let dir = over
+                .and_then(|o| o.data_dir.clone())
+                .or_else(|| self.grants.data_dir.clone());
+            if dir.is_none() {
+                refused.push("data directory".to_owned());
+            }
+            dir
+        } else {
+            None
+        };
+
+        Effective {
+            limits,
+            grants: Grants {
+                effects: Some(effects),
+                child_workflows: Some(children),
+            },
+            data_dir,
+            refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn limits_are_capped_by_the_policy() {
+        let p = Policy::parse("[limits]\nfuel = 1000\nmemory_mb = 16\n", "test").unwrap();
+        let e = p.effective(
+            "b",
+            &set(&[]),
+            &Request {
+                fuel: Some(5_000),
+                memory_mb: Some(8),
+                ..Request::default()
+            },
+        );
+        assert_eq!(e.limits.fuel, 1000);
+        assert_eq!(e.limits.max_memory_bytes, 8 << 20);
+        let e = p.effective("b", &set(&[]), &Request::default());
+        assert_eq!(e.limits.fuel, 1000);
+        assert_eq!(e.limits.max_memory_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn rights_are_the_intersection_and_refusals_are_reported() {
+        let p = Policy::default();
+        let e = p.effective(
+            "b",
+            &set(&["order", "packing"]),
+            &Request {
+                effects: set(&["ask_user", "tool_calls", "start_subworkflow"]),
+                child_workflows: set(&["packing", "elsewhere"]),
+                data: true,
+                ..Request::default()
+            },
+        );
+        assert_eq!(
+            e.grants.effects,
+            Some(set(&["ask_user", "start_subworkflow"]))
+        );
+        assert_eq!(e.grants.child_workflows, Some(set(&["packing"])));
+        assert_eq!(e.data_dir, None);
+        assert_eq!(
+            e.refused,
+            vec![
+                "effect 'tool_calls'",
+                "child workflow 'elsewhere'",
+                "data directory"
+            ]
+        );
+    }
+
+    #[test]
+    fn bundle_overrides_replace_the_grants() {
+        let p = Policy::parse(
+            "[bundles.\"acme\"]\neffects = [\"inventory.reserve\"]\nchild_workflows = \"none\"\ndata_dir = \"/data\"\n",
+            "test",
+        )
+        .unwrap();
+        let req = Request {
+            effects: set(&["inventory.reserve", "ask_user"]),
+            child_workflows: set(&["x"]),
+            data: true,
+            ..Request::default()
+        };
+        let e = p.effective("acme", &set(&["x"]), &req);
+        assert_eq!(e.grants.effects, Some(set(&["inventory.reserve"])));
+        assert_eq!(e.grants.child_workflows, Some(set(&[])));
+        assert_eq!(e.data_dir, Some(PathBuf::from("/data")));
+        let e = p.effective("other", &set(&["x"]), &req);
+        assert_eq!(e.grants.effects, Some(set(&["ask_user"])));
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_the_reason() {
+        for (text, needle) in [
+            ("[limits]\nfuel = 0\n", "limits.fuel"),
+            ("[limits]\nbogus = 1\n", "bogus"),
+            ("[grants]\nchild_workflows = \"some\"\n", "some"),
+            ("[limits]\nmemory_mb = 100000\n", "memory_mb"),
+            ("not toml at all [", "invalid"),
+        ] {
+            let e = Policy::parse(text, "p.toml").unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+        assert!(
+            Policy::parse("[bundles.x]\ndeny = true\n", "p")
+                .unwrap()
+                .allows_bundle("y")
+        );
+        assert!(
+            !Policy::parse("[bundles.x]\ndeny = true\n", "p")
+                .unwrap()
+                .allows_bundle("x")
+        );
+    }
+}
