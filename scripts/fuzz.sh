@@ -9,7 +9,7 @@
 # leaves its input in fuzz/artifacts/<target> and makes this script exit 1
 # after the remaining targets have run.
 set -euo pipefail
-cd "$(dirname "$0")/../fuzz"
+cd "$(dirname "$0")/.."
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz.sh: a nightly toolchain is needed (rustup toolchain install nightly)" >&2
@@ -20,13 +20,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 seconds="${FUZZ_SECONDS:-60}"
-targets="${FUZZ_TARGETS:-$(cargo fuzz list)}"
+targets="${FUZZ_TARGETS:-$(cargo fuzz list | tr "\n" " ")}"
 failed=()
 for target in $targets; do
-    work="target/corpus/$target"
-    mkdir -p "$work" "corpus/$target"
+    work="fuzz/target/corpus/$target"
+    seeds="fuzz/corpus/$target"
+    mkdir -p "$work" "$seeds"
     echo "== fuzzing $target for ${seconds}s"
-    if ! cargo +nightly fuzz run "$target" "$work" "corpus/$target" -- \
+    if ! cargo +nightly fuzz run "$target" "$work" "$seeds" -- \
         -max_total_time="$seconds" -print_final_stats=1; then
         failed+=("$target")
     fi

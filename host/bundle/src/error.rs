@@ -14,7 +14,7 @@ pub enum BundleError {
     NotABundle { bundle: String },
 
     /// Reading or writing failed at the operating-system level.
-    #[error("bundle {bundle}: i/o error on `{entry}`: {source}")]
+    #[error("bundle {bundle}: i/o error{}: {source}", on(entry))]
     Io {
         bundle: String,
         entry: String,
@@ -176,6 +176,14 @@ pub enum BundleError {
         first: PathBuf,
         second: PathBuf,
     },
+}
+
+fn on(entry: &str) -> String {
+    if entry.is_empty() {
+        String::new()
+    } else {
+        format!(" on `{entry}`")
+    }
 }
 
 /// Why a path is unsafe.

@@ -1109,3 +1109,24 @@ fn directory_limits_and_bad_manifest() {
         Err(BundleError::Io { .. })
     ));
 }
+
+#[test]
+fn the_documented_example_parses() {
+    let doc = include_str!("../src/lib.rs");
+    let start = doc.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+    let len = doc[start..].find("//! ```\n").unwrap();
+    let text: String = doc[start..start + len]
+        .lines()
+        .map(|l| {
+            format!(
+                "{}\n",
+                l.strip_prefix("//!").unwrap().trim_start_matches(' ')
+            )
+        })
+        .collect();
+    let m = Manifest::parse(&text).unwrap();
+    assert_eq!(m.bundle.id, "acme.orders");
+    assert_eq!(m.workflows[0].limits.max_log_lines, Some(256));
+    assert_eq!(m.workflows[0].capabilities.effects.len(), 4);
+    assert_eq!(m.components["components/order.wasm"].size, Some(12345));
+}
