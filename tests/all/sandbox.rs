@@ -217,3 +217,32 @@ fn deeply_nested_values_are_refused_so_every_run_stays_readable() {
     );
     assert_eq!(f.runtime.get_state(&id).unwrap(), before);
 }
+
+#[test]
+fn more_concurrent_steps_than_pool_slots_wait_instead_of_failing() {
+    let engine = WasmEngine::new(EngineConfig {
+        pool_instances: 2,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let wf = engine
+        .load_file(artifacts::CHAIN, crate::support::test_limits())
+        .unwrap();
+    let rt = Arc::new(waymark_runtime::Runtime::new(Arc::new(
+        waymark_core::MemoryStore::new(),
+    )));
+    rt.register(Arc::new(wf)).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                let id = rt.start("chain", json!({"n": 30})).unwrap();
+                rt.tick(&id).unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        let s = h.join().unwrap();
+        assert_eq!(s.status, RunStatus::Completed, "{:?}", s.error);
+    }
+}

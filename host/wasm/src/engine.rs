@@ -90,6 +90,8 @@ pub struct WasmEngine {
     linker: Arc<Linker<StepState>>,
     config: EngineConfig,
     stop_ticker: Arc<AtomicBool>,
+    /// Shared by every workflow of this engine: one slot per pooled instance.
+    slots: Arc<Slots>,
 }
 
 impl WasmEngine {
@@ -106,6 +108,12 @@ impl WasmEngine {
                 .total_memories(config.pool_instances * 2)
                 .total_tables(config.pool_instances * 4)
                 .max_tables_per_module(4)
+                // Per component: the memory cap applies to each linear
+                // memory, so bound how many one component may have; and
+                // bound its core instances so one component cannot drain
+                // the pool (Python components need more than 16).
+                .max_memories_per_component(4)
+                .max_core_instances_per_component(64)
                 .max_memory_size(config.pool_max_memory_bytes);
             wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -136,6 +144,7 @@ impl WasmEngine {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            slots: Arc::new(Slots::new(config.pool_instances as usize)),
             config,
             stop_ticker,
         })
@@ -226,6 +235,7 @@ impl WasmEngine {
             pre,
             limits,
             data: None,
+            slots: self.slots.clone(),
             epoch_tick: self.config.epoch_tick,
             consume_fuel: self.config.consume_fuel,
             epoch_interruption: self.config.epoch_interruption,
@@ -255,6 +265,7 @@ pub struct WasmWorkflow {
     limits: StepLimits,
     /// The read-only data directory granted to this workflow, if any.
     data: Option<Arc<cap_std::fs::Dir>>,
+    slots: Arc<Slots>,
     epoch_tick: Duration,
     consume_fuel: bool,
     epoch_interruption: bool,
@@ -295,12 +306,19 @@ impl WasmWorkflow {
         if self.consume_fuel {
             store.set_fuel(limits.fuel).map_err(host_err)?;
         }
+        // Bounds what the host copies out of the guest in one call (the plan,
+        // a log line): without it a guest could make the host allocate far
+        // more than the plan limit before the plan's size is checked.
+        store.set_hostcall_fuel(hostcall_budget(limits));
         if self.epoch_interruption {
             let tick_ms = self.epoch_tick.as_millis().max(1);
             let ticks = (limits.timeout.as_millis().div_ceil(tick_ms) as u64).max(1);
             store.set_epoch_deadline(ticks);
         }
 
+        // Wait for a pool slot rather than failing the step when every slot
+        // is taken by concurrent steps.
+        let _slot = self.slots.acquire();
         let mut entered = false;
         let result = match self.pre.instantiate(&mut store) {
             Ok(inst) => {
@@ -322,6 +340,54 @@ impl WasmWorkflow {
                 Err(failure)
             }
         }
+    }
+}
+
+/// wasmtime's message when a call's hostcall fuel runs out (its error type
+/// is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// Bytes the guest may hand the host in one call: the larger of the plan and
+/// log limits, doubled for list and record overhead, plus slack for the
+/// small fixed parts.
+fn hostcall_budget(limits: &StepLimits) -> usize {
+    limits
+        .max_plan_bytes
+        .max(limits.max_log_bytes)
+        .saturating_mul(2)
+        .saturating_add(64 << 10)
+}
+
+/// A counting semaphore over the instance pool's slots.
+pub(crate) struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+pub(crate) struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -382,6 +448,13 @@ fn classify(e: &wasmtime::Error, state: &StepState, entered: bool) -> StepFailur
             "guest executed `unreachable` (a panic or abort in the guest)",
         ),
         Some(trap) => StepFailure::new(FailureKind::Trap, format!("guest trapped: {trap}")),
+        None if entered && format!("{e:#}").contains(HOSTCALL_FUEL_EXHAUSTED) => StepFailure::new(
+            FailureKind::PlanTooLarge,
+            format!(
+                "guest tried to hand the host more than {} bytes in one call",
+                hostcall_budget(limits)
+            ),
+        ),
         None if entered => StepFailure::new(
             FailureKind::Trap,
             format!("guest broke the component ABI: {e:#}"),
