@@ -111,7 +111,12 @@ impl Catalog {
     ) -> Result<()> {
         let wf = &loaded.workflow;
         let digest = wf.digest().unwrap_or_default().to_owned();
-        write_atomic(&self.dir, &self.component_path(&digest), bytes)?;
+        // Content-addressed: an existing file already holds these bytes (and
+        // is re-verified against its name whenever it is loaded).
+        let component = self.component_path(&digest);
+        if !component.exists() {
+            write_atomic(&self.dir, &component, bytes)?;
+        }
         let manifest_path = self.manifest_path(&digest);
         match manifest {
             Some(m) => write_atomic(&self.dir, &manifest_path, m.to_toml().as_bytes())?,
