@@ -343,33 +343,32 @@ fn the_data_directory_is_read_only_and_confined() {
     .unwrap();
     let rt = runtime_with(&loader(policy), &bundle);
 
-    let ok = rt
-        .start("scripted", json!({"script": [{"op": "read_data", "path": "rates/eur.json", "into": "rates"}, {"op": "complete_with_var", "path": "rates"}]}))
-        .unwrap();
-    let s = rt.tick(&ok).unwrap();
+    let s = read_data(&rt, "rates/eur.json");
     assert_eq!(s.output, Some(json!(r#"{"usd": 1.08}"#)), "{:?}", s.error);
 
     for escape in ["../secret.txt", "/etc/passwd", "rates/../../secret.txt"] {
-        let id = rt
-            .start(
-                "scripted",
-                json!({"script": [{"op": "read_data", "path": escape, "into": "x"}]}),
-            )
-            .unwrap();
-        let s = rt.tick(&id).unwrap();
-        let e = s.error.unwrap();
+        let e = read_data(&rt, escape).error.unwrap();
         assert_eq!(e.kind, FailureKind::NodeError, "{escape}: {e}");
         assert_eq!(e.code.as_deref(), Some("data-unavailable"), "{escape}");
     }
 
     // Without a grant there is no directory at all.
     let rt = runtime_with(&loader(Policy::default()), &bundle);
+    let e = read_data(&rt, "rates/eur.json").error.unwrap();
+    assert!(e.message.contains("no data directory"), "{e}");
+}
+
+/// Runs a scripted workflow that reads `path` from the data directory and
+/// completes with its text.
+fn read_data(rt: &Runtime, path: &str) -> waymark_core::RunState {
     let id = rt
         .start(
             "scripted",
-            json!({"script": [{"op": "read_data", "path": "rates/eur.json", "into": "x"}]}),
+            json!({"script": [
+                {"op": "read_data", "path": path, "into": "text"},
+                {"op": "complete_with_var", "path": "text"}
+            ]}),
         )
         .unwrap();
-    let e = rt.tick(&id).unwrap().error.unwrap();
-    assert!(e.message.contains("no data directory"), "{e}");
+    rt.tick(&id).unwrap()
 }
