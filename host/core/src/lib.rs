@@ -2,16 +2,23 @@
 //! records; the hash-chained ledger; var paths; the store traits and an
 //! in-memory store. No I/O happens here.
 
+pub mod conformance;
+pub mod group;
 pub mod ledger;
 pub mod memory;
 pub mod model;
 pub mod store;
 pub mod vars;
 
+pub use group::{GroupCommit, GroupStats};
 pub use ledger::{SealedRecord, Verification, canonical_json, seal, verify};
 pub use memory::MemoryStore;
 pub use model::*;
-pub use store::{LedgerStore, RunQuery, RunStore, Store, StoreError};
+pub use store::{
+    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
+    LedgerStore, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery, SnapshotStore, Store,
+    StoreError, Submitted, validate_artifact_id, validate_id,
+};
 
 /// The host's clock. Runs see it through the `now-ms` of their context, so a
 /// test can drive time explicitly.

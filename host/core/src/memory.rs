@@ -1,12 +1,16 @@
 //! In-memory store: for tests and embedding. Same semantics as the durable
-//! stores, including the ledger-continuity check on commit.
+//! stores, including the checks a commit makes before it changes anything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::ledger::SealedRecord;
+use crate::ledger::sha256_hex;
 use crate::model::{RunState, RunStatus, StepRecord, WaitReason};
-use crate::store::{LedgerStore, RunQuery, RunStore, Store, StoreError, parse_records};
+use crate::store::{
+    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
+    LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store, StoreError,
+    Submitted, parse_records, validate_artifact_id, validate_id,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -14,6 +18,12 @@ struct Inner {
     ledgers: HashMap<String, Vec<String>>,
     /// Creation order, for listing newest first.
     order: Vec<String>,
+    effects: HashMap<String, EffectEntry>,
+    artifacts: BTreeMap<String, (ArtifactMeta, Vec<u8>)>,
+    snapshots: Vec<Snapshot>,
+    commands: Vec<Command>,
+    command_ids: HashMap<String, u64>,
+    cursors: HashMap<String, u64>,
 }
 
 /// A store that lives in the process.
@@ -46,38 +56,62 @@ impl MemoryStore {
     }
 }
 
-fn append(
-    ledger: &mut Vec<String>,
-    run_id: &str,
-    records: &[SealedRecord],
-) -> Result<(), StoreError> {
-    if let Some(first) = records.first()
-        && first.seq != ledger.len() as u64
-    {
-        return Err(StoreError::LedgerConflict {
-            run_id: run_id.to_owned(),
-            stored: ledger.len() as u64,
-            attempted: first.seq,
-        });
-    }
-    ledger.extend(records.iter().map(|r| r.json.clone()));
-    Ok(())
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
-impl RunStore for MemoryStore {
-    fn create_run(&self, run: &RunState, records: &[SealedRecord]) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        if inner.runs.contains_key(&run.run_id) {
-            return Err(StoreError::RunExists(run.run_id.clone()));
+impl Inner {
+    /// Every check of `commit` against the stored data, before any change.
+    fn check(&self, commit: &Commit) -> Result<(), StoreError> {
+        commit.check()?;
+        for w in &commit.runs {
+            let id = &w.run.run_id;
+            let stored = self.ledgers.get(id).map(|l| l.len() as u64);
+            match (w.create, stored) {
+                (true, Some(_)) => return Err(StoreError::RunExists(id.clone())),
+                (false, None) => return Err(StoreError::RunNotFound(id.clone())),
+                (true, None) => {}
+                (false, Some(stored)) => {
+                    let attempted = Commit::expected_seq(w);
+                    if stored != attempted {
+                        return Err(StoreError::LedgerConflict {
+                            run_id: id.clone(),
+                            stored,
+                            attempted,
+                        });
+                    }
+                }
+            }
         }
-        let mut ledger = Vec::new();
-        append(&mut ledger, &run.run_id, records)?;
-        inner.ledgers.insert(run.run_id.clone(), ledger);
-        inner.runs.insert(run.run_id.clone(), run.clone());
-        inner.order.push(run.run_id.clone());
         Ok(())
     }
 
+    fn apply(&mut self, commit: &Commit) {
+        for w in &commit.runs {
+            let id = w.run.run_id.clone();
+            if w.create {
+                self.order.push(id.clone());
+            }
+            self.ledgers
+                .entry(id.clone())
+                .or_default()
+                .extend(w.records.iter().map(|r| r.json.clone()));
+            self.runs.insert(id, w.run.clone());
+        }
+        for e in &commit.effects {
+            self.effects.insert(e.key.clone(), e.clone());
+        }
+        if let Some((consumer, seq)) = &commit.cursor {
+            let c = self.cursors.entry(consumer.clone()).or_default();
+            *c = (*c).max(*seq);
+        }
+    }
+}
+
+impl RunStore for MemoryStore {
     fn load_run(&self, run_id: &str) -> Result<RunState, StoreError> {
         self.lock()
             .runs
@@ -123,7 +157,7 @@ impl RunStore for MemoryStore {
         let mut due: Vec<(u64, &String)> = inner
             .runs
             .values()
-            .filter(|r| r.status == RunStatus::Waiting)
+            .filter(|r| r.status == RunStatus::Waiting && !r.paused)
             .filter_map(|r| {
                 let at = r.waiting.as_ref()?.wake_at_ms?;
                 (at <= now_ms).then_some((at, &r.run_id))
@@ -142,7 +176,7 @@ impl RunStore for MemoryStore {
         Ok(inner
             .runs
             .values()
-            .filter(|r| r.status == RunStatus::Waiting)
+            .filter(|r| r.status == RunStatus::Waiting && !r.paused)
             .filter_map(|r| r.waiting.as_ref()?.wake_at_ms)
             .min())
     }
@@ -162,15 +196,172 @@ impl LedgerStore for MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn commit(&self, run: &RunState, records: &[SealedRecord]) -> Result<(), StoreError> {
+impl EffectLog for MemoryStore {
+    fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
+        Ok(self.lock().effects.get(key).cloned())
+    }
+}
+
+impl ArtifactStore for MemoryStore {
+    fn put_artifact(&self, bytes: &[u8], content_type: &str) -> Result<ArtifactMeta, StoreError> {
+        let id = sha256_hex(bytes);
         let mut inner = self.lock();
-        if !inner.runs.contains_key(&run.run_id) {
-            return Err(StoreError::RunNotFound(run.run_id.clone()));
+        let entry = inner.artifacts.entry(id.clone()).or_insert_with(|| {
+            (
+                ArtifactMeta {
+                    artifact_id: id,
+                    size: bytes.len() as u64,
+                    content_type: content_type.to_owned(),
+                    created_at_ms: now_ms(),
+                },
+                bytes.to_vec(),
+            )
+        });
+        Ok(entry.0.clone())
+    }
+
+    fn get_artifact(&self, id: &str) -> Result<(ArtifactMeta, Vec<u8>), StoreError> {
+        validate_artifact_id(id)?;
+        self.lock()
+            .artifacts
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "artifact",
+                id: id.to_owned(),
+            })
+    }
+
+    fn artifact_meta(&self, id: &str) -> Result<ArtifactMeta, StoreError> {
+        Ok(self.get_artifact(id)?.0)
+    }
+
+    fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
+        Ok(self
+            .lock()
+            .artifacts
+            .values()
+            .map(|(m, _)| m.clone())
+            .collect())
+    }
+}
+
+impl SnapshotStore for MemoryStore {
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        validate_id("snapshot", &snapshot.snapshot_id)?;
+        let mut inner = self.lock();
+        if inner
+            .snapshots
+            .iter()
+            .any(|s| s.snapshot_id == snapshot.snapshot_id)
+        {
+            return Err(StoreError::Backend(format!(
+                "snapshot '{}' already exists",
+                snapshot.snapshot_id
+            )));
         }
-        let ledger = inner.ledgers.entry(run.run_id.clone()).or_default();
-        append(ledger, &run.run_id, records)?;
-        inner.runs.insert(run.run_id.clone(), run.clone());
+        inner.snapshots.push(snapshot.clone());
         Ok(())
     }
+
+    fn load_snapshot(&self, snapshot_id: &str) -> Result<Snapshot, StoreError> {
+        validate_id("snapshot", snapshot_id)?;
+        self.lock()
+            .snapshots
+            .iter()
+            .find(|s| s.snapshot_id == snapshot_id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "snapshot",
+                id: snapshot_id.to_owned(),
+            })
+    }
+
+    fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>, StoreError> {
+        let inner = self.lock();
+        let mut found: Vec<Snapshot> = inner
+            .snapshots
+            .iter()
+            .filter(|s| query.matches(s))
+            .cloned()
+            .collect();
+        // Newest first; among equal times, the later save first.
+        found.reverse();
+        found.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+        found.truncate(query.limit.unwrap_or(usize::MAX));
+        Ok(found)
+    }
+
+    fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
+        validate_id("snapshot", snapshot_id)?;
+        let mut inner = self.lock();
+        let before = inner.snapshots.len();
+        inner.snapshots.retain(|s| s.snapshot_id != snapshot_id);
+        Ok(inner.snapshots.len() != before)
+    }
+}
+
+impl CommandInbox for MemoryStore {
+    fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError> {
+        validate_id("command", &command.command_id)?;
+        let mut inner = self.lock();
+        if let Some(&seq) = inner.command_ids.get(&command.command_id) {
+            return Ok(Submitted {
+                seq,
+                duplicate: true,
+            });
+        }
+        let seq = inner.commands.len() as u64 + 1;
+        let mut c = command.clone();
+        c.seq = seq;
+        inner.command_ids.insert(c.command_id.clone(), seq);
+        inner.commands.push(c);
+        Ok(Submitted {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    fn commands_after(&self, after: u64, limit: usize) -> Result<Vec<Command>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .commands
+            .iter()
+            .skip(after.min(usize::MAX as u64) as usize)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn cursor(&self, consumer: &str) -> Result<u64, StoreError> {
+        validate_id("consumer", consumer)?;
+        Ok(self.lock().cursors.get(consumer).copied().unwrap_or(0))
+    }
+
+    fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError> {
+        validate_id("consumer", consumer)?;
+        let mut inner = self.lock();
+        let c = inner.cursors.entry(consumer.to_owned()).or_default();
+        *c = (*c).max(seq);
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check(commit)?;
+        inner.apply(commit);
+        Ok(())
+    }
+
+    fn durability(&self) -> Durability {
+        // Nothing survives the process; the closest honest answer.
+        Durability::Off
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    crate::conformance_tests!((std::sync::Arc::new(crate::MemoryStore::new()), ()));
 }

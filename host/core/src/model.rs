@@ -65,6 +65,8 @@ pub enum WaitReason {
     Subworkflow,
     /// A host effect handler asked the run to wait (for example an approval).
     Approval,
+    /// A failed attempt waits for its backoff before the next one.
+    Retry,
 }
 
 /// Durable blocking: everything needed to resume a run later, from any
@@ -98,6 +100,13 @@ pub struct WaitState {
     /// Extra data from the effect handler that created the wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// For `retry` waits: the attempt that failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// For `retry` waits on an effect: the plan whose effect is tried again,
+    /// so the node is not re-run. None retries the node itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<Box<StepPlan>>,
 }
 
 impl WaitState {
@@ -117,6 +126,8 @@ impl WaitState {
             event_scope: None,
             child_run_id: None,
             details: None,
+            attempt: 0,
+            pending_plan: None,
         }
     }
 }
@@ -272,6 +283,20 @@ pub struct RunState {
     pub session_id: String,
     /// Nodes executed so far.
     pub steps: u64,
+    /// Host-effect issuances so far: advanced in the commit that lands each
+    /// step carrying a host effect, and part of that effect's idempotency
+    /// key, so a re-run of the same step finds the same key while a later,
+    /// identical request gets a new one.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub effect_seq: u64,
+    /// A paused run is not advanced and its timers do not fire until it is
+    /// resumed; it still accepts resume payloads.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Artifacts the run's vars or records refer to (values offloaded out
+    /// of vars). Only these are rehydrated for the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<String>,
     pub ledger: LedgerHead,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
@@ -425,10 +450,13 @@ pub enum Transition {
 }
 
 /// What a node returns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepPlan {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<VarWrite>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<Effect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_key: Option<String>,
     pub transition: Transition,
 }
@@ -513,6 +541,12 @@ pub enum RecordKind {
     Cancel,
     /// The run failed outside a node (for example a child failed).
     Fail,
+    /// The run was paused.
+    Pause,
+    /// A paused run was resumed.
+    ResumeRun,
+    /// The run's state was restored from a snapshot.
+    Restore,
 }
 
 /// The outcome a record reports.
@@ -523,6 +557,9 @@ pub enum StepStatus {
     Completed,
     /// The step left the run waiting.
     Waiting,
+    /// An attempt failed with a retryable error; the run waits for its
+    /// backoff and tries again.
+    Retrying,
     Failed,
     Cancelled,
 }
@@ -564,6 +601,10 @@ pub struct StepRecord {
     pub component_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The effect's outcome came from the effect log (it had been performed
+    /// before a crash) instead of being performed again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
     pub started_at_ms: u64,
     pub ended_at_ms: u64,
     /// `record_hash` of the previous record; null for the first.
@@ -574,6 +615,10 @@ pub struct StepRecord {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -600,6 +645,7 @@ impl StepRecord {
             fuel_consumed: None,
             component_digest: None,
             idempotency_key: None,
+            replayed: false,
             started_at_ms: now_ms,
             ended_at_ms: now_ms,
             prev_hash: None,

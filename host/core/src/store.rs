@@ -1,7 +1,13 @@
-//! Store traits. A backend implements [`RunStore`] and [`LedgerStore`], and
-//! [`Store::commit`] which lands a run's new state and its new ledger records
-//! atomically: a reader never sees a record without the state it led to, or
-//! the reverse.
+//! Store traits. A backend implements every trait here; [`Store::commit`]
+//! lands one [`Commit`] atomically: the new states of every run it touches
+//! together with their new ledger records, the effect outcomes it records
+//! and the inbox cursor it advances. A reader never sees a record without
+//! the state it led to, or one run's half of a change without the other's
+//! (a child created without its parent waiting on it, an event delivered
+//! without the step that emitted it).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::ledger::SealedRecord;
 use crate::model::{RunState, RunStatus};
@@ -13,11 +19,22 @@ pub enum StoreError {
     RunNotFound(String),
     #[error("run '{0}' already exists")]
     RunExists(String),
-    /// The stored data cannot be read back; names what and where.
+    /// An id that cannot name a stored object (empty, too long, a path
+    /// separator, `..`, a NUL byte...). Nothing was read or written.
+    #[error("invalid {kind} id {id:?}: {reason}")]
+    InvalidId {
+        kind: &'static str,
+        id: String,
+        reason: &'static str,
+    },
+    #[error("{kind} '{id}' not found")]
+    NotFound { kind: &'static str, id: String },
+    /// The stored data cannot be read back; names what and where (a file
+    /// and line, a table and key).
     #[error("corrupt data in {location}: {detail}")]
     Corrupt { location: String, detail: String },
     /// A ledger append does not continue the stored chain (a concurrent
-    /// writer, or a stale run state).
+    /// writer, or a stale run state). Nothing of the commit landed.
     #[error("ledger of run '{run_id}' is at seq {stored}, append started at {attempted}")]
     LedgerConflict {
         run_id: String,
@@ -26,6 +43,242 @@ pub enum StoreError {
     },
     #[error("storage backend error: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// A copy for reporting one failure to several waiters (group commit).
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::RunNotFound(s) => Self::RunNotFound(s.clone()),
+            Self::RunExists(s) => Self::RunExists(s.clone()),
+            Self::InvalidId { kind, id, reason } => Self::InvalidId {
+                kind,
+                id: id.clone(),
+                reason,
+            },
+            Self::NotFound { kind, id } => Self::NotFound {
+                kind,
+                id: id.clone(),
+            },
+            Self::Corrupt { location, detail } => Self::Corrupt {
+                location: location.clone(),
+                detail: detail.clone(),
+            },
+            Self::LedgerConflict {
+                run_id,
+                stored,
+                attempted,
+            } => Self::LedgerConflict {
+                run_id: run_id.clone(),
+                stored: *stored,
+                attempted: *attempted,
+            },
+            Self::Backend(s) => Self::Backend(s.clone()),
+        }
+    }
+}
+
+/// Longest id a store accepts (run, snapshot, command, consumer ids).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks that `id` can name a stored object in any backend, including a
+/// file name: 1 to 128 characters from `A-Z a-z 0-9 . _ - :`, not starting
+/// with `.`. So `../x`, `/etc/passwd`, `a/b`, `a\\b` and NUL bytes are all
+/// refused before any backend sees them.
+pub fn validate_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
+    let refuse = |reason| {
+        Err(StoreError::InvalidId {
+            kind,
+            id: id.chars().take(MAX_ID_LEN + 8).collect(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return refuse("it is empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return refuse("it is longer than 128 bytes");
+    }
+    if id.starts_with('.') {
+        return refuse("it starts with '.'");
+    }
+    if id.contains('\0') {
+        return refuse("it contains a NUL byte");
+    }
+    if id.contains('/') || id.contains('\\') {
+        return refuse("it contains a path separator");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+    {
+        return refuse("only A-Z, a-z, 0-9, '.', '_', '-' and ':' are allowed");
+    }
+    Ok(())
+}
+
+/// When a commit's data reaches stable storage. Every level survives the
+/// process being killed (`kill -9`): a commit has reached the operating
+/// system before it is acknowledged. They differ on power loss or an OS
+/// crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// No fsync. Survives a process crash; power loss can lose any commit
+    /// not yet written back by the OS, and file stores may need repair.
+    Off,
+    /// fsync at checkpoints only (SQLite `synchronous=NORMAL` in WAL mode).
+    /// Survives a process crash; power loss can roll back the latest
+    /// commits but leaves a consistent store.
+    Normal,
+    /// fsync before a commit is acknowledged (SQLite `synchronous=FULL`).
+    /// Survives power loss. Group commit shares one fsync between the
+    /// commits that are ready together.
+    #[default]
+    Full,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Normal => "normal",
+            Self::Full => "full",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "off" => Self::Off,
+            "normal" => Self::Normal,
+            "full" => Self::Full,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One run's part of a [`Commit`].
+#[derive(Debug, Clone)]
+pub struct RunWrite {
+    /// The run's new state.
+    pub run: RunState,
+    /// Records sealed after the ledger head the stored run had (for a new
+    /// run, from seq 0).
+    pub records: Vec<SealedRecord>,
+    /// The run must not exist yet.
+    pub create: bool,
+}
+
+/// The recorded outcome of one host-effect issuance, keyed by its
+/// idempotency key. Looked up before the effect is performed, so an effect
+/// whose outcome was recorded is never performed again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectEntry {
+    pub key: String,
+    pub run_id: String,
+    pub node_id: String,
+    pub effect: String,
+    /// The attempt that produced the outcome.
+    pub attempt: u32,
+    /// `{"done": value}` or `{"wait": request}`.
+    pub outcome: Value,
+    pub recorded_at_ms: u64,
+}
+
+/// Everything one atomic commit changes.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub runs: Vec<RunWrite>,
+    pub effects: Vec<EffectEntry>,
+    /// Advance an inbox consumer's cursor to this command seq, with the
+    /// changes the command caused.
+    pub cursor: Option<(String, u64)>,
+}
+
+impl Commit {
+    /// A commit of one existing run's new state and records.
+    pub fn update(run: &RunState, records: Vec<SealedRecord>) -> Self {
+        Self {
+            runs: vec![RunWrite {
+                run: run.clone(),
+                records,
+                create: false,
+            }],
+            ..Self::default()
+        }
+    }
+
+    /// A commit creating one run.
+    pub fn create(run: &RunState, records: Vec<SealedRecord>) -> Self {
+        Self {
+            runs: vec![RunWrite {
+                run: run.clone(),
+                records,
+                create: true,
+            }],
+            ..Self::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty() && self.effects.is_empty() && self.cursor.is_none()
+    }
+
+    /// Checks the commit's shape before a backend looks at stored data: ids
+    /// valid, each run at most once, records contiguous and ending at the
+    /// run's new ledger head.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        for w in &self.runs {
+            validate_id("run", &w.run.run_id)?;
+            if !seen.insert(w.run.run_id.as_str()) {
+                return Err(StoreError::Backend(format!(
+                    "commit touches run '{}' twice",
+                    w.run.run_id
+                )));
+            }
+            for pair in w.records.windows(2) {
+                if pair[1].seq != pair[0].seq + 1 {
+                    return Err(StoreError::Backend(format!(
+                        "records of run '{}' are not contiguous",
+                        w.run.run_id
+                    )));
+                }
+            }
+            if let Some(last) = w.records.last()
+                && last.seq + 1 != w.run.ledger.next_seq
+            {
+                return Err(StoreError::Backend(format!(
+                    "records of run '{}' end at seq {} but its ledger head is {}",
+                    w.run.run_id, last.seq, w.run.ledger.next_seq
+                )));
+            }
+            if w.create && w.records.first().is_some_and(|r| r.seq != 0) {
+                return Err(StoreError::Backend(format!(
+                    "new run '{}' must start its ledger at seq 0",
+                    w.run.run_id
+                )));
+            }
+        }
+        if let Some((consumer, _)) = &self.cursor {
+            validate_id("consumer", consumer)?;
+        }
+        Ok(())
+    }
+
+    /// The seq the stored ledger of `w`'s run must be at for `w` to apply.
+    pub fn expected_seq(w: &RunWrite) -> u64 {
+        w.records
+            .first()
+            .map(|r| r.seq)
+            .unwrap_or(w.run.ledger.next_seq)
+    }
 }
 
 /// Which runs to list.
@@ -53,16 +306,15 @@ impl RunQuery {
 }
 
 pub trait RunStore: Send + Sync {
-    /// Stores a new run together with its first ledger records.
-    fn create_run(&self, run: &RunState, records: &[SealedRecord]) -> Result<(), StoreError>;
     fn load_run(&self, run_id: &str) -> Result<RunState, StoreError>;
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError>;
     /// Waiting runs whose event wait matches `name` in the resolved `scope`.
     fn event_waiters(&self, name: &str, scope: &str) -> Result<Vec<String>, StoreError>;
     /// Waiting runs whose timer (WAIT_UNTIL time or WAIT_EVENT deadline) is
     /// at or before `now_ms`, earliest first.
+    /// Paused runs are left out.
     fn due_waits(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
-    /// The earliest timer among waiting runs, if any.
+    /// The earliest timer among waiting runs that are not paused, if any.
     fn next_wake_at(&self) -> Result<Option<u64>, StoreError>;
 }
 
@@ -73,10 +325,149 @@ pub trait LedgerStore: Send + Sync {
     fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError>;
 }
 
-pub trait Store: RunStore + LedgerStore {
-    /// Atomically appends `records` (sealed after the ledger head the stored
-    /// run had) and replaces the stored run with `run`.
-    fn commit(&self, run: &RunState, records: &[SealedRecord]) -> Result<(), StoreError>;
+/// Content-addressed blobs: values offloaded out of vars and records.
+pub trait ArtifactStore: Send + Sync {
+    /// Stores `bytes` under their sha256 (hex), which is returned. Storing
+    /// the same bytes again is a no-op.
+    fn put_artifact(&self, bytes: &[u8], content_type: &str) -> Result<ArtifactMeta, StoreError>;
+    /// The blob, checked against its id.
+    fn get_artifact(&self, id: &str) -> Result<(ArtifactMeta, Vec<u8>), StoreError>;
+    fn artifact_meta(&self, id: &str) -> Result<ArtifactMeta, StoreError>;
+    fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactMeta {
+    /// sha256 of the bytes, hex.
+    pub artifact_id: String,
+    pub size: u64,
+    pub content_type: String,
+    pub created_at_ms: u64,
+}
+
+/// Checks that `id` is a sha256 hex digest (how artifacts are named).
+pub fn validate_artifact_id(id: &str) -> Result<(), StoreError> {
+    if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidId {
+            kind: "artifact",
+            id: id.chars().take(80).collect(),
+            reason: "an artifact id is 64 lowercase hex digits (sha256)",
+        })
+    }
+}
+
+/// A named point-in-time copy of a run's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub snapshot_id: String,
+    pub run_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub created_at_ms: u64,
+    pub state: RunState,
+}
+
+/// Which snapshots to find; every set field must match.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotQuery {
+    pub run_id: Option<String>,
+    /// Carries this tag exactly.
+    pub tag: Option<String>,
+    /// Case-insensitive substring of the name or description.
+    pub text: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl SnapshotQuery {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.run_id.as_deref().is_none_or(|r| r == s.run_id)
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|t| s.tags.iter().any(|x| x == t))
+            && self.text.as_deref().is_none_or(|t| {
+                let t = t.to_lowercase();
+                s.name.to_lowercase().contains(&t) || s.description.to_lowercase().contains(&t)
+            })
+    }
+}
+
+pub trait SnapshotStore: Send + Sync {
+    /// Stores a new snapshot; its id must be unused.
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+    fn load_snapshot(&self, snapshot_id: &str) -> Result<Snapshot, StoreError>;
+    /// Matching snapshots, newest first.
+    fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>, StoreError>;
+    /// Whether it existed.
+    fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError>;
+}
+
+/// A request to the runtime, queued durably (for example by a process that
+/// does not run workflows itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Chosen by the submitter; a second submit with the same id is a
+    /// no-op, which makes submitting idempotent.
+    pub command_id: String,
+    /// Position in the inbox, assigned on submit (from 1).
+    #[serde(default)]
+    pub seq: u64,
+    /// `start`, `resume`, `respond`, `emit`, `cancel`, `pause`, `resume_run`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default)]
+    pub submitted_at_ms: u64,
+}
+
+/// What [`CommandInbox::submit_command`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    pub seq: u64,
+    /// The id was already in the inbox; nothing was added.
+    pub duplicate: bool,
+}
+
+/// A durable, append-only command queue with a cursor per consumer.
+pub trait CommandInbox: Send + Sync {
+    /// Appends `command` (its `seq` is ignored) unless its id is present.
+    fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError>;
+    /// Commands with seq greater than `after`, oldest first.
+    fn commands_after(&self, after: u64, limit: usize) -> Result<Vec<Command>, StoreError>;
+    /// The last seq `consumer` has processed (0 for none).
+    fn cursor(&self, consumer: &str) -> Result<u64, StoreError>;
+    /// Moves `consumer`'s cursor (never backwards).
+    fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError>;
+}
+
+pub trait EffectLog: Send + Sync {
+    /// The recorded outcome of the issuance with this idempotency key.
+    fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError>;
+}
+
+pub trait Store:
+    RunStore + LedgerStore + EffectLog + ArtifactStore + SnapshotStore + CommandInbox
+{
+    /// Lands `commit` atomically, after checking that every run it updates
+    /// exists with its ledger at the records' first seq (and every run it
+    /// creates does not exist). On any error nothing of it landed.
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
+
+    /// Lands several independent commits, sharing one transaction or fsync
+    /// where the backend can; each succeeds or fails on its own.
+    fn commit_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
+        commits.iter().map(|c| self.commit(c)).collect()
+    }
+
+    /// When this store's commits reach stable storage.
+    fn durability(&self) -> Durability;
 }
 
 /// Parses stored record texts, naming the first one that does not parse.

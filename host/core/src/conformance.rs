@@ -1,0 +1,638 @@
+//! The store conformance suite: the behaviour every backend must share.
+//! Each case takes a fresh, empty store; backends run all of them through
+//! [`conformance_tests!`](crate::conformance_tests), so memory, files and
+//! SQLite are held to the same contract.
+//!
+//! Cases panic with a message on a violation (they are test bodies).
+
+use serde_json::json;
+
+use crate::ledger::{SealedRecord, seal, verify};
+use crate::model::{
+    LedgerHead, RecordKind, RunState, RunStatus, StepRecord, StepStatus, WaitReason, WaitState,
+};
+use crate::store::{
+    Command, Commit, EffectEntry, RunQuery, RunWrite, Snapshot, SnapshotQuery, Store, StoreError,
+};
+
+/// A running run at its entry node with an empty ledger head.
+pub fn sample_run(run_id: &str) -> RunState {
+    RunState {
+        run_id: run_id.to_owned(),
+        workflow_id: "wf".into(),
+        workflow_version: "1".into(),
+        component_digest: None,
+        status: RunStatus::Running,
+        current_node: "start".into(),
+        vars: json!({"n": 0}),
+        waiting: None,
+        output: None,
+        error: None,
+        parent_run_id: None,
+        session_id: run_id.to_owned(),
+        steps: 0,
+        effect_seq: 0,
+        paused: false,
+        artifacts: Vec::new(),
+        ledger: LedgerHead::default(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+/// Seals one step record onto `run`'s ledger.
+pub fn step_record(run: &mut RunState, node: &str) -> SealedRecord {
+    let mut rec = StepRecord::new(&run.run_id, RecordKind::Step, StepStatus::Completed, 5);
+    rec.node_id = Some(node.into());
+    seal(&mut run.ledger, rec)
+}
+
+/// Creates `run_id` with its start record and returns the stored state.
+pub fn create(store: &dyn Store, run_id: &str) -> RunState {
+    let mut run = sample_run(run_id);
+    let rec = StepRecord::new(run_id, RecordKind::Start, StepStatus::Completed, 1);
+    let sealed = seal(&mut run.ledger, rec);
+    store
+        .commit(&Commit::create(&run, vec![sealed]))
+        .expect("create run");
+    run
+}
+
+fn waiting(run: &mut RunState, wait: WaitState) {
+    run.status = RunStatus::Waiting;
+    run.waiting = Some(wait);
+}
+
+pub fn create_and_load(store: &dyn Store) {
+    let run = create(store, "r1");
+    assert_eq!(store.load_run("r1").unwrap(), run);
+    let raw = store.ledger_raw("r1").unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(verify("r1", &raw).is_ok());
+    assert_eq!(store.ledger("r1").unwrap()[0].kind, RecordKind::Start);
+    assert!(matches!(
+        store.load_run("nope"),
+        Err(StoreError::RunNotFound(_))
+    ));
+}
+
+pub fn create_twice_is_refused(store: &dyn Store) {
+    let run = create(store, "r1");
+    let mut again = sample_run("r1");
+    again.vars = json!({"other": true});
+    let rec = StepRecord::new("r1", RecordKind::Start, StepStatus::Completed, 1);
+    let sealed = seal(&mut again.ledger, rec);
+    let err = store
+        .commit(&Commit::create(&again, vec![sealed]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::RunExists(_)), "{err}");
+    assert_eq!(store.load_run("r1").unwrap(), run);
+    assert_eq!(store.ledger_raw("r1").unwrap().len(), 1);
+}
+
+pub fn update_of_unknown_run_is_refused(store: &dyn Store) {
+    let mut run = sample_run("ghost");
+    let rec = step_record(&mut run, "a");
+    let err = store.commit(&Commit::update(&run, vec![rec])).unwrap_err();
+    assert!(matches!(err, StoreError::RunNotFound(_)), "{err}");
+    assert!(store.list_runs(&RunQuery::default()).unwrap().is_empty());
+}
+
+pub fn appends_continue_the_chain(store: &dyn Store) {
+    let mut run = create(store, "r1");
+    for i in 0..5 {
+        run.steps += 1;
+        run.vars = json!({"n": i});
+        let rec = step_record(&mut run, &format!("n{i}"));
+        store.commit(&Commit::update(&run, vec![rec])).unwrap();
+    }
+    // Several records in one commit.
+    let a = step_record(&mut run, "x");
+    let b = step_record(&mut run, "y");
+    let (ja, jb) = (a.json.clone(), b.json.clone());
+    store.commit(&Commit::update(&run, vec![a, b])).unwrap();
+    let raw = store.ledger_raw("r1").unwrap();
+    assert_eq!(raw.len(), 8);
+    assert_eq!(raw[6], ja, "records are stored as sealed, byte for byte");
+    assert_eq!(raw[7], jb);
+    assert!(verify("r1", &raw).is_ok());
+    assert_eq!(store.load_run("r1").unwrap(), run);
+}
+
+pub fn stale_append_is_a_conflict(store: &dyn Store) {
+    let run = create(store, "r1");
+    let mut first = run.clone();
+    let rec = step_record(&mut first, "a");
+    store.commit(&Commit::update(&first, vec![rec])).unwrap();
+    // A second writer that loaded the run before the first commit.
+    let mut stale = run.clone();
+    stale.vars = json!({"stale": true});
+    let rec = step_record(&mut stale, "b");
+    let err = store
+        .commit(&Commit::update(&stale, vec![rec]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::LedgerConflict {
+                stored: 2,
+                attempted: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(store.load_run("r1").unwrap(), first);
+    assert_eq!(store.ledger_raw("r1").unwrap().len(), 2);
+}
+
+/// A commit touching several runs lands whole or not at all.
+pub fn multi_run_commit_is_atomic(store: &dyn Store) {
+    let mut parent = create(store, "parent");
+    let other = create(store, "other");
+
+    // Good: parent waits on a child created in the same commit.
+    let mut child = sample_run("child");
+    child.parent_run_id = Some("parent".into());
+    let crec = StepRecord::new("child", RecordKind::Start, StepStatus::Completed, 1);
+    let crec = seal(&mut child.ledger, crec);
+    waiting(
+        &mut parent,
+        WaitState {
+            child_run_id: Some("child".into()),
+            ..WaitState::new(WaitReason::Subworkflow)
+        },
+    );
+    let prec = step_record(&mut parent, "spawn");
+    let commit = Commit {
+        runs: vec![
+            RunWrite {
+                run: parent.clone(),
+                records: vec![prec],
+                create: false,
+            },
+            RunWrite {
+                run: child.clone(),
+                records: vec![crec],
+                create: true,
+            },
+        ],
+        ..Commit::default()
+    };
+    store.commit(&commit).unwrap();
+    assert_eq!(store.load_run("parent").unwrap(), parent);
+    assert_eq!(store.load_run("child").unwrap(), child);
+
+    // Bad: the second part conflicts, so the first must not land either.
+    let mut p2 = parent.clone();
+    p2.status = RunStatus::Completed;
+    let r1 = step_record(&mut p2, "end");
+    let mut stale_other = other.clone();
+    stale_other.ledger.next_seq = 7; // not what is stored
+    stale_other.ledger.last_hash = Some("x".into());
+    let mut r2 = step_record(&mut stale_other, "o");
+    r2.seq = 7;
+    stale_other.ledger.next_seq = 8;
+    let mut grandchild = sample_run("grandchild");
+    let g = StepRecord::new("grandchild", RecordKind::Start, StepStatus::Completed, 1);
+    let g = seal(&mut grandchild.ledger, g);
+    let bad = Commit {
+        runs: vec![
+            RunWrite {
+                run: p2,
+                records: vec![r1],
+                create: false,
+            },
+            RunWrite {
+                run: grandchild,
+                records: vec![g],
+                create: true,
+            },
+            RunWrite {
+                run: stale_other,
+                records: vec![r2],
+                create: false,
+            },
+        ],
+        effects: vec![effect_entry("k-bad", "parent")],
+        cursor: Some(("c".into(), 3)),
+    };
+    let err = store.commit(&bad).unwrap_err();
+    assert!(matches!(err, StoreError::LedgerConflict { .. }), "{err}");
+    assert_eq!(store.load_run("parent").unwrap(), parent);
+    assert_eq!(store.load_run("other").unwrap(), other);
+    assert!(matches!(
+        store.load_run("grandchild"),
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(store.effect_entry("k-bad").unwrap().is_none());
+    assert_eq!(store.cursor("c").unwrap(), 0);
+    assert_eq!(store.ledger_raw("parent").unwrap().len(), 2);
+}
+
+pub fn list_runs_filters_newest_first(store: &dyn Store) {
+    for id in ["a", "b", "c"] {
+        create(store, id);
+    }
+    let mut b = store.load_run("b").unwrap();
+    b.status = RunStatus::Completed;
+    b.workflow_id = "other".into();
+    let rec = step_record(&mut b, "end");
+    store.commit(&Commit::update(&b, vec![rec])).unwrap();
+    let mut c = store.load_run("c").unwrap();
+    c.parent_run_id = Some("a".into());
+    let rec = step_record(&mut c, "x");
+    store.commit(&Commit::update(&c, vec![rec])).unwrap();
+
+    let ids = |q: RunQuery| -> Vec<String> {
+        store
+            .list_runs(&q)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect()
+    };
+    assert_eq!(ids(RunQuery::default()), ["c", "b", "a"]);
+    assert_eq!(
+        ids(RunQuery {
+            limit: Some(2),
+            ..RunQuery::default()
+        }),
+        ["c", "b"]
+    );
+    assert_eq!(
+        ids(RunQuery {
+            status: Some(RunStatus::Completed),
+            ..RunQuery::default()
+        }),
+        ["b"]
+    );
+    assert_eq!(
+        ids(RunQuery {
+            workflow_id: Some("wf".into()),
+            ..RunQuery::default()
+        }),
+        ["c", "a"]
+    );
+    assert_eq!(
+        ids(RunQuery {
+            parent_run_id: Some("a".into()),
+            ..RunQuery::default()
+        }),
+        ["c"]
+    );
+}
+
+pub fn event_waiters_match_name_and_scope(store: &dyn Store) {
+    for (id, name, scope) in [
+        ("w1", "paid", "session:s"),
+        ("w2", "paid", "global"),
+        ("w3", "shipped", "session:s"),
+        ("w4", "paid", "session:s"),
+    ] {
+        let mut run = create(store, id);
+        waiting(
+            &mut run,
+            WaitState {
+                event_name: Some(name.into()),
+                event_scope: Some(scope.into()),
+                ..WaitState::new(WaitReason::Event)
+            },
+        );
+        let rec = step_record(&mut run, "wait");
+        store.commit(&Commit::update(&run, vec![rec])).unwrap();
+    }
+    let mut found = store.event_waiters("paid", "session:s").unwrap();
+    found.sort();
+    assert_eq!(found, ["w1", "w4"]);
+    assert_eq!(store.event_waiters("paid", "global").unwrap(), ["w2"]);
+    assert!(store.event_waiters("nothing", "global").unwrap().is_empty());
+}
+
+pub fn due_waits_are_earliest_first_and_skip_paused(store: &dyn Store) {
+    for (id, at, paused) in [
+        ("t30", 30, false),
+        ("t10", 10, false),
+        ("t20", 20, false),
+        ("t5p", 5, true),
+        ("t99", 99, false),
+    ] {
+        let mut run = create(store, id);
+        run.paused = paused;
+        waiting(
+            &mut run,
+            WaitState {
+                wake_at_ms: Some(at),
+                ..WaitState::new(WaitReason::Until)
+            },
+        );
+        let rec = step_record(&mut run, "wait");
+        store.commit(&Commit::update(&run, vec![rec])).unwrap();
+    }
+    assert_eq!(store.due_waits(30, 10).unwrap(), ["t10", "t20", "t30"]);
+    assert_eq!(store.due_waits(30, 2).unwrap(), ["t10", "t20"]);
+    assert!(store.due_waits(9, 10).unwrap().is_empty());
+    assert_eq!(store.next_wake_at().unwrap(), Some(10));
+}
+
+fn effect_entry(key: &str, run: &str) -> EffectEntry {
+    EffectEntry {
+        key: key.into(),
+        run_id: run.into(),
+        node_id: "n".into(),
+        effect: "charge".into(),
+        attempt: 1,
+        outcome: json!({"done": {"ok": key}}),
+        recorded_at_ms: 9,
+    }
+}
+
+pub fn effect_entries_land_with_commits(store: &dyn Store) {
+    let mut run = create(store, "r1");
+    assert!(store.effect_entry("k1").unwrap().is_none());
+    // An effects-only commit (recorded before the step lands).
+    store
+        .commit(&Commit {
+            effects: vec![effect_entry("k1", "r1")],
+            ..Commit::default()
+        })
+        .unwrap();
+    assert_eq!(
+        store.effect_entry("k1").unwrap(),
+        Some(effect_entry("k1", "r1"))
+    );
+    // With a step.
+    let rec = step_record(&mut run, "a");
+    let mut c = Commit::update(&run, vec![rec]);
+    c.effects.push(effect_entry("k2", "r1"));
+    store.commit(&c).unwrap();
+    assert!(store.effect_entry("k2").unwrap().is_some());
+}
+
+pub fn artifacts_are_content_addressed(store: &dyn Store) {
+    let bytes = b"{\"big\": \"value\"}".to_vec();
+    let meta = store.put_artifact(&bytes, "application/json").unwrap();
+    assert_eq!(meta.artifact_id, crate::ledger::sha256_hex(&bytes));
+    assert_eq!(meta.size, bytes.len() as u64);
+    let again = store.put_artifact(&bytes, "application/json").unwrap();
+    assert_eq!(again.artifact_id, meta.artifact_id);
+    let (m, got) = store.get_artifact(&meta.artifact_id).unwrap();
+    assert_eq!(got, bytes);
+    assert_eq!(m.content_type, "application/json");
+    assert_eq!(store.list_artifacts().unwrap().len(), 1);
+    let empty = store.put_artifact(b"", "text/plain").unwrap();
+    assert_eq!(store.get_artifact(&empty.artifact_id).unwrap().1, b"");
+    let missing = "0".repeat(64);
+    assert!(matches!(
+        store.get_artifact(&missing),
+        Err(StoreError::NotFound { .. })
+    ));
+    for bad in ["../etc/passwd", "", "ABC", &"g".repeat(64), "a\0b"] {
+        assert!(
+            matches!(store.get_artifact(bad), Err(StoreError::InvalidId { .. })),
+            "{bad:?}"
+        );
+    }
+}
+
+fn snapshot(id: &str, run: &RunState, name: &str, tags: &[&str], at: u64) -> Snapshot {
+    Snapshot {
+        snapshot_id: id.into(),
+        run_id: run.run_id.clone(),
+        name: name.into(),
+        description: format!("about {name}"),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        created_at_ms: at,
+        state: run.clone(),
+    }
+}
+
+pub fn snapshots_save_find_delete(store: &dyn Store) {
+    let r1 = create(store, "r1");
+    let r2 = create(store, "r2");
+    store
+        .save_snapshot(&snapshot("s1", &r1, "Before Payment", &["pay", "qa"], 10))
+        .unwrap();
+    store
+        .save_snapshot(&snapshot("s2", &r1, "after shipping", &["ship"], 20))
+        .unwrap();
+    store
+        .save_snapshot(&snapshot("s3", &r2, "baseline", &["qa"], 30))
+        .unwrap();
+    assert!(
+        store
+            .save_snapshot(&snapshot("s1", &r1, "dup", &[], 40))
+            .is_err(),
+        "snapshot ids are unique"
+    );
+    assert_eq!(store.load_snapshot("s1").unwrap().state, r1);
+    let ids = |q: SnapshotQuery| -> Vec<String> {
+        store
+            .find_snapshots(&q)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.snapshot_id)
+            .collect()
+    };
+    assert_eq!(ids(SnapshotQuery::default()), ["s3", "s2", "s1"]);
+    assert_eq!(
+        ids(SnapshotQuery {
+            run_id: Some("r1".into()),
+            ..SnapshotQuery::default()
+        }),
+        ["s2", "s1"]
+    );
+    assert_eq!(
+        ids(SnapshotQuery {
+            tag: Some("qa".into()),
+            ..SnapshotQuery::default()
+        }),
+        ["s3", "s1"]
+    );
+    assert_eq!(
+        ids(SnapshotQuery {
+            text: Some("PAYMENT".into()),
+            ..SnapshotQuery::default()
+        }),
+        ["s1"]
+    );
+    assert_eq!(
+        ids(SnapshotQuery {
+            limit: Some(1),
+            ..SnapshotQuery::default()
+        }),
+        ["s3"]
+    );
+    assert!(store.delete_snapshot("s2").unwrap());
+    assert!(!store.delete_snapshot("s2").unwrap());
+    assert!(matches!(
+        store.load_snapshot("s2"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.load_snapshot("../s1"),
+        Err(StoreError::InvalidId { .. })
+    ));
+}
+
+fn command(id: &str, kind: &str) -> Command {
+    Command {
+        command_id: id.into(),
+        seq: 0,
+        kind: kind.into(),
+        run_id: Some("r1".into()),
+        payload: json!({"text": id}),
+        submitted_at_ms: 3,
+    }
+}
+
+pub fn inbox_is_idempotent_with_cursors(store: &dyn Store) {
+    let a = store.submit_command(&command("c-a", "respond")).unwrap();
+    let b = store.submit_command(&command("c-b", "cancel")).unwrap();
+    assert_eq!((a.seq, a.duplicate), (1, false));
+    assert_eq!((b.seq, b.duplicate), (2, false));
+    let again = store.submit_command(&command("c-a", "other")).unwrap();
+    assert_eq!((again.seq, again.duplicate), (1, true));
+    let all = store.commands_after(0, 10).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].kind, "respond", "a duplicate does not overwrite");
+    assert_eq!(all[1].seq, 2);
+    assert_eq!(all[1].payload, json!({"text": "c-b"}));
+    assert_eq!(store.commands_after(1, 10).unwrap()[0].command_id, "c-b");
+    assert!(store.commands_after(2, 10).unwrap().is_empty());
+    assert_eq!(store.commands_after(0, 1).unwrap().len(), 1);
+
+    assert_eq!(store.cursor("driver").unwrap(), 0);
+    store.set_cursor("driver", 1).unwrap();
+    assert_eq!(store.cursor("driver").unwrap(), 1);
+    store.set_cursor("driver", 0).unwrap();
+    assert_eq!(store.cursor("driver").unwrap(), 1, "cursors never go back");
+    assert_eq!(
+        store.cursor("audit").unwrap(),
+        0,
+        "cursors are per consumer"
+    );
+    // A cursor carried by a commit.
+    store
+        .commit(&Commit {
+            cursor: Some(("driver".into(), 2)),
+            ..Commit::default()
+        })
+        .unwrap();
+    assert_eq!(store.cursor("driver").unwrap(), 2);
+    assert!(matches!(
+        store.submit_command(&command("../x", "cancel")),
+        Err(StoreError::InvalidId { .. })
+    ));
+    assert!(matches!(
+        store.cursor("a/b"),
+        Err(StoreError::InvalidId { .. })
+    ));
+}
+
+pub fn traversal_ids_are_refused(store: &dyn Store) {
+    for bad in [
+        "../x",
+        "/etc/passwd",
+        "a/b",
+        "a\\b",
+        "a\0b",
+        "",
+        ".hidden",
+        "..",
+    ] {
+        let mut run = sample_run(bad);
+        let rec = StepRecord::new(bad, RecordKind::Start, StepStatus::Completed, 1);
+        let sealed = seal(&mut run.ledger, rec);
+        let err = store
+            .commit(&Commit::create(&run, vec![sealed]))
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidId { .. }),
+            "{bad:?}: {err}"
+        );
+    }
+    let long = "x".repeat(129);
+    let mut run = sample_run(&long);
+    let rec = StepRecord::new(&long, RecordKind::Start, StepStatus::Completed, 1);
+    let sealed = seal(&mut run.ledger, rec);
+    assert!(matches!(
+        store.commit(&Commit::create(&run, vec![sealed])),
+        Err(StoreError::InvalidId { .. })
+    ));
+    assert!(store.list_runs(&RunQuery::default()).unwrap().is_empty());
+    // Reads with such ids fail cleanly too (not found or invalid).
+    for bad in ["../x", "/etc/passwd", "a\0b"] {
+        assert!(store.load_run(bad).is_err());
+        assert!(store.ledger_raw(bad).is_err());
+    }
+}
+
+/// Independent commits in one group succeed or fail on their own.
+pub fn group_commits_are_independent(store: &dyn Store) {
+    let base = create(store, "g1");
+    create(store, "g2");
+    let mut g1 = base.clone();
+    let r = step_record(&mut g1, "a");
+    let c1 = Commit::update(&g1, vec![r]);
+    let mut stale = base.clone();
+    stale.vars = json!({"stale": 1});
+    let r = step_record(&mut stale, "b");
+    let c_stale = Commit::update(&stale, vec![r]);
+    let mut g2 = store.load_run("g2").unwrap();
+    let r = step_record(&mut g2, "c");
+    let c2 = Commit::update(&g2, vec![r]);
+    let mut g3 = sample_run("g3");
+    let r = StepRecord::new("g3", RecordKind::Start, StepStatus::Completed, 1);
+    let r = seal(&mut g3.ledger, r);
+    let c3 = Commit::create(&g3, vec![r]);
+    let results = store.commit_group(&[&c1, &c_stale, &c2, &c3]);
+    assert_eq!(results.len(), 4);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(StoreError::LedgerConflict { .. })),
+        "the second commit to g1 in the group sees the first: {:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok());
+    assert!(results[3].is_ok());
+    assert_eq!(store.load_run("g1").unwrap(), g1);
+    assert_eq!(store.load_run("g2").unwrap(), g2);
+    assert_eq!(store.load_run("g3").unwrap(), g3);
+    assert!(verify("g1", &store.ledger_raw("g1").unwrap()).is_ok());
+}
+
+/// Expands to one `#[test]` per conformance case, each on a fresh store
+/// from `$make` (an expression evaluated per test; it may hold a temporary
+/// directory guard as the second tuple field).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            create_and_load,
+            create_twice_is_refused,
+            update_of_unknown_run_is_refused,
+            appends_continue_the_chain,
+            stale_append_is_a_conflict,
+            multi_run_commit_is_atomic,
+            list_runs_filters_newest_first,
+            event_waiters_match_name_and_scope,
+            due_waits_are_earliest_first_and_skip_paused,
+            effect_entries_land_with_commits,
+            artifacts_are_content_addressed,
+            snapshots_save_find_delete,
+            inbox_is_idempotent_with_cursors,
+            traversal_ids_are_refused,
+            group_commits_are_independent,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let (store, _guard) = $make;
+                $crate::conformance::$case(&*store);
+            }
+        )*
+    };
+}
