@@ -129,12 +129,12 @@ pub enum Durability {
     Off,
     /// fsync at checkpoints only (SQLite `synchronous=NORMAL` in WAL mode).
     /// Survives a process crash; power loss can roll back the latest
-    /// commits but leaves a consistent store.
+    /// commits but leaves a consistent store. The default.
+    #[default]
     Normal,
     /// fsync before a commit is acknowledged (SQLite `synchronous=FULL`).
     /// Survives power loss. Group commit shares one fsync between the
     /// commits that are ready together.
-    #[default]
     Full,
 }
 
