@@ -620,6 +620,13 @@ fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
                         "  waiting until {} ms (unix); resume with: waymark wake",
                         w.wake_at_ms.unwrap_or(0)
                     )?,
+                    WaitReason::Retry => writeln!(
+                        out,
+                        "  attempt {} at node '{}' failed; retrying at {} ms (unix) with: waymark wake",
+                        w.attempt,
+                        s.current_node,
+                        w.wake_at_ms.unwrap_or(0)
+                    )?,
                     WaitReason::Event => writeln!(
                         out,
                         "  waiting for event '{}' in scope {}{}",

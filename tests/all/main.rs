@@ -4,6 +4,7 @@
 
 mod bundles;
 mod cli;
+mod durability;
 mod effects;
 mod hostile;
 mod ledger;

@@ -287,7 +287,7 @@ impl SnapshotStore for MemoryStore {
             .collect();
         // Newest first; among equal times, the later save first.
         found.reverse();
-        found.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+        found.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
         found.truncate(query.limit.unwrap_or(usize::MAX));
         Ok(found)
     }

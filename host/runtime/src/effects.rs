@@ -1,6 +1,7 @@
 //! Host-registered effect handlers: everything beyond the built-in effects
 //! (LLM and tool calls, and any effect a host names itself).
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use waymark_core::{Effect, RunState, WaitReason};
 
@@ -12,6 +13,15 @@ pub struct EffectCall<'a> {
     pub node_id: &'a str,
     pub effect: &'a Effect,
     pub now_ms: u64,
+    /// Names this issuance of the effect: the same on every attempt and on
+    /// a re-run after a crash, different for a later request of the same
+    /// payload. A handler that calls an outside service passes it on (as an
+    /// idempotency key) so the one window Waymark cannot close, a crash
+    /// after the handler returned and before its outcome was recorded, does
+    /// not apply the effect twice there either.
+    pub idempotency_key: &'a str,
+    /// 1 for the first attempt; see [`RetryPolicy`].
+    pub attempt: u32,
 }
 
 /// A handler's answer.
@@ -25,7 +35,7 @@ pub enum EffectOutcome {
 }
 
 /// A wait asked for by a handler.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WaitRequest {
     pub reason: WaitReason,
     pub prompt: Option<String>,
@@ -43,11 +53,72 @@ pub struct EffectError {
 }
 
 impl EffectError {
+    /// A failure that trying again will not fix.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             retryable: false,
         }
+    }
+
+    /// A transient failure: the effect is tried again under its
+    /// [`RetryPolicy`].
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// How a failed attempt is tried again: up to `max_attempts` in all, the
+/// n-th retry after `initial_backoff_ms * multiplier^(n-1)` capped at
+/// `max_backoff_ms`, spread by `jitter` (0.2: within ±20%). Only errors
+/// marked retryable are retried. The run waits durably between attempts
+/// (a `retry` wait), so a backoff survives restarts and a cancel during it
+/// stops the retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub multiplier: f64,
+    pub max_backoff_ms: u64,
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, 1 s then 2 s apart (±20%).
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_backoff_ms: 1_000,
+            multiplier: 2.0,
+            max_backoff_ms: 60_000,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One attempt, no retry.
+    pub fn none() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The wait before the attempt after `failed_attempt` (1-based). The
+    /// jitter is derived from `key`, so a replay computes the same delay.
+    pub fn backoff_ms(&self, failed_attempt: u32, key: &str) -> u64 {
+        let exp = failed_attempt.saturating_sub(1).min(63) as i32;
+        let base = (self.initial_backoff_ms as f64) * self.multiplier.max(1.0).powi(exp);
+        let capped = base.min(self.max_backoff_ms as f64);
+        let digest = waymark_core::ledger::sha256_hex(format!("{key}#{failed_attempt}").as_bytes());
+        let unit = u32::from_str_radix(&digest[..8], 16).unwrap_or(0) as f64 / u32::MAX as f64;
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 - jitter + 2.0 * jitter * unit;
+        (capped * factor).round().max(0.0) as u64
     }
 }
 

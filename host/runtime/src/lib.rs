@@ -4,13 +4,22 @@
 //!
 //! [`Store`]: waymark_core::Store
 
+mod batch;
+mod control;
 pub mod effects;
+pub mod history;
+pub mod offload;
 pub mod plan;
 pub mod runtime;
 pub mod workflow;
 
-pub use effects::{EffectCall, EffectError, EffectHandler, EffectOutcome, WaitRequest};
-pub use runtime::{Result, Runtime, RuntimeConfig, RuntimeError, StartOptions, scope_key};
+pub use control::CommandOutcome;
+pub use effects::{
+    EffectCall, EffectError, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest,
+};
+pub use runtime::{
+    Result, Runtime, RuntimeConfig, RuntimeError, StartOptions, effect_key, scope_key,
+};
 pub use workflow::{
     GrantedWorkflow, Grants, NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure,
     StepOutput, Workflow, WorkflowLoader, WorkflowRegistry, validate_info,

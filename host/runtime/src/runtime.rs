@@ -1,22 +1,27 @@
-//! The execution loop: start / tick / resume / cancel, built-in effects, and
-//! the follow-ups one run's step causes in others (a child's end resumes its
-//! parent, an event resumes its listeners).
+//! The execution loop: start / tick / resume, built-in effects, host
+//! effects with idempotency keys and retries, and the follow-ups one run's
+//! step causes in others (a child's end resumes its parent, an event
+//! resumes its listeners).
 //!
-//! Every step lands as one commit of the run's new state together with its
-//! ledger record, so a crash can only lose a step that was never
-//! acknowledged.
+//! Every step lands as one atomic commit: the run's new state and ledger
+//! record together with every other run the step changed (the child it
+//! started, the runs its event resumed, the parent its end resumed). So a
+//! crash can only lose a step that was never acknowledged, and never half
+//! of one.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Value, json};
 use waymark_core::{
-    ChildMode, Clock, Effect, EventScope, FailureKind, LedgerHead, RecordKind, RunError, RunQuery,
-    RunState, RunStatus, SealedRecord, StepRecord, StepStatus, Store, StoreError, SystemClock,
-    Transition, Verification, WaitReason, WaitState, seal, vars, verify,
+    ChildMode, Clock, Commit, Effect, EffectEntry, EventScope, FailureKind, LedgerHead, RecordKind,
+    RunError, RunQuery, RunState, RunStatus, StepPlan, StepRecord, StepStatus, Store, StoreError,
+    SystemClock, Transition, Verification, WaitReason, WaitState, canonical_json, seal,
+    validate_id, vars, verify,
 };
 
-use crate::effects::{EffectCall, EffectHandler, EffectOutcome};
+use crate::batch::Batch;
+use crate::effects::{EffectCall, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest};
 use crate::workflow::{StepContext, StepFailure, Workflow, WorkflowRegistry};
 
 /// Limits and defaults of a runtime.
@@ -30,6 +35,14 @@ pub struct RuntimeConfig {
     pub max_steps_per_run: u64,
     /// Due timers handled per `fire_due_timers` call.
     pub timer_batch: usize,
+    /// Values larger than this (as JSON) are moved out of vars and ledger
+    /// records into the artifact store and replaced by `{"$artifact": id}`;
+    /// None keeps everything inline.
+    pub offload_threshold_bytes: Option<usize>,
+    /// Retries of a node that failed with a retryable node error.
+    pub node_retry: RetryPolicy,
+    /// Retries of host effects whose name has no policy of its own.
+    pub default_effect_retry: RetryPolicy,
 }
 
 impl Default for RuntimeConfig {
@@ -38,6 +51,9 @@ impl Default for RuntimeConfig {
             max_steps_per_tick: 100_000,
             max_steps_per_run: 10_000_000,
             timer_batch: 10_000,
+            offload_threshold_bytes: Some(256 * 1024),
+            node_retry: RetryPolicy::default(),
+            default_effect_retry: RetryPolicy::default(),
         }
     }
 }
@@ -76,21 +92,27 @@ pub struct StartOptions {
     pub parent_run_id: Option<String>,
 }
 
-/// Follow-up work caused by a step, handled before the API call returns.
-enum Work {
-    /// Run the run's nodes until it waits, ends or uses its tick budget.
-    Advance(String),
-    /// A run ended: resume or fail the parent waiting on it.
-    Ended(String),
-}
-
 /// The Waymark kernel.
 pub struct Runtime {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     workflows: WorkflowRegistry,
     handlers: RwLock<HashMap<String, Arc<dyn EffectHandler>>>,
-    clock: Arc<dyn Clock>,
-    config: RuntimeConfig,
+    retry_policies: RwLock<HashMap<String, RetryPolicy>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: RuntimeConfig,
+    /// Rehydrated artifacts by id (content-addressed, so never stale).
+    pub(crate) artifact_cache: Mutex<HashMap<String, Arc<Value>>>,
+}
+
+/// What performing an effect came to.
+enum Performed {
+    Done(Value),
+    Wait(Box<WaitState>),
+    /// A retryable failure with attempts left: wait this long, then retry.
+    Retry {
+        error: String,
+        delay_ms: u64,
+    },
 }
 
 impl Runtime {
@@ -99,8 +121,10 @@ impl Runtime {
             store,
             workflows: WorkflowRegistry::default(),
             handlers: RwLock::new(HashMap::new()),
+            retry_policies: RwLock::new(HashMap::new()),
             clock: Arc::new(SystemClock),
             config: RuntimeConfig::default(),
+            artifact_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -142,6 +166,24 @@ impl Runtime {
             .insert(name.into(), handler);
     }
 
+    /// Sets how failed attempts of the host effect `name` are retried
+    /// (default: [`RuntimeConfig::default_effect_retry`]).
+    pub fn set_retry_policy(&self, name: impl Into<String>, policy: RetryPolicy) {
+        self.retry_policies
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.into(), policy);
+    }
+
+    fn retry_policy(&self, name: &str) -> RetryPolicy {
+        self.retry_policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or(self.config.default_effect_retry)
+    }
+
     /// Creates a run at the workflow's entry node. It does not run any node:
     /// call [`Runtime::tick`].
     pub fn start(&self, workflow_id: &str, vars: Value) -> Result<String> {
@@ -149,6 +191,21 @@ impl Runtime {
     }
 
     pub fn start_with(&self, workflow_id: &str, vars: Value, opts: StartOptions) -> Result<String> {
+        let mut batch = Batch::default();
+        let run_id = self.start_in(workflow_id, vars, opts, &mut batch)?;
+        self.land(batch)?;
+        tracing::debug!(run_id = %run_id, workflow_id, "run started");
+        Ok(run_id)
+    }
+
+    /// Stages a new run in `batch`.
+    pub(crate) fn start_in(
+        &self,
+        workflow_id: &str,
+        vars: Value,
+        opts: StartOptions,
+        batch: &mut Batch,
+    ) -> Result<String> {
         if !vars.is_object() {
             return Err(RuntimeError::InvalidInput(
                 "vars must be a JSON object".into(),
@@ -168,6 +225,7 @@ impl Runtime {
         let run_id = opts
             .run_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        validate_id("run", &run_id).map_err(|e| RuntimeError::InvalidInput(e.to_string()))?;
         let now = self.clock.now_ms();
         let info = wf.info();
         let mut run = RunState {
@@ -184,131 +242,160 @@ impl Runtime {
             parent_run_id: opts.parent_run_id,
             session_id: opts.session_id.unwrap_or_else(|| run_id.clone()),
             steps: 0,
+            effect_seq: 0,
+            paused: false,
+            artifacts: Vec::new(),
             ledger: LedgerHead::default(),
             created_at_ms: now,
             updated_at_ms: now,
         };
+        let keys: Vec<String> = run
+            .vars
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        self.offload_vars(&mut run, keys)?;
         let mut rec = StepRecord::new(&run_id, RecordKind::Start, StepStatus::Completed, now);
         rec.next_node = Some(run.current_node.clone());
         rec.result = Some(run.vars.clone());
         rec.component_digest = run.component_digest.clone();
         let sealed = seal(&mut run.ledger, rec);
-        self.store.create_run(&run, &[sealed])?;
-        tracing::debug!(run_id = %run_id, workflow_id, "run started");
+        batch.create(&run, vec![sealed]);
         Ok(run_id)
     }
 
     /// Advances a run until it waits, ends, or has run `max_steps_per_tick`
     /// nodes; runs its step wakes up (children, listeners, a parent) are
-    /// advanced too. Returns the run's state.
+    /// advanced too. A paused run is left as it is. Returns the run's state.
     pub fn tick(&self, run_id: &str) -> Result<RunState> {
         let run = self.store.load_run(run_id)?;
-        if run.status == RunStatus::Running {
-            self.drive(VecDeque::from([Work::Advance(run_id.to_owned())]))?;
+        if run.status == RunStatus::Running && !run.paused {
+            self.drive(VecDeque::from([run_id.to_owned()]))?;
         }
-        Ok(self.store.load_run(run_id)?)
+        self.get_state(run_id)
+    }
+
+    /// Ticks every run that is `running` and not paused: after a restart,
+    /// the runs a crash interrupted between two steps. Returns their ids.
+    pub fn recover(&self) -> Result<Vec<String>> {
+        let runs = self.store.list_runs(&RunQuery {
+            status: Some(RunStatus::Running),
+            ..RunQuery::default()
+        })?;
+        let ids: Vec<String> = runs
+            .into_iter()
+            .filter(|r| !r.paused)
+            .map(|r| r.run_id)
+            .collect();
+        self.drive(ids.iter().cloned().collect())?;
+        Ok(ids)
     }
 
     /// Delivers `payload` to a waiting run that presents the right wait key,
     /// stores it at the wait's result key, continues at the wait's
     /// `resume_to_node` (the waiting node is not run again), and advances.
     pub fn resume(&self, run_id: &str, wait_key: &str, payload: Value) -> Result<RunState> {
+        self.resume_in(run_id, wait_key, payload, Batch::default())
+    }
+
+    pub(crate) fn resume_in(
+        &self,
+        run_id: &str,
+        wait_key: &str,
+        payload: Value,
+        mut batch: Batch,
+    ) -> Result<RunState> {
         let run = self.store.load_run(run_id)?;
-        self.deliver(run, wait_key, payload)?;
-        self.drive(VecDeque::from([Work::Advance(run_id.to_owned())]))?;
-        Ok(self.store.load_run(run_id)?)
+        self.deliver(run, wait_key, payload, &mut batch)?;
+        let follow = self.land(batch)?;
+        self.drive(follow.into())?;
+        self.get_state(run_id)
     }
 
     /// Like [`Runtime::resume`] with the wait key the run currently holds:
     /// for a caller that already decided which run to answer.
     pub fn respond(&self, run_id: &str, payload: Value) -> Result<RunState> {
-        let run = self.store.load_run(run_id)?;
-        let key = match (&run.status, &run.waiting) {
-            (RunStatus::Waiting, Some(w)) => w.wait_key.clone(),
-            _ => {
-                return Err(RuntimeError::NotWaiting {
-                    run_id: run_id.to_owned(),
-                    status: run.status,
-                });
-            }
-        };
+        let key = self.current_wait_key(run_id)?;
         self.resume(run_id, &key, payload)
     }
 
-    /// Cancels a run and its unfinished descendants. A parent waiting on it
-    /// fails with `child_failed`.
-    pub fn cancel(&self, run_id: &str, reason: &str) -> Result<RunState> {
+    pub(crate) fn current_wait_key(&self, run_id: &str) -> Result<String> {
         let run = self.store.load_run(run_id)?;
-        if run.status.is_terminal() {
-            return Err(RuntimeError::Terminal {
+        match (&run.status, &run.waiting) {
+            (RunStatus::Waiting, Some(w)) => Ok(w.wait_key.clone()),
+            _ => Err(RuntimeError::NotWaiting {
                 run_id: run_id.to_owned(),
                 status: run.status,
-            });
+            }),
         }
-        let mut pending = vec![run];
-        let mut ended = VecDeque::new();
-        while let Some(mut run) = pending.pop() {
-            let children = self.store.list_runs(&RunQuery {
-                parent_run_id: Some(run.run_id.clone()),
-                ..RunQuery::default()
-            })?;
-            pending.extend(children.into_iter().filter(|c| !c.status.is_terminal()));
-            let now = self.clock.now_ms();
-            let mut rec =
-                StepRecord::new(&run.run_id, RecordKind::Cancel, StepStatus::Cancelled, now);
-            rec.node_id = Some(run.current_node.clone());
-            rec.result = Some(json!({ "reason": reason }));
-            run.status = RunStatus::Cancelled;
-            run.waiting = None;
-            run.updated_at_ms = now;
-            let sealed = seal(&mut run.ledger, rec);
-            self.store.commit(&run, &[sealed])?;
-            ended.push_back(Work::Ended(run.run_id.clone()));
-        }
-        self.drive(ended)?;
-        Ok(self.store.load_run(run_id)?)
     }
 
     /// Delivers an event to every run waiting for `name` in the resolved
-    /// `scope` (see [`EventScope::resolve`]) and advances them. Returns the
-    /// ids of the runs it resumed.
+    /// `scope` (see [`EventScope::resolve`]), in one commit, and advances
+    /// them. Returns the ids of the runs it resumed.
     pub fn emit_event(&self, name: &str, scope: &str, payload: Value) -> Result<Vec<String>> {
-        let mut work = VecDeque::new();
-        let delivered = self.deliver_event(name, scope, &payload, None, &mut work)?;
-        self.drive(work)?;
+        self.emit_event_in(name, scope, payload, Batch::default())
+    }
+
+    pub(crate) fn emit_event_in(
+        &self,
+        name: &str,
+        scope: &str,
+        payload: Value,
+        mut batch: Batch,
+    ) -> Result<Vec<String>> {
+        let delivered = self.deliver_event(name, scope, &payload, None, &mut batch)?;
+        let follow = self.land(batch)?;
+        self.drive(follow.into())?;
         Ok(delivered)
     }
 
     /// Resumes every run whose timer is due: a WAIT_UNTIL that reached its
-    /// time, or a WAIT_EVENT whose deadline passed. Returns their ids.
+    /// time, a WAIT_EVENT whose deadline passed, a retry whose backoff is
+    /// over. Returns their ids.
     pub fn fire_due_timers(&self) -> Result<Vec<String>> {
         let now = self.clock.now_ms();
         let due = self.store.due_waits(now, self.config.timer_batch)?;
-        let mut work = VecDeque::new();
         let mut fired = Vec::new();
         for run_id in due {
             let run = self.store.load_run(&run_id)?;
             let Some(w) = run.waiting.clone() else {
                 continue;
             };
-            let payload = match w.reason {
-                WaitReason::Until => json!({
-                    "until_ms": w.wake_at_ms,
-                    "fired_at_ms": now,
-                }),
-                _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
+            if run.status != RunStatus::Waiting || run.paused {
+                continue;
+            }
+            let mut batch = Batch::default();
+            let outcome = if w.reason == WaitReason::Retry {
+                self.retry_wake(run, w, &mut batch)
+            } else {
+                let payload = match w.reason {
+                    WaitReason::Until => json!({
+                        "until_ms": w.wake_at_ms,
+                        "fired_at_ms": now,
+                    }),
+                    _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
+                };
+                self.deliver(run, &w.wait_key, payload, &mut batch)
             };
-            match self.deliver(run, &w.wait_key, payload) {
-                Ok(()) => {
-                    fired.push(run_id.clone());
-                    work.push_back(Work::Advance(run_id));
-                }
+            match outcome {
+                Ok(()) => {}
                 // Another caller resumed it between the query and now.
-                Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
+                Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            match self.land(batch) {
+                Ok(follow) => {
+                    fired.push(run_id);
+                    self.drive(follow.into())?;
+                }
+                // A concurrent driver got there first.
+                Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => {}
                 Err(e) => return Err(e),
             }
         }
-        self.drive(work)?;
         Ok(fired)
     }
 
@@ -317,10 +404,20 @@ impl Runtime {
         Ok(self.store.next_wake_at()?)
     }
 
+    /// The run's state with offloaded values rehydrated.
     pub fn get_state(&self, run_id: &str) -> Result<RunState> {
-        Ok(self.store.load_run(run_id)?)
+        let mut run = self.store.load_run(run_id)?;
+        if !run.artifacts.is_empty() {
+            run.vars = self.rehydrated(&run, &run.vars)?.into_owned();
+            if let Some(out) = &run.output {
+                run.output = Some(self.rehydrated(&run, out)?.into_owned());
+            }
+        }
+        Ok(run)
     }
 
+    /// The run's ledger as stored (offloaded values appear as
+    /// `{"$artifact": id}`).
     pub fn ledger(&self, run_id: &str) -> Result<Vec<StepRecord>> {
         Ok(self.store.ledger(run_id)?)
     }
@@ -333,58 +430,71 @@ impl Runtime {
 
     // ----- internals -------------------------------------------------------
 
-    fn drive(&self, mut work: VecDeque<Work>) -> Result<()> {
-        while let Some(item) = work.pop_front() {
-            match item {
-                Work::Advance(id) => self.advance(&id, &mut work)?,
-                Work::Ended(id) => self.on_ended(&id, &mut work)?,
-            }
+    /// Commits a batch; returns the runs to advance next.
+    pub(crate) fn land(&self, batch: Batch) -> Result<Vec<String>> {
+        let (commit, follow) = batch.into_parts();
+        if !commit.is_empty() {
+            self.store.commit(&commit)?;
+        }
+        Ok(follow)
+    }
+
+    pub(crate) fn drive(&self, mut work: VecDeque<String>) -> Result<()> {
+        while let Some(id) = work.pop_front() {
+            self.advance(&id, &mut work)?;
         }
         Ok(())
     }
 
-    fn advance(&self, run_id: &str, work: &mut VecDeque<Work>) -> Result<()> {
-        let mut run = self.store.load_run(run_id)?;
-        if run.status != RunStatus::Running {
-            return Ok(());
-        }
-        let wf = match self
+    /// The workflow that runs `run`, or why there is none.
+    fn workflow_of(&self, run: &RunState) -> std::result::Result<Arc<dyn Workflow>, RunError> {
+        match self
             .workflows
             .resolve(&run.workflow_id, run.component_digest.as_deref())
         {
-            Ok(Some(wf)) => wf,
-            Ok(None) => {
-                let msg = match &run.component_digest {
+            Ok(Some(wf)) => Ok(wf),
+            Ok(None) => Err(RunError::new(
+                FailureKind::UnknownWorkflow,
+                match &run.component_digest {
                     Some(d) => format!(
                         "workflow '{}' (component {d}) is not available to this host",
                         run.workflow_id
                     ),
                     None => format!("workflow '{}' is not registered", run.workflow_id),
-                };
-                return self.fail_outside_step(
-                    run,
-                    RunError::new(FailureKind::UnknownWorkflow, msg),
-                    work,
-                );
-            }
-            Err(e) => {
-                return self.fail_outside_step(
-                    run,
-                    RunError::new(FailureKind::UnknownWorkflow, e),
-                    work,
-                );
+                },
+            )),
+            Err(e) => Err(RunError::new(FailureKind::UnknownWorkflow, e)),
+        }
+    }
+
+    fn advance(&self, run_id: &str, work: &mut VecDeque<String>) -> Result<()> {
+        let mut run = self.store.load_run(run_id)?;
+        if run.status != RunStatus::Running || run.paused {
+            return Ok(());
+        }
+        let wf = match self.workflow_of(&run) {
+            Ok(wf) => wf,
+            Err(err) => {
+                let mut batch = Batch::default();
+                self.fail_outside_step(run, err, &mut batch)?;
+                work.extend(self.land(batch)?);
+                return Ok(());
             }
         };
         for _ in 0..self.config.max_steps_per_tick {
+            let mut batch = Batch::default();
             if run.steps >= self.config.max_steps_per_run {
                 let err = RunError::new(
                     FailureKind::StepLimitExceeded,
                     format!("run executed {} nodes, its limit", run.steps),
                 )
                 .at_node(run.current_node.clone());
-                return self.fail_outside_step(run, err, work);
+                self.fail_outside_step(run, err, &mut batch)?;
+                work.extend(self.land(batch)?);
+                return Ok(());
             }
-            self.step(wf.as_ref(), &mut run, work)?;
+            self.step(wf.as_ref(), &mut run, 1, &mut batch)?;
+            work.extend(self.land(batch)?);
             if run.status != RunStatus::Running {
                 break;
             }
@@ -392,19 +502,28 @@ impl Runtime {
         Ok(())
     }
 
-    /// Runs the current node once and commits the outcome.
-    fn step(&self, wf: &dyn Workflow, run: &mut RunState, work: &mut VecDeque<Work>) -> Result<()> {
+    /// Runs the current node once (as attempt `attempt`) and stages the
+    /// outcome in `batch`.
+    fn step(
+        &self,
+        wf: &dyn Workflow,
+        run: &mut RunState,
+        attempt: u32,
+        batch: &mut Batch,
+    ) -> Result<()> {
         let started = self.clock.now_ms();
         let node = run.current_node.clone();
+        let vars = self.rehydrated(run, &run.vars)?;
         let ctx = StepContext {
             run_id: &run.run_id,
             workflow_id: &run.workflow_id,
             node_id: &node,
-            attempt: 1,
-            vars: &run.vars,
+            attempt,
+            vars: &vars,
             now_ms: started,
         };
         let result = wf.run_node(&ctx);
+        drop(vars);
         let mut rec = StepRecord::new(
             &run.run_id,
             RecordKind::Step,
@@ -412,7 +531,7 @@ impl Runtime {
             started,
         );
         rec.node_id = Some(node.clone());
-        rec.attempt = 1;
+        rec.attempt = attempt;
         rec.component_digest = wf.digest().map(str::to_owned);
         run.steps += 1;
 
@@ -422,10 +541,22 @@ impl Runtime {
                 error,
                 logs,
                 fuel_consumed,
+                retryable,
             }) => {
                 rec.logs = logs;
                 rec.fuel_consumed = fuel_consumed;
-                return self.fail_step(run, rec, error.at_node(node), work);
+                let policy = self.config.node_retry;
+                if retryable && attempt < policy.max_attempts {
+                    let key = format!("{}:{}:{}", run.run_id, node, run.ledger.next_seq);
+                    let delay = policy.backoff_ms(attempt, &key);
+                    let wait = WaitState {
+                        attempt,
+                        pending_plan: None,
+                        ..WaitState::new(WaitReason::Retry)
+                    };
+                    return self.wait_to_retry(run, rec, error.at_node(node), wait, delay, batch);
+                }
+                return self.fail_step(run, rec, error.at_node(node), batch);
             }
         };
         rec.logs = output.logs;
@@ -434,17 +565,36 @@ impl Runtime {
 
         if let Err(msg) = crate::plan::validate(&plan, wf.info()) {
             let err = RunError::new(FailureKind::InvalidPlan, msg).at_node(node);
-            return self.fail_step(run, rec, err, work);
+            return self.fail_step(run, rec, err, batch);
         }
+        self.apply_plan(wf, run, node, plan, attempt, rec, batch)
+    }
 
+    /// Acts on a validated plan: applies its writes, performs its effect,
+    /// takes its transition, and stages the step's record.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_plan(
+        &self,
+        wf: &dyn Workflow,
+        run: &mut RunState,
+        node: String,
+        mut plan: StepPlan,
+        attempt: u32,
+        mut rec: StepRecord,
+        batch: &mut Batch,
+    ) -> Result<()> {
         // Apply writes to a copy: a write that fails leaves vars untouched.
-        let mut new_vars = if plan.writes.is_empty() {
-            None
-        } else {
+        let mut old_vars = None;
+        if !plan.writes.is_empty() {
+            let touched = touched_keys(plan.writes.iter().map(|w| match w {
+                waymark_core::VarWrite::Set { path, .. }
+                | waymark_core::VarWrite::Remove { path } => path.as_str(),
+            }));
             let mut v = run.vars.clone();
+            self.materialize(run, &mut v, &touched)?;
             if let Err(e) = vars::apply(&mut v, &plan.writes) {
                 let err = RunError::new(FailureKind::InvalidPlan, e.to_string()).at_node(node);
-                return self.fail_step(run, rec, err, work);
+                return self.fail_step(run, rec, err, batch);
             }
             if vars::depth(&v) > vars::MAX_VARS_DEPTH {
                 let err = RunError::new(
@@ -455,38 +605,70 @@ impl Runtime {
                     ),
                 )
                 .at_node(node);
-                return self.fail_step(run, rec, err, work);
+                return self.fail_step(run, rec, err, batch);
             }
-            Some(v)
-        };
-        if let Some(v) = new_vars.take() {
-            run.vars = v;
+            old_vars = Some(std::mem::replace(&mut run.vars, v));
+            self.offload_vars(run, touched)?;
+            for w in &mut plan.writes {
+                if let waymark_core::VarWrite::Set { value, .. } = w {
+                    self.offload_value(run, value)?;
+                }
+            }
         }
-        rec.writes = plan.writes;
+        rec.writes = plan.writes.clone();
         rec.result_key = plan.result_key.clone();
 
-        if let Some(effect) = plan.effect {
+        if let Some(effect) = plan.effect.clone() {
             if let Some(grants) = wf.grants()
                 && let Some(reason) = refusal(grants, &effect)
             {
                 rec.effect = Some(effect);
                 let err = RunError::new(FailureKind::EffectNotAllowed, reason).at_node(node);
-                return self.fail_step(run, rec, err, work);
+                return self.fail_step(run, rec, err, batch);
             }
-            let outcome = self.perform(run, &node, &effect, &plan.transition, work);
+            let outcome = if is_host_effect(&effect) {
+                let key = effect_key(&run.run_id, &node, &effect, run.effect_seq);
+                rec.idempotency_key = Some(key.clone());
+                let outcome = self.perform_host(run, &node, &effect, &key, attempt, &mut rec)?;
+                if !matches!(outcome, Ok(Performed::Retry { .. })) {
+                    run.effect_seq += 1;
+                }
+                outcome
+            } else {
+                self.perform(run, &node, &effect, &plan.transition, batch)?
+            };
             rec.effect = Some(effect);
             match outcome {
-                Err(err) => return self.fail_step(run, rec, err.at_node(node), work),
-                Ok(Performed::Done(value)) => {
-                    if let Some(key) = &plan.result_key
-                        && let Err(e) = store_result(&mut run.vars, key, value.clone())
-                    {
-                        rec.result = Some(value);
-                        let err =
-                            RunError::new(FailureKind::InvalidPlan, format!("result key: {e}"))
-                                .at_node(node);
-                        return self.fail_step(run, rec, err, work);
+                Err(err) => return self.fail_step(run, rec, err.at_node(node), batch),
+                Ok(Performed::Retry { error, delay_ms }) => {
+                    if let Some(v) = old_vars {
+                        run.vars = v;
                     }
+                    let err = RunError::new(FailureKind::EffectFailed, error).at_node(node);
+                    let wait = WaitState {
+                        attempt,
+                        result_key: plan.result_key.clone(),
+                        pending_plan: Some(Box::new(plan)),
+                        ..WaitState::new(WaitReason::Retry)
+                    };
+                    return self.wait_to_retry(run, rec, err, wait, delay_ms, batch);
+                }
+                Ok(Performed::Done(mut value)) => {
+                    if let Some(key) = &plan.result_key {
+                        let touched = touched_keys(std::iter::once(key.as_str()));
+                        let mut v = run.vars.clone();
+                        self.materialize(run, &mut v, &touched)?;
+                        if let Err(e) = store_result(&mut v, key, value.clone()) {
+                            rec.result = Some(value);
+                            let err =
+                                RunError::new(FailureKind::InvalidPlan, format!("result key: {e}"))
+                                    .at_node(node);
+                            return self.fail_step(run, rec, err, batch);
+                        }
+                        run.vars = v;
+                        self.offload_vars(run, touched)?;
+                    }
+                    self.offload_value(run, &mut value)?;
                     rec.result = Some(value);
                 }
                 Ok(Performed::Wait(wait)) => {
@@ -497,7 +679,7 @@ impl Runtime {
                             "a blocking effect needs a next node to resume to, not complete-output",
                         )
                         .at_node(node);
-                        return self.fail_step(run, rec, err, work);
+                        return self.fail_step(run, rec, err, batch);
                     };
                     wait.resume_to_node = next.clone();
                     wait.result_key = plan.result_key;
@@ -512,7 +694,7 @@ impl Runtime {
                     rec.wait = Some(wait.clone());
                     run.status = RunStatus::Waiting;
                     run.waiting = Some(wait);
-                    return self.commit_step(run, rec, work);
+                    return self.commit_step(run, rec, batch);
                 }
             }
         }
@@ -522,30 +704,80 @@ impl Runtime {
                 rec.next_node = Some(next.clone());
                 run.current_node = next;
             }
-            Transition::CompleteOutput(out) => {
+            Transition::CompleteOutput(mut out) => {
+                self.offload_value(run, &mut out)?;
                 rec.output = Some(out.clone());
                 run.output = Some(out);
                 run.status = RunStatus::Completed;
             }
         }
-        self.commit_step(run, rec, work)
+        self.commit_step(run, rec, batch)
     }
 
-    fn commit_step(
+    /// Stages a failed attempt and a durable `retry` wait until its backoff
+    /// is over.
+    fn wait_to_retry(
         &self,
         run: &mut RunState,
-        rec: StepRecord,
-        work: &mut VecDeque<Work>,
+        mut rec: StepRecord,
+        err: RunError,
+        mut wait: WaitState,
+        delay_ms: u64,
+        batch: &mut Batch,
     ) -> Result<()> {
+        tracing::info!(run_id = %run.run_id, attempt = wait.attempt, delay_ms, error = %err, "attempt failed; retrying");
+        let now = self.clock.now_ms();
+        wait.resume_to_node = run.current_node.clone();
+        wait.wake_at_ms = Some(now.saturating_add(delay_ms));
+        wait.wait_key = format!("retry:{}:{}", run.run_id, run.ledger.next_seq);
+        rec.status = StepStatus::Retrying;
+        rec.error = Some(err);
+        rec.wait = Some(wait.clone());
+        run.status = RunStatus::Waiting;
+        run.waiting = Some(wait);
+        self.commit_step(run, rec, batch)
+    }
+
+    /// A retry's backoff is over: try the effect again (or re-run the node,
+    /// for a node retry) as the next attempt.
+    fn retry_wake(&self, mut run: RunState, wait: WaitState, batch: &mut Batch) -> Result<()> {
+        let wf = match self.workflow_of(&run) {
+            Ok(wf) => wf,
+            Err(err) => return self.fail_outside_step(run, err, batch),
+        };
+        run.status = RunStatus::Running;
+        run.waiting = None;
+        let attempt = wait.attempt + 1;
+        match wait.pending_plan {
+            None => self.step(wf.as_ref(), &mut run, attempt, batch)?,
+            Some(plan) => {
+                let now = self.clock.now_ms();
+                let mut rec =
+                    StepRecord::new(&run.run_id, RecordKind::Step, StepStatus::Completed, now);
+                let node = run.current_node.clone();
+                rec.node_id = Some(node.clone());
+                rec.attempt = attempt;
+                rec.component_digest = wf.digest().map(str::to_owned);
+                self.apply_plan(wf.as_ref(), &mut run, node, *plan, attempt, rec, batch)?;
+            }
+        }
+        if run.status == RunStatus::Running {
+            batch.follow.push(run.run_id.clone());
+        }
+        Ok(())
+    }
+
+    /// Seals the step's record and stages the run; a run that ended settles
+    /// its parent in the same batch.
+    fn commit_step(&self, run: &mut RunState, rec: StepRecord, batch: &mut Batch) -> Result<()> {
         let now = self.clock.now_ms();
         let mut rec = rec;
         rec.ended_at_ms = now;
         run.updated_at_ms = now;
-        let sealed: SealedRecord = seal(&mut run.ledger, rec);
-        self.store.commit(run, &[sealed])?;
+        batch.record(run, rec);
         if run.status.is_terminal() {
             tracing::debug!(run_id = %run.run_id, status = %run.status, "run ended");
-            work.push_back(Work::Ended(run.run_id.clone()));
+            self.settle_end(run, batch)?;
         }
         Ok(())
     }
@@ -555,7 +787,7 @@ impl Runtime {
         run: &mut RunState,
         mut rec: StepRecord,
         err: RunError,
-        work: &mut VecDeque<Work>,
+        batch: &mut Batch,
     ) -> Result<()> {
         tracing::warn!(run_id = %run.run_id, error = %err, "step failed");
         rec.status = StepStatus::Failed;
@@ -563,15 +795,15 @@ impl Runtime {
         run.status = RunStatus::Failed;
         run.waiting = None;
         run.error = Some(err);
-        self.commit_step(run, rec, work)
+        self.commit_step(run, rec, batch)
     }
 
     /// Fails a run for a reason that is not one node's step.
-    fn fail_outside_step(
+    pub(crate) fn fail_outside_step(
         &self,
         mut run: RunState,
         err: RunError,
-        work: &mut VecDeque<Work>,
+        batch: &mut Batch,
     ) -> Result<()> {
         let now = self.clock.now_ms();
         let mut rec = StepRecord::new(&run.run_id, RecordKind::Fail, StepStatus::Failed, now);
@@ -580,12 +812,18 @@ impl Runtime {
         run.status = RunStatus::Failed;
         run.waiting = None;
         run.error = Some(err);
-        self.commit_step(&mut run, rec, work)
+        self.commit_step(&mut run, rec, batch)
     }
 
-    /// Satisfies a run's wait and commits the resume record. Does not
-    /// advance the run.
-    fn deliver(&self, mut run: RunState, wait_key: &str, payload: Value) -> Result<()> {
+    /// Satisfies a run's wait and stages the resume record; the run is
+    /// advanced once the batch lands.
+    pub(crate) fn deliver(
+        &self,
+        mut run: RunState,
+        wait_key: &str,
+        payload: Value,
+        batch: &mut Batch,
+    ) -> Result<()> {
         let (RunStatus::Waiting, Some(wait)) = (run.status, run.waiting.clone()) else {
             return Err(RuntimeError::NotWaiting {
                 run_id: run.run_id,
@@ -594,6 +832,16 @@ impl Runtime {
         };
         if wait.wait_key != wait_key {
             return Err(RuntimeError::WrongWaitKey { run_id: run.run_id });
+        }
+        if wait.reason == WaitReason::Retry {
+            return Err(RuntimeError::InvalidResponse {
+                run_id: run.run_id,
+                reason: format!(
+                    "the run waits to retry (attempt {} failed); it resumes by itself at {}",
+                    wait.attempt,
+                    wait.wake_at_ms.unwrap_or(0)
+                ),
+            });
         }
         if wait.reason == WaitReason::User && !wait.allow_free_text && !wait.choices.is_empty() {
             let text = payload
@@ -618,24 +866,31 @@ impl Runtime {
         rec.node_id = Some(run.current_node.clone());
         rec.next_node = Some(wait.resume_to_node.clone());
         rec.result_key = wait.result_key.clone();
+        let mut payload = payload;
         if let Some(key) = &wait.result_key {
             // The key was checked when the plan was accepted; it can still
             // fail if it now runs through a scalar. Refuse without a change.
-            store_result(&mut run.vars, key, payload.clone()).map_err(|e| {
+            let touched = touched_keys(std::iter::once(key.as_str()));
+            let mut v = run.vars.clone();
+            self.materialize(&run, &mut v, &touched)?;
+            store_result(&mut v, key, payload.clone()).map_err(|e| {
                 RuntimeError::InvalidResponse {
                     run_id: run.run_id.clone(),
                     reason: format!("cannot store the payload at '{key}': {e}"),
                 }
             })?;
+            run.vars = v;
+            self.offload_vars(&mut run, touched)?;
         }
+        self.offload_value(&mut run, &mut payload)?;
         rec.result = Some(payload);
         rec.wait = Some(wait.clone());
         run.current_node = wait.resume_to_node;
         run.waiting = None;
         run.status = RunStatus::Running;
         run.updated_at_ms = now;
-        let sealed = seal(&mut run.ledger, rec);
-        self.store.commit(&run, &[sealed])?;
+        batch.record(&mut run, rec);
+        batch.follow.push(run.run_id.clone());
         Ok(())
     }
 
@@ -645,22 +900,27 @@ impl Runtime {
         scope: &str,
         payload: &Value,
         emitter: Option<&str>,
-        work: &mut VecDeque<Work>,
+        batch: &mut Batch,
     ) -> Result<Vec<String>> {
         let mut delivered = Vec::new();
         for run_id in self.store.event_waiters(name, scope)? {
             if Some(run_id.as_str()) == emitter {
                 continue;
             }
-            let run = self.store.load_run(&run_id)?;
+            let run = batch.load(self.store.as_ref(), &run_id)?;
+            let matches = run.waiting.as_ref().is_some_and(|w| {
+                w.reason == WaitReason::Event
+                    && w.event_name.as_deref() == Some(name)
+                    && w.event_scope.as_deref() == Some(scope)
+            });
             let Some(key) = run.waiting.as_ref().map(|w| w.wait_key.clone()) else {
                 continue;
             };
-            match self.deliver(run, &key, payload.clone()) {
-                Ok(()) => {
-                    work.push_back(Work::Advance(run_id.clone()));
-                    delivered.push(run_id);
-                }
+            if !matches {
+                continue;
+            }
+            match self.deliver(run, &key, payload.clone(), batch) {
+                Ok(()) => delivered.push(run_id),
                 Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -669,20 +929,21 @@ impl Runtime {
     }
 
     /// A run ended: if its parent waits on it, resume the parent with the
-    /// child's output, or fail the parent if the child did not complete.
-    fn on_ended(&self, run_id: &str, work: &mut VecDeque<Work>) -> Result<()> {
-        let child = self.store.load_run(run_id)?;
+    /// child's output, or fail the parent if the child did not complete,
+    /// in the same batch.
+    pub(crate) fn settle_end(&self, child: &RunState, batch: &mut Batch) -> Result<()> {
         let Some(parent_id) = child.parent_run_id.clone() else {
             return Ok(());
         };
-        let parent = match self.store.load_run(&parent_id) {
+        let parent = match batch.load(self.store.as_ref(), &parent_id) {
             Ok(p) => p,
             Err(StoreError::RunNotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let waits_on_child = parent.status == RunStatus::Waiting
             && parent.waiting.as_ref().is_some_and(|w| {
-                w.reason == WaitReason::Subworkflow && w.child_run_id.as_deref() == Some(run_id)
+                w.reason == WaitReason::Subworkflow
+                    && w.child_run_id.as_deref() == Some(child.run_id.as_str())
             });
         if !waits_on_child {
             return Ok(());
@@ -694,9 +955,11 @@ impl Runtime {
             .unwrap_or_default();
         match child.status {
             RunStatus::Completed => {
-                let output = child.output.clone().unwrap_or(Value::Null);
-                self.deliver(parent, &key, output)?;
-                work.push_back(Work::Advance(parent_id));
+                let output = match &child.output {
+                    Some(out) => self.rehydrated(child, out)?.into_owned(),
+                    None => Value::Null,
+                };
+                self.deliver(parent, &key, output, batch)
             }
             status => {
                 let cause = child
@@ -707,30 +970,113 @@ impl Runtime {
                 let err = RunError::new(
                     FailureKind::ChildFailed,
                     format!(
-                        "child run '{run_id}' ({}) ended {status}: {cause}",
-                        child.workflow_id
+                        "child run '{}' ({}) ended {status}: {cause}",
+                        child.run_id, child.workflow_id
                     ),
                 )
                 .at_node(parent.current_node.clone());
-                self.fail_outside_step(parent, err, work)?;
+                self.fail_outside_step(parent, err, batch)
             }
         }
-        Ok(())
     }
 
-    /// Performs an effect for `run` (whose vars already carry the step's
-    /// writes).
+    /// Performs a host effect (a registered handler) under its idempotency
+    /// key: an outcome already recorded for the key is reused, not
+    /// performed again; a new outcome is recorded durably before the step
+    /// goes on, so a crash after this point never repeats it.
+    fn perform_host(
+        &self,
+        run: &RunState,
+        node: &str,
+        effect: &Effect,
+        key: &str,
+        attempt: u32,
+        rec: &mut StepRecord,
+    ) -> Result<std::result::Result<Performed, RunError>> {
+        let name = effect.name();
+        if let Some(entry) = self.store.effect_entry(key)? {
+            rec.replayed = true;
+            rec.attempt = entry.attempt;
+            tracing::info!(run_id = %run.run_id, node, effect = name, "effect outcome replayed from the effect log");
+            return Ok(decode_outcome(&entry.outcome, &run.run_id));
+        }
+        let Some(handler) = self
+            .handlers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+        else {
+            return Ok(Err(RunError::new(
+                FailureKind::UnknownEffect,
+                format!("no handler is registered for effect '{name}'"),
+            )));
+        };
+        let now = self.clock.now_ms();
+        let call = EffectCall {
+            run,
+            node_id: node,
+            effect,
+            now_ms: now,
+            idempotency_key: key,
+            attempt,
+        };
+        let outcome = match handler.handle(&call) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let policy = self.retry_policy(name);
+                if e.retryable && attempt < policy.max_attempts {
+                    return Ok(Ok(Performed::Retry {
+                        error: format!("effect '{name}' attempt {attempt}: {e}"),
+                        delay_ms: policy.backoff_ms(attempt, key),
+                    }));
+                }
+                let tries = if attempt > 1 {
+                    format!(" after {attempt} attempts")
+                } else {
+                    String::new()
+                };
+                return Ok(Err(RunError::new(
+                    FailureKind::EffectFailed,
+                    format!("effect '{name}'{tries}: {e}"),
+                )));
+            }
+        };
+        let recorded = match &outcome {
+            EffectOutcome::Done(v) => json!({ "done": v }),
+            EffectOutcome::Wait(w) => json!({ "wait": w }),
+        };
+        let entry = EffectEntry {
+            key: key.to_owned(),
+            run_id: run.run_id.clone(),
+            node_id: node.to_owned(),
+            effect: name.to_owned(),
+            attempt,
+            outcome: recorded,
+            recorded_at_ms: now,
+        };
+        self.store.commit(&Commit {
+            effects: vec![entry],
+            ..Commit::default()
+        })?;
+        Ok(Ok(match outcome {
+            EffectOutcome::Done(v) => Performed::Done(v),
+            EffectOutcome::Wait(req) => Performed::Wait(Box::new(wait_from_request(req))),
+        }))
+    }
+
+    /// Performs a built-in effect for `run` (whose vars already carry the
+    /// step's writes), staging what it changes in other runs in `batch`.
     fn perform(
         &self,
         run: &RunState,
         node: &str,
         effect: &Effect,
         transition: &Transition,
-        work: &mut VecDeque<Work>,
-    ) -> std::result::Result<Performed, RunError> {
+        batch: &mut Batch,
+    ) -> Result<std::result::Result<Performed, RunError>> {
         let now = self.clock.now_ms();
-        let store_err = |e: RuntimeError| RunError::new(FailureKind::HostError, e.to_string());
-        match effect {
+        Ok(match effect {
             Effect::AskUser {
                 prompt,
                 choices,
@@ -765,17 +1111,18 @@ impl Runtime {
                 deadline_ms,
             } => {
                 if name.is_empty() {
-                    return Err(RunError::new(
+                    Err(RunError::new(
                         FailureKind::InvalidPlan,
                         "event name is empty",
-                    ));
+                    ))
+                } else {
+                    Ok(Performed::Wait(Box::new(WaitState {
+                        event_name: Some(name.clone()),
+                        event_scope: Some(scope.resolve(run)),
+                        wake_at_ms: *deadline_ms,
+                        ..WaitState::new(WaitReason::Event)
+                    })))
                 }
-                Ok(Performed::Wait(Box::new(WaitState {
-                    event_name: Some(name.clone()),
-                    event_scope: Some(scope.resolve(run)),
-                    wake_at_ms: *deadline_ms,
-                    ..WaitState::new(WaitReason::Event)
-                })))
             }
             Effect::EmitEvent {
                 name,
@@ -783,19 +1130,19 @@ impl Runtime {
                 payload,
             } => {
                 if name.is_empty() {
-                    return Err(RunError::new(
+                    Err(RunError::new(
                         FailureKind::InvalidPlan,
                         "event name is empty",
-                    ));
+                    ))
+                } else {
+                    let scope_key = scope.resolve(run);
+                    let delivered =
+                        self.deliver_event(name, &scope_key, payload, Some(&run.run_id), batch)?;
+                    Ok(Performed::Done(json!({
+                        "delivered": delivered.len(),
+                        "scope": scope_key,
+                    })))
                 }
-                let scope_key = scope.resolve(run);
-                let delivered = self
-                    .deliver_event(name, &scope_key, payload, Some(&run.run_id), work)
-                    .map_err(store_err)?;
-                Ok(Performed::Done(json!({
-                    "delivered": delivered.len(),
-                    "scope": scope_key,
-                })))
             }
             Effect::StartSubworkflow {
                 workflow_id,
@@ -803,101 +1150,140 @@ impl Runtime {
                 mode,
             } => {
                 if *mode == ChildMode::Sync && matches!(transition, Transition::CompleteOutput(_)) {
-                    return Err(RunError::new(
+                    return Ok(Err(RunError::new(
                         FailureKind::InvalidPlan,
                         "a sync child needs a next node to resume to, not complete-output",
-                    ));
+                    )));
                 }
-                let child_id = self
-                    .start_with(
-                        workflow_id,
-                        vars.clone(),
-                        StartOptions {
-                            run_id: None,
-                            session_id: Some(run.session_id.clone()),
-                            parent_run_id: Some(run.run_id.clone()),
-                        },
-                    )
-                    .map_err(|e| match e {
+                let started = self.start_in(
+                    workflow_id,
+                    vars.clone(),
+                    StartOptions {
+                        run_id: None,
+                        session_id: Some(run.session_id.clone()),
+                        parent_run_id: Some(run.run_id.clone()),
+                    },
+                    batch,
+                );
+                match started {
+                    Err(e) => Err(match e {
                         RuntimeError::UnknownWorkflow(_) => {
                             RunError::new(FailureKind::UnknownWorkflow, e.to_string())
                         }
                         RuntimeError::InvalidInput(_) => {
                             RunError::new(FailureKind::InvalidPlan, format!("child {e}"))
                         }
+                        RuntimeError::Store(e) => return Err(e.into()),
                         e => RunError::new(FailureKind::EffectFailed, e.to_string()),
-                    })?;
-                work.push_back(Work::Advance(child_id.clone()));
-                match mode {
-                    ChildMode::Sync => Ok(Performed::Wait(Box::new(WaitState {
-                        child_run_id: Some(child_id),
-                        ..WaitState::new(WaitReason::Subworkflow)
-                    }))),
-                    ChildMode::Async => Ok(Performed::Done(json!({ "run_id": child_id }))),
-                }
-            }
-            Effect::VarsQuery { run_id, paths } => {
-                let other;
-                let source = match run_id {
-                    None => &run.vars,
-                    Some(id) if id == &run.run_id => &run.vars,
-                    Some(id) => {
-                        other = self.store.load_run(id).map_err(|e| {
-                            RunError::new(FailureKind::EffectFailed, format!("vars_query: {e}"))
-                        })?;
-                        if other.session_id != run.session_id {
-                            return Err(RunError::new(
-                                FailureKind::EffectNotAllowed,
-                                format!("vars_query: run '{id}' is not in this run's session"),
-                            ));
+                    }),
+                    Ok(child_id) => {
+                        batch.follow.push(child_id.clone());
+                        match mode {
+                            ChildMode::Sync => Ok(Performed::Wait(Box::new(WaitState {
+                                child_run_id: Some(child_id),
+                                ..WaitState::new(WaitReason::Subworkflow)
+                            }))),
+                            ChildMode::Async => Ok(Performed::Done(json!({ "run_id": child_id }))),
                         }
-                        &other.vars
                     }
-                };
-                let mut out = serde_json::Map::new();
-                for p in paths {
-                    let v = vars::get(source, p)
-                        .map_err(|e| RunError::new(FailureKind::InvalidPlan, e.to_string()))?;
-                    out.insert(p.clone(), v.cloned().unwrap_or(Value::Null));
                 }
-                Ok(Performed::Done(Value::Object(out)))
             }
+            Effect::VarsQuery { run_id, paths } => self.vars_query(run, run_id.as_deref(), paths),
             Effect::LlmCall { .. } | Effect::ToolCalls { .. } | Effect::Custom { .. } => {
-                let name = effect.name();
-                let handler = self
-                    .handlers
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| {
-                        RunError::new(
-                            FailureKind::UnknownEffect,
-                            format!("no handler is registered for effect '{name}'"),
-                        )
-                    })?;
-                let call = EffectCall {
-                    run,
-                    node_id: node,
-                    effect,
-                    now_ms: now,
-                };
-                match handler.handle(&call) {
-                    Ok(EffectOutcome::Done(v)) => Ok(Performed::Done(v)),
-                    Ok(EffectOutcome::Wait(req)) => Ok(Performed::Wait(Box::new(WaitState {
-                        prompt: req.prompt,
-                        details: req.details,
-                        wake_at_ms: req.wake_at_ms,
-                        ..WaitState::new(req.reason)
-                    }))),
-                    Err(e) => Err(RunError::new(
-                        FailureKind::EffectFailed,
-                        format!("effect '{name}': {e}"),
-                    )),
-                }
+                unreachable!("host effects go through perform_host")
             }
+        })
+    }
+
+    fn vars_query(
+        &self,
+        run: &RunState,
+        other_id: Option<&str>,
+        paths: &[String],
+    ) -> std::result::Result<Performed, RunError> {
+        let other;
+        let (source_run, source) = match other_id {
+            None => (run, &run.vars),
+            Some(id) if id == run.run_id => (run, &run.vars),
+            Some(id) => {
+                other = self.store.load_run(id).map_err(|e| {
+                    RunError::new(FailureKind::EffectFailed, format!("vars_query: {e}"))
+                })?;
+                if other.session_id != run.session_id {
+                    return Err(RunError::new(
+                        FailureKind::EffectNotAllowed,
+                        format!("vars_query: run '{id}' is not in this run's session"),
+                    ));
+                }
+                (&other, &other.vars)
+            }
+        };
+        let source = self
+            .rehydrated(source_run, source)
+            .map_err(|e| RunError::new(FailureKind::HostError, format!("vars_query: {e}")))?;
+        let mut out = serde_json::Map::new();
+        for p in paths {
+            let v = vars::get(&source, p)
+                .map_err(|e| RunError::new(FailureKind::InvalidPlan, e.to_string()))?;
+            out.insert(p.clone(), v.cloned().unwrap_or(Value::Null));
+        }
+        Ok(Performed::Done(Value::Object(out)))
+    }
+}
+
+/// Effects performed by host-registered handlers, which may touch the
+/// world outside the store and so go through the effect log.
+fn is_host_effect(effect: &Effect) -> bool {
+    matches!(
+        effect,
+        Effect::LlmCall { .. } | Effect::ToolCalls { .. } | Effect::Custom { .. }
+    )
+}
+
+/// The idempotency key of one issuance: sha256 over the run, the node, the
+/// effect (name and payload, canonical JSON) and the run's issuance counter.
+pub fn effect_key(run_id: &str, node: &str, effect: &Effect, issuance: u64) -> String {
+    let effect_json = serde_json::to_value(effect).unwrap_or(Value::Null);
+    let material = canonical_json(&json!([run_id, node, effect_json, issuance]));
+    waymark_core::ledger::sha256_hex(material.as_bytes())
+}
+
+fn decode_outcome(outcome: &Value, run_id: &str) -> std::result::Result<Performed, RunError> {
+    if let Some(v) = outcome.get("done") {
+        return Ok(Performed::Done(v.clone()));
+    }
+    if let Some(w) = outcome.get("wait")
+        && let Ok(req) = serde_json::from_value::<WaitRequest>(w.clone())
+    {
+        return Ok(Performed::Wait(Box::new(wait_from_request(req))));
+    }
+    Err(RunError::new(
+        FailureKind::HostError,
+        format!("the effect log holds an unreadable outcome for run '{run_id}'"),
+    ))
+}
+
+fn wait_from_request(req: WaitRequest) -> WaitState {
+    WaitState {
+        prompt: req.prompt,
+        details: req.details,
+        wake_at_ms: req.wake_at_ms,
+        ..WaitState::new(req.reason)
+    }
+}
+
+/// The top-level var names a set of paths touches.
+fn touched_keys<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for p in paths {
+        if let Ok(segs) = vars::parse_path(p)
+            && let Some(first) = segs.first()
+            && !keys.iter().any(|k| k == first)
+        {
+            keys.push((*first).to_owned());
         }
     }
+    keys
 }
 
 /// Why `grants` do not cover `effect`, if they do not.
@@ -930,11 +1316,6 @@ fn store_result(vars: &mut Value, key: &str, value: Value) -> std::result::Resul
     vars::set(vars, key, value).map_err(|e| e.to_string())
 }
 
-enum Performed {
-    Done(Value),
-    Wait(Box<WaitState>),
-}
-
 fn reason_name(r: WaitReason) -> &'static str {
     match r {
         WaitReason::User => "user",
@@ -942,6 +1323,7 @@ fn reason_name(r: WaitReason) -> &'static str {
         WaitReason::Event => "event",
         WaitReason::Subworkflow => "subworkflow",
         WaitReason::Approval => "approval",
+        WaitReason::Retry => "retry",
     }
 }
 

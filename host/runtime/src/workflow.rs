@@ -34,6 +34,9 @@ pub struct StepFailure {
     pub error: RunError,
     pub logs: Vec<LogLine>,
     pub fuel_consumed: Option<u64>,
+    /// The node said trying again could succeed; the node is re-run under
+    /// [`crate::RuntimeConfig::node_retry`].
+    pub retryable: bool,
 }
 
 impl StepFailure {
@@ -42,6 +45,7 @@ impl StepFailure {
             error: RunError::new(kind, message),
             logs: Vec::new(),
             fuel_consumed: None,
+            retryable: false,
         }
     }
 
@@ -52,6 +56,7 @@ impl StepFailure {
             error,
             logs: Vec::new(),
             fuel_consumed: None,
+            retryable: e.retryable,
         }
     }
 }

@@ -6,34 +6,97 @@
 //! children of that one) are answered by indexes instead of by parsing every
 //! run. Ledger records live in `ledger`, one row per record, holding the
 //! sealed canonical text byte for byte: the chain verifier checks exactly
-//! those bytes, so they are never re-serialized.
+//! those bytes, so they are never re-serialized. Effect outcomes, artifacts,
+//! snapshots, the command inbox and its consumer cursors have a table each.
 //!
-//! Semantics match [`waymark_core::MemoryStore`], including the
-//! ledger-continuity check: an append must start at the stored ledger length
-//! or it fails with [`StoreError::LedgerConflict`], and the run row and its
-//! new records land in one transaction.
+//! Semantics match [`waymark_core::MemoryStore`] (the shared conformance
+//! suite holds both to them). A [`Commit`] lands in one `IMMEDIATE`
+//! transaction: every run it touches, their new records, its effect entries
+//! and its cursor, or nothing of it. [`Store::commit_group`] lands several
+//! commits in one transaction, each inside its own savepoint, so one fsync
+//! serves the group while each commit still succeeds or fails on its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use waymark_core::ledger::sha256_hex;
 use waymark_core::model::{RunState, RunStatus, StepRecord, WaitReason};
 use waymark_core::store::parse_records;
-use waymark_core::{LedgerStore, RunQuery, RunStore, SealedRecord, Store, StoreError};
+use waymark_core::{
+    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, EffectEntry, EffectLog,
+    LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot, SnapshotQuery,
+    SnapshotStore, Store, StoreError, Submitted, validate_artifact_id, validate_id,
+};
+
+/// The durability levels [`SqliteOptions`] takes (re-exported for callers
+/// that only depend on this crate).
+pub use waymark_core::Durability;
 
 /// The schema this build writes, kept in `PRAGMA user_version`. A file with
 /// a newer version was written by a newer Waymark and is refused rather than
-/// misread.
-pub const SCHEMA_VERSION: i64 = 1;
+/// misread; an older one is migrated in place when opened.
+///
+/// - 1: `runs` and `ledger`.
+/// - 2: `runs.paused`; `effects`, `artifacts`, `snapshots`, `commands`,
+///   `cursors`.
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Enough for the few query shapes used here (list_runs builds up to eight
+/// Enough for every query shape used here (list_runs builds up to eight
 /// variants), so no statement is ever re-prepared.
-const STATEMENT_CACHE_CAPACITY: usize = 32;
+const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// How long a writer waits for another process's lock before failing, so
 /// that several hosts can share one file.
 const BUSY_TIMEOUT_MS: u64 = 5000;
 
+/// The tables added in version 2, shared by a fresh schema and the
+/// migration from version 1.
+const TABLES_V2: &str = "
+CREATE TABLE IF NOT EXISTS effects (
+    key            TEXT PRIMARY KEY,
+    run_id         TEXT NOT NULL,
+    node_id        TEXT NOT NULL,
+    effect         TEXT NOT NULL,
+    attempt        INTEGER NOT NULL,
+    outcome        TEXT NOT NULL,
+    recorded_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS artifacts (
+    artifact_id   TEXT PRIMARY KEY,
+    size          INTEGER NOT NULL,
+    content_type  TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    data          BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    snapshot_id   TEXT PRIMARY KEY,
+    run_id        TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    tags          TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    state         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots (run_id);
+CREATE INDEX IF NOT EXISTS snapshots_created ON snapshots (created_at_ms);
+CREATE TABLE IF NOT EXISTS commands (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id      TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    run_id          TEXT,
+    payload         TEXT NOT NULL,
+    submitted_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    consumer TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_due
+    ON runs (wake_at_ms) WHERE status = 'waiting' AND paused = 0;
+";
+
+/// A fresh file (version 0): the whole current schema.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     run_id           TEXT PRIMARY KEY,
@@ -47,14 +110,12 @@ CREATE TABLE IF NOT EXISTS runs (
     wait_event_scope TEXT,
     wake_at_ms       INTEGER,
     ledger_len       INTEGER NOT NULL,
-    state            TEXT NOT NULL
+    state            TEXT NOT NULL,
+    paused           INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_event_waiters
     ON runs (wait_event_name, wait_event_scope) WHERE status = 'waiting';
-CREATE INDEX IF NOT EXISTS runs_wake_at
-    ON runs (wake_at_ms) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id);
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at_ms);
 CREATE TABLE IF NOT EXISTS ledger (
     run_id TEXT NOT NULL,
     seq    INTEGER NOT NULL,
@@ -63,41 +124,24 @@ CREATE TABLE IF NOT EXISTS ledger (
 ) WITHOUT ROWID;
 ";
 
-/// How hard SQLite works to get each commit onto stable storage: the
-/// trade between commit latency and what a commit survives. Applies to the
-/// WAL journal this store always uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Synchronous {
-    /// No fsync at all. Fastest; neither a process crash at the wrong moment
-    /// nor a power loss is guaranteed to leave the latest commits (or an
-    /// uncorrupted file) behind. For throwaway data and benchmarks.
-    Off,
-    /// fsync only at WAL checkpoints. A committed run survives a process
-    /// crash; a power loss or OS crash may roll back the last few commits
-    /// (the file stays consistent). The usual choice.
-    #[default]
-    Normal,
-    /// fsync the WAL on every commit. A commit that returned survives power
-    /// loss too, at the cost of one fsync per commit.
-    Full,
-}
-
-impl Synchronous {
-    fn pragma_value(self) -> &'static str {
-        match self {
-            Self::Off => "OFF",
-            Self::Normal => "NORMAL",
-            Self::Full => "FULL",
-        }
-    }
-}
+/// Version 1 to 2. Version-1 states have no `paused` field (it deserializes
+/// as false), so the new column's default is right for every existing row.
+/// The timer index is replaced by one that leaves paused runs out, and the
+/// `created_at_ms` index goes: runs are listed in creation (rowid) order.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE runs ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+DROP INDEX IF EXISTS runs_wake_at;
+DROP INDEX IF EXISTS runs_created;
+";
 
 /// Knobs for [`SqliteStore::open_with`]; the defaults suit a host that must
 /// survive its own crashes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SqliteOptions {
-    /// See [`Synchronous`] for what each level survives.
-    pub synchronous: Synchronous,
+    /// When commits reach stable storage: [`Durability::Off`] is
+    /// `synchronous=OFF`, [`Durability::Normal`] (the default) is
+    /// `synchronous=NORMAL`, [`Durability::Full`] is `synchronous=FULL`.
+    pub durability: Durability,
 }
 
 /// A [`Store`] backed by one SQLite database file.
@@ -110,12 +154,14 @@ pub struct SqliteOptions {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -128,7 +174,7 @@ impl SqliteStore {
     }
 
     /// Opens (or creates) the store at `path` with explicit durability
-    /// options.
+    /// options, migrating an older schema in place.
     ///
     /// Fails with [`StoreError::Corrupt`] naming the path if the file is not
     /// a SQLite database, and with [`StoreError::Backend`] if it was written
@@ -146,22 +192,23 @@ impl SqliteStore {
             })?;
         }
         let conn = Connection::open(&path).map_err(|e| map_err(&path, "opening database", e))?;
-        Self::setup(conn, path, options, true)
+        Self::setup(conn, path, options.durability, true)
     }
 
     /// A private database that lives as long as the value: for tests that
-    /// want SQL semantics without touching the disk. Not durable.
+    /// want SQL semantics without touching the disk. Not durable, so its
+    /// [`Store::durability`] is [`Durability::Off`].
     pub fn in_memory() -> Result<Self, StoreError> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory()
             .map_err(|e| map_err(&path, "opening in-memory database", e))?;
-        Self::setup(conn, path, SqliteOptions::default(), false)
+        Self::setup(conn, path, Durability::Off, false)
     }
 
     fn setup(
         mut conn: Connection,
         path: PathBuf,
-        options: SqliteOptions,
+        durability: Durability,
         require_wal: bool,
     ) -> Result<Self, StoreError> {
         let err = |op: &str| {
@@ -182,21 +229,35 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
+        conn.pragma_update(None, "synchronous", synchronous_pragma(durability))
             .map_err(err("setting synchronous"))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err("enabling foreign keys"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
 
         if check_version(&conn, &path)? < SCHEMA_VERSION {
-            // Create the schema under a write lock, re-checking the version
-            // inside it, so two processes opening a fresh file do not race.
-            // An up-to-date file is opened without taking the write lock.
+            // Create or migrate the schema under a write lock, re-checking
+            // the version inside it, so two processes opening an old or
+            // fresh file do not race. An up-to-date file is opened without
+            // taking the write lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err("creating schema"))?;
-            if check_version(&tx, &path)? < SCHEMA_VERSION {
-                tx.execute_batch(SCHEMA).map_err(err("creating schema"))?;
+            let version = check_version(&tx, &path)?;
+            if version < SCHEMA_VERSION {
+                if version == 0 {
+                    tx.execute_batch(SCHEMA).map_err(err("creating schema"))?;
+                } else if version == 1 {
+                    tx.execute_batch(MIGRATE_1_TO_2)
+                        .map_err(err("migrating schema from version 1"))?;
+                } else {
+                    return Err(StoreError::Backend(format!(
+                        "{} has unknown schema version {version}",
+                        path.display()
+                    )));
+                }
+                tx.execute_batch(TABLES_V2)
+                    .map_err(err("creating version 2 tables"))?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(err("setting schema version"))?;
             }
@@ -206,6 +267,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             path,
+            durability,
         })
     }
 
@@ -219,6 +281,7 @@ impl SqliteStore {
     /// For tamper-detection tests and demos only: it bypasses the hash chain
     /// on purpose, so that [`waymark_core::verify`] has something to find.
     pub fn tamper_record(&self, run_id: &str, seq: u64, new_text: &str) -> Result<(), StoreError> {
+        validate_id("run", run_id)?;
         let conn = self.lock();
         let op = "tampering with ledger record";
         let changed = conn
@@ -250,15 +313,110 @@ impl SqliteStore {
         map_err(&self.path, op, e)
     }
 
-    fn corrupt_state(&self, run_id: &str, detail: impl std::fmt::Display) -> StoreError {
+    /// A row that cannot be read back, named by table and key.
+    /// `what` names the table and key, like `runs table, run 'r1'`.
+    fn corrupt(&self, what: &str, detail: impl std::fmt::Display) -> StoreError {
         StoreError::Corrupt {
-            location: format!("runs table, run '{run_id}' in {}", self.path.display()),
+            location: format!("{what} in {}", self.path.display()),
             detail: detail.to_string(),
         }
     }
 
     fn parse_state(&self, run_id: &str, state: &str) -> Result<RunState, StoreError> {
-        serde_json::from_str(state).map_err(|e| self.corrupt_state(run_id, e))
+        serde_json::from_str(state)
+            .map_err(|e| self.corrupt(&format!("runs table, run '{run_id}'"), e))
+    }
+
+    /// Checks `commit` against the stored data and writes it, on `conn`
+    /// inside a transaction or savepoint the caller rolls back on error.
+    fn apply(&self, conn: &Connection, commit: &Commit) -> Result<(), StoreError> {
+        let op = "committing";
+        for w in &commit.runs {
+            self.apply_run(conn, w)?;
+        }
+        if !commit.effects.is_empty() {
+            let mut st = conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO effects
+                        (key, run_id, node_id, effect, attempt, outcome, recorded_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(|e| self.err(op, e))?;
+            for e in &commit.effects {
+                let outcome = serde_json::to_string(&e.outcome).map_err(|err| {
+                    StoreError::Backend(format!("serializing effect '{}': {err}", e.key))
+                })?;
+                let at = conv("effect", &e.key, "recorded_at_ms", e.recorded_at_ms)?;
+                st.execute(params![
+                    e.key, e.run_id, e.node_id, e.effect, e.attempt, outcome, at
+                ])
+                .map_err(|err| self.err(op, err))?;
+            }
+        }
+        if let Some((consumer, seq)) = &commit.cursor {
+            upsert_cursor(conn, consumer, *seq).map_err(|e| self.err(op, e))?;
+        }
+        Ok(())
+    }
+
+    fn apply_run(&self, conn: &Connection, w: &RunWrite) -> Result<(), StoreError> {
+        let op = "committing run";
+        let run = &w.run;
+        let derived = Derived::of(run)?;
+        let added = i64::try_from(w.records.len())
+            .map_err(|_| StoreError::Backend("too many ledger records in one write".into()))?;
+        let stored = ledger_len(conn, &run.run_id).map_err(|e| self.err(op, e))?;
+        match (w.create, stored) {
+            (true, Some(_)) => return Err(StoreError::RunExists(run.run_id.clone())),
+            (false, None) => return Err(StoreError::RunNotFound(run.run_id.clone())),
+            (true, None) => {
+                conn.prepare_cached(
+                    "INSERT INTO runs (run_id, workflow_id, status, parent_run_id, session_id,
+                        created_at_ms, updated_at_ms, wait_event_name, wait_event_scope,
+                        wake_at_ms, paused, ledger_len, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .and_then(|mut st| derived.execute(&mut st, added))
+                .map_err(|e| self.err(op, e))?;
+                insert_records(conn, &run.run_id, 0, &w.records).map_err(|e| self.err(op, e))?;
+            }
+            (false, Some(stored)) => {
+                let stored_u = u64::try_from(stored).map_err(|_| {
+                    self.corrupt(
+                        &format!("runs table, run '{}'", run.run_id),
+                        format!("negative ledger_len {stored}"),
+                    )
+                })?;
+                let attempted = Commit::expected_seq(w);
+                if stored_u != attempted {
+                    return Err(StoreError::LedgerConflict {
+                        run_id: run.run_id.clone(),
+                        stored: stored_u,
+                        attempted,
+                    });
+                }
+                insert_records(conn, &run.run_id, stored, &w.records)
+                    .map_err(|e| self.err(op, e))?;
+                conn.prepare_cached(
+                    "UPDATE runs SET workflow_id = ?2, status = ?3, parent_run_id = ?4,
+                        session_id = ?5, created_at_ms = ?6, updated_at_ms = ?7,
+                        wait_event_name = ?8, wait_event_scope = ?9, wake_at_ms = ?10,
+                        paused = ?11, ledger_len = ledger_len + ?12, state = ?13
+                     WHERE run_id = ?1",
+                )
+                .and_then(|mut st| derived.execute(&mut st, added))
+                .map_err(|e| self.err(op, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn synchronous_pragma(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Off => "OFF",
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
     }
 }
 
@@ -296,11 +454,42 @@ fn to_i64(v: u64) -> rusqlite::Result<i64> {
     i64::try_from(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
+/// A u64 field of `what` `key` as a SQLite integer, or a Backend error
+/// naming it.
+fn conv(what: &str, key: &str, field: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| {
+        StoreError::Backend(format!(
+            "storing {what} '{key}': {field} {v} does not fit SQLite's signed integers"
+        ))
+    })
+}
+
+/// A query bound as a SQLite integer: values beyond i64::MAX clamp (no
+/// stored value exceeds it).
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A LIMIT: SQLite treats a negative one as none.
+fn limit_i64(limit: Option<usize>) -> i64 {
+    limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
 /// The stored ledger length of a run, or None if the run does not exist.
 fn ledger_len(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT ledger_len FROM runs WHERE run_id = ?1")?
         .query_row([run_id], |row| row.get(0))
         .optional()
+}
+
+/// Moves `consumer`'s cursor to `seq` unless it is already further.
+fn upsert_cursor(conn: &Connection, consumer: &str, seq: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO cursors (consumer, seq) VALUES (?1, ?2)
+         ON CONFLICT (consumer) DO UPDATE SET seq = max(seq, excluded.seq)",
+    )?
+    .execute(params![consumer, to_i64(seq)?])?;
+    Ok(())
 }
 
 /// The indexed columns, copied out of the state on every write.
@@ -319,7 +508,7 @@ impl<'a> Derived<'a> {
     /// Runs an INSERT or UPDATE of the runs table whose parameters are, in
     /// order: run_id, workflow_id, status, parent_run_id, session_id,
     /// created_at_ms, updated_at_ms, wait_event_name, wait_event_scope,
-    /// wake_at_ms, a ledger length (or increment), state.
+    /// wake_at_ms, paused, a ledger length (or increment), state.
     fn execute(
         &self,
         st: &mut rusqlite::CachedStatement<'_>,
@@ -336,20 +525,14 @@ impl<'a> Derived<'a> {
             self.wait_event_name,
             self.wait_event_scope,
             self.wake_at_ms,
+            self.run.paused,
             ledger,
             self.state,
         ])
     }
 
     fn of(run: &'a RunState) -> Result<Self, StoreError> {
-        let conv = |what: &str, v: u64| {
-            i64::try_from(v).map_err(|_| {
-                StoreError::Backend(format!(
-                    "storing run '{}': {what} {v} does not fit SQLite's signed integers",
-                    run.run_id
-                ))
-            })
-        };
+        let conv = |field: &str, v: u64| conv("run", &run.run_id, field, v);
         // Only event waits are event waiters (a `user` wait that happens to
         // carry an event name is not), as in the in-memory store.
         let event = run
@@ -376,9 +559,8 @@ impl<'a> Derived<'a> {
     }
 }
 
-/// Appends `records` at positions `start..`, as the in-memory store does
-/// (the stored seq is the position; the verifier checks it against the
-/// record's own `seq`).
+/// Appends `records` at positions `start..` (which [`Commit::check`] and
+/// the continuity check make equal to the records' own seqs).
 fn insert_records(
     conn: &Connection,
     run_id: &str,
@@ -397,53 +579,16 @@ fn insert_records(
     Ok(())
 }
 
-/// Fails with `LedgerConflict` unless `records` continue a ledger of
-/// `stored` records.
-fn check_continuity(run_id: &str, stored: u64, records: &[SealedRecord]) -> Result<(), StoreError> {
-    match records.first() {
-        Some(first) if first.seq != stored => Err(StoreError::LedgerConflict {
-            run_id: run_id.to_owned(),
-            stored,
-            attempted: first.seq,
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn records_len(records: &[SealedRecord]) -> Result<i64, StoreError> {
-    i64::try_from(records.len())
-        .map_err(|_| StoreError::Backend("too many ledger records in one write".into()))
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl RunStore for SqliteStore {
-    fn create_run(&self, run: &RunState, records: &[SealedRecord]) -> Result<(), StoreError> {
-        let op = "creating run";
-        let derived = Derived::of(run)?;
-        check_continuity(&run.run_id, 0, records)?;
-        let len = records_len(records)?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(op, e))?;
-        if ledger_len(&tx, &run.run_id)
-            .map_err(|e| self.err(op, e))?
-            .is_some()
-        {
-            return Err(StoreError::RunExists(run.run_id.clone()));
-        }
-        tx.prepare_cached(
-            "INSERT INTO runs (run_id, workflow_id, status, parent_run_id, session_id,
-                created_at_ms, updated_at_ms, wait_event_name, wait_event_scope, wake_at_ms,
-                ledger_len, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .and_then(|mut st| derived.execute(&mut st, len))
-        .map_err(|e| self.err(op, e))?;
-        insert_records(&tx, &run.run_id, 0, records).map_err(|e| self.err(op, e))?;
-        tx.commit().map_err(|e| self.err(op, e))
-    }
-
     fn load_run(&self, run_id: &str) -> Result<RunState, StoreError> {
+        validate_id("run", run_id)?;
         let conn = self.lock();
         let state: Option<String> = conn
             .prepare_cached("SELECT state FROM runs WHERE run_id = ?1")
@@ -466,12 +611,10 @@ impl RunStore for SqliteStore {
         if query.parent_run_id.is_some() {
             sql.push_str(" AND parent_run_id = ?3");
         }
-        // Newest first; rowid breaks ties in creation order.
-        sql.push_str(" ORDER BY created_at_ms DESC, rowid DESC LIMIT ?4");
-        // A negative LIMIT means no limit in SQLite.
-        let limit = query
-            .limit
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        // Newest first, in creation order as the in-memory store lists them:
+        // a run's rowid is assigned when it is inserted and never changes.
+        sql.push_str(" ORDER BY rowid DESC LIMIT ?4");
+        let limit = limit_i64(query.limit);
 
         let conn = self.lock();
         let op = "listing runs";
@@ -510,7 +653,7 @@ impl RunStore for SqliteStore {
             .prepare_cached(
                 "SELECT run_id FROM runs
                  WHERE status = 'waiting' AND wait_event_name = ?1 AND wait_event_scope = ?2
-                 ORDER BY created_at_ms, rowid",
+                 ORDER BY rowid",
             )
             .map_err(|e| self.err(op, e))?;
         st.query_map([name, scope], |row| row.get(0))
@@ -519,19 +662,17 @@ impl RunStore for SqliteStore {
     }
 
     fn due_waits(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        // Stored times never exceed i64::MAX, so clamping loses nothing.
-        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.lock();
         let op = "finding due waits";
         let mut st = conn
             .prepare_cached(
                 "SELECT run_id FROM runs
-                 WHERE status = 'waiting' AND wake_at_ms <= ?1
+                 WHERE status = 'waiting' AND paused = 0 AND wake_at_ms <= ?1
                  ORDER BY wake_at_ms, run_id LIMIT ?2",
             )
             .map_err(|e| self.err(op, e))?;
-        st.query_map(params![now, limit], |row| row.get(0))
+        st.query_map(params![clamp_i64(now_ms), limit], |row| row.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(op, e))
     }
@@ -539,7 +680,9 @@ impl RunStore for SqliteStore {
     fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {
         let conn = self.lock();
         let at: Option<i64> = conn
-            .prepare_cached("SELECT MIN(wake_at_ms) FROM runs WHERE status = 'waiting'")
+            .prepare_cached(
+                "SELECT MIN(wake_at_ms) FROM runs WHERE status = 'waiting' AND paused = 0",
+            )
             .and_then(|mut st| st.query_row([], |row| row.get(0)))
             .map_err(|e| self.err("finding next wake time", e))?;
         at.map(|v| {
@@ -558,6 +701,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        validate_id("run", run_id)?;
         let op = "reading ledger";
         let mut conn = self.lock();
         // One read transaction, so another process's commit cannot slip in
@@ -581,38 +725,529 @@ impl LedgerStore for SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn commit(&self, run: &RunState, records: &[SealedRecord]) -> Result<(), StoreError> {
-        let op = "committing run";
-        let derived = Derived::of(run)?;
-        let added = records_len(records)?;
+impl EffectLog for SqliteStore {
+    fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(
+                "SELECT run_id, node_id, effect, attempt, outcome, recorded_at_ms
+                 FROM effects WHERE key = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([key], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, i64>(5)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err("reading effect entry", e))?;
+        let Some((run_id, node_id, effect, attempt, outcome, at)) = row else {
+            return Ok(None);
+        };
+        let location = format!("effects table, key '{key}'");
+        let corrupt = |detail: String| self.corrupt(&location, detail);
+        Ok(Some(EffectEntry {
+            key: key.to_owned(),
+            run_id,
+            node_id,
+            effect,
+            attempt: u32::try_from(attempt)
+                .map_err(|_| corrupt(format!("attempt {attempt} out of range")))?,
+            outcome: serde_json::from_str(&outcome).map_err(|e| corrupt(e.to_string()))?,
+            recorded_at_ms: u64::try_from(at)
+                .map_err(|_| corrupt(format!("negative recorded_at_ms {at}")))?,
+        }))
+    }
+}
+
+/// An artifacts row without its data.
+fn artifact_meta_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+impl SqliteStore {
+    fn meta_from(&self, raw: (String, i64, String, i64)) -> Result<ArtifactMeta, StoreError> {
+        let (artifact_id, size, content_type, created) = raw;
+        let location = format!("artifacts table, artifact '{artifact_id}'");
+        let size = u64::try_from(size)
+            .map_err(|_| self.corrupt(&location, format!("negative size {size}")))?;
+        let created_at_ms = u64::try_from(created)
+            .map_err(|_| self.corrupt(&location, format!("negative created_at_ms {created}")))?;
+        Ok(ArtifactMeta {
+            artifact_id,
+            size,
+            content_type,
+            created_at_ms,
+        })
+    }
+}
+
+impl ArtifactStore for SqliteStore {
+    fn put_artifact(&self, bytes: &[u8], content_type: &str) -> Result<ArtifactMeta, StoreError> {
+        let id = sha256_hex(bytes);
+        let op = "storing artifact";
+        let size = conv("artifact", &id, "size", bytes.len() as u64)?;
+        let created = conv("artifact", &id, "created_at_ms", now_ms())?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(op, e))?;
-        let stored = ledger_len(&tx, &run.run_id)
-            .map_err(|e| self.err(op, e))?
-            .ok_or_else(|| StoreError::RunNotFound(run.run_id.clone()))?;
-        let stored_u = u64::try_from(stored).map_err(|_| StoreError::Corrupt {
-            location: format!(
-                "runs table, run '{}' in {}",
-                run.run_id,
-                self.path.display()
-            ),
-            detail: format!("negative ledger_len {stored}"),
-        })?;
-        check_continuity(&run.run_id, stored_u, records)?;
-        insert_records(&tx, &run.run_id, stored, records).map_err(|e| self.err(op, e))?;
+        // Storing the same bytes again keeps the first row (its type and
+        // time), as the in-memory store does.
         tx.prepare_cached(
-            "UPDATE runs SET workflow_id = ?2, status = ?3, parent_run_id = ?4, session_id = ?5,
-                created_at_ms = ?6, updated_at_ms = ?7, wait_event_name = ?8,
-                wait_event_scope = ?9, wake_at_ms = ?10, ledger_len = ledger_len + ?11,
-                state = ?12
-             WHERE run_id = ?1",
+            "INSERT INTO artifacts (artifact_id, size, content_type, created_at_ms, data)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (artifact_id) DO NOTHING",
         )
-        .and_then(|mut st| derived.execute(&mut st, added))
+        .and_then(|mut st| st.execute(params![id, size, content_type, created, bytes]))
         .map_err(|e| self.err(op, e))?;
+        let raw = tx
+            .prepare_cached(
+                "SELECT artifact_id, size, content_type, created_at_ms
+                 FROM artifacts WHERE artifact_id = ?1",
+            )
+            .and_then(|mut st| st.query_row([&id], artifact_meta_of))
+            .map_err(|e| self.err(op, e))?;
+        tx.commit().map_err(|e| self.err(op, e))?;
+        self.meta_from(raw)
+    }
+
+    fn get_artifact(&self, id: &str) -> Result<(ArtifactMeta, Vec<u8>), StoreError> {
+        validate_artifact_id(id)?;
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(
+                "SELECT artifact_id, size, content_type, created_at_ms, data
+                 FROM artifacts WHERE artifact_id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([id], |row| {
+                    Ok((artifact_meta_of(row)?, row.get::<_, Vec<u8>>(4)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err("reading artifact", e))?;
+        drop(conn);
+        let Some((raw, data)) = row else {
+            return Err(StoreError::NotFound {
+                kind: "artifact",
+                id: id.to_owned(),
+            });
+        };
+        let meta = self.meta_from(raw)?;
+        let location = format!("artifacts table, artifact '{id}'");
+        let actual = sha256_hex(&data);
+        if actual != id {
+            return Err(self.corrupt(&location, format!("the stored bytes hash to {actual}")));
+        }
+        if meta.size != data.len() as u64 {
+            return Err(self.corrupt(
+                &location,
+                format!("size column {} but {} bytes stored", meta.size, data.len()),
+            ));
+        }
+        Ok((meta, data))
+    }
+
+    fn artifact_meta(&self, id: &str) -> Result<ArtifactMeta, StoreError> {
+        validate_artifact_id(id)?;
+        let conn = self.lock();
+        let raw = conn
+            .prepare_cached(
+                "SELECT artifact_id, size, content_type, created_at_ms
+                 FROM artifacts WHERE artifact_id = ?1",
+            )
+            .and_then(|mut st| st.query_row([id], artifact_meta_of).optional())
+            .map_err(|e| self.err("reading artifact metadata", e))?;
+        drop(conn);
+        match raw {
+            Some(raw) => self.meta_from(raw),
+            None => Err(StoreError::NotFound {
+                kind: "artifact",
+                id: id.to_owned(),
+            }),
+        }
+    }
+
+    fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
+        let conn = self.lock();
+        let op = "listing artifacts";
+        let raws = conn
+            .prepare_cached(
+                "SELECT artifact_id, size, content_type, created_at_ms
+                 FROM artifacts ORDER BY artifact_id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], artifact_meta_of)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.err(op, e))?;
+        drop(conn);
+        raws.into_iter().map(|raw| self.meta_from(raw)).collect()
+    }
+}
+
+/// A snapshots row, before its state is parsed.
+struct SnapshotRow {
+    snapshot_id: String,
+    run_id: String,
+    name: String,
+    description: String,
+    tags: String,
+    created_at_ms: i64,
+    state: String,
+}
+
+const SNAPSHOT_COLUMNS: &str = "snapshot_id, run_id, name, description, tags, created_at_ms, state";
+
+impl SnapshotRow {
+    fn of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            snapshot_id: row.get(0)?,
+            run_id: row.get(1)?,
+            name: row.get(2)?,
+            description: row.get(3)?,
+            tags: row.get(4)?,
+            created_at_ms: row.get(5)?,
+            state: row.get(6)?,
+        })
+    }
+}
+
+impl SqliteStore {
+    fn snapshot_corrupt(&self, id: &str, detail: impl std::fmt::Display) -> StoreError {
+        self.corrupt(&format!("snapshots table, snapshot '{id}'"), detail)
+    }
+
+    fn snapshot_tags(&self, row: &SnapshotRow) -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(&row.tags).map_err(|e| self.snapshot_corrupt(&row.snapshot_id, e))
+    }
+
+    fn snapshot_from(&self, row: SnapshotRow, tags: Vec<String>) -> Result<Snapshot, StoreError> {
+        let state = serde_json::from_str(&row.state)
+            .map_err(|e| self.snapshot_corrupt(&row.snapshot_id, e))?;
+        let created_at_ms = u64::try_from(row.created_at_ms).map_err(|_| {
+            self.snapshot_corrupt(
+                &row.snapshot_id,
+                format!("negative created_at_ms {}", row.created_at_ms),
+            )
+        })?;
+        Ok(Snapshot {
+            snapshot_id: row.snapshot_id,
+            run_id: row.run_id,
+            name: row.name,
+            description: row.description,
+            tags,
+            created_at_ms,
+            state,
+        })
+    }
+}
+
+impl SnapshotStore for SqliteStore {
+    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let id = &snapshot.snapshot_id;
+        validate_id("snapshot", id)?;
+        let op = "saving snapshot";
+        let json = |what: &str, r: serde_json::Result<String>| {
+            r.map_err(|e| {
+                StoreError::Backend(format!("serializing {what} of snapshot '{id}': {e}"))
+            })
+        };
+        let tags = json("tags", serde_json::to_string(&snapshot.tags))?;
+        let state = json("state", serde_json::to_string(&snapshot.state))?;
+        let created = conv("snapshot", id, "created_at_ms", snapshot.created_at_ms)?;
+        let conn = self.lock();
+        let inserted = conn
+            .prepare_cached(&format!(
+                "INSERT INTO snapshots ({SNAPSHOT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (snapshot_id) DO NOTHING"
+            ))
+            .and_then(|mut st| {
+                st.execute(params![
+                    id,
+                    snapshot.run_id,
+                    snapshot.name,
+                    snapshot.description,
+                    tags,
+                    created,
+                    state
+                ])
+            })
+            .map_err(|e| self.err(op, e))?;
+        if inserted == 0 {
+            return Err(StoreError::Backend(format!(
+                "snapshot '{id}' already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    fn load_snapshot(&self, snapshot_id: &str) -> Result<Snapshot, StoreError> {
+        validate_id("snapshot", snapshot_id)?;
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(&format!(
+                "SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE snapshot_id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([snapshot_id], SnapshotRow::of).optional())
+            .map_err(|e| self.err("loading snapshot", e))?;
+        drop(conn);
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                kind: "snapshot",
+                id: snapshot_id.to_owned(),
+            });
+        };
+        let tags = self.snapshot_tags(&row)?;
+        self.snapshot_from(row, tags)
+    }
+
+    fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>, StoreError> {
+        // The run filter is indexed; tag and text are matched here, exactly
+        // as `SnapshotQuery::matches` does (Unicode lower-casing), before a
+        // state is parsed, so only the hits pay for that.
+        let mut sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM snapshots");
+        if query.run_id.is_some() {
+            sql.push_str(" WHERE run_id = ?1");
+        }
+        // Newest first; among equal times, the later save first.
+        sql.push_str(" ORDER BY created_at_ms DESC, rowid DESC");
+        let conn = self.lock();
+        let op = "finding snapshots";
+        let rows = conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| match &query.run_id {
+                Some(run) => st
+                    .query_map([run], SnapshotRow::of)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
+                None => st
+                    .query_map([], SnapshotRow::of)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
+            })
+            .map_err(|e| self.err(op, e))?;
+        drop(conn);
+        let text = query.text.as_deref().map(str::to_lowercase);
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for row in rows {
+            if out.len() >= limit {
+                break;
+            }
+            let tags = self.snapshot_tags(&row)?;
+            if query
+                .tag
+                .as_deref()
+                .is_some_and(|t| !tags.iter().any(|x| x == t))
+            {
+                continue;
+            }
+            if text.as_deref().is_some_and(|t| {
+                !row.name.to_lowercase().contains(t) && !row.description.to_lowercase().contains(t)
+            }) {
+                continue;
+            }
+            out.push(self.snapshot_from(row, tags)?);
+        }
+        Ok(out)
+    }
+
+    fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
+        validate_id("snapshot", snapshot_id)?;
+        let conn = self.lock();
+        let deleted = conn
+            .prepare_cached("DELETE FROM snapshots WHERE snapshot_id = ?1")
+            .and_then(|mut st| st.execute([snapshot_id]))
+            .map_err(|e| self.err("deleting snapshot", e))?;
+        Ok(deleted > 0)
+    }
+}
+
+impl CommandInbox for SqliteStore {
+    fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError> {
+        let id = &command.command_id;
+        validate_id("command", id)?;
+        let op = "submitting command";
+        let payload = serde_json::to_string(&command.payload)
+            .map_err(|e| StoreError::Backend(format!("serializing command '{id}': {e}")))?;
+        let at = conv("command", id, "submitted_at_ms", command.submitted_at_ms)?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(op, e))?;
+        let existing: Option<i64> = tx
+            .prepare_cached("SELECT seq FROM commands WHERE command_id = ?1")
+            .and_then(|mut st| st.query_row([id], |row| row.get(0)).optional())
+            .map_err(|e| self.err(op, e))?;
+        let (seq, duplicate) = match existing {
+            Some(seq) => (seq, true),
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO commands (command_id, kind, run_id, payload, submitted_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![id, command.kind, command.run_id, payload, at])
+                })
+                .map_err(|e| self.err(op, e))?;
+                (tx.last_insert_rowid(), false)
+            }
+        };
+        tx.commit().map_err(|e| self.err(op, e))?;
+        let seq = u64::try_from(seq).map_err(|_| {
+            self.corrupt(
+                &format!("commands table, command '{id}'"),
+                format!("negative seq {seq}"),
+            )
+        })?;
+        Ok(Submitted { seq, duplicate })
+    }
+
+    fn commands_after(&self, after: u64, limit: usize) -> Result<Vec<Command>, StoreError> {
+        let conn = self.lock();
+        let op = "reading commands";
+        let rows = conn
+            .prepare_cached(
+                "SELECT seq, command_id, kind, run_id, payload, submitted_at_ms
+                 FROM commands WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![clamp_i64(after), limit_i64(Some(limit))], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, i64>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.err(op, e))?;
+        drop(conn);
+        rows.into_iter()
+            .map(|(seq, command_id, kind, run_id, payload, at)| {
+                let location = format!("commands table, command '{command_id}'");
+                let corrupt = |detail: String| self.corrupt(&location, detail);
+                Ok(Command {
+                    seq: u64::try_from(seq).map_err(|_| corrupt(format!("negative seq {seq}")))?,
+                    payload: serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?,
+                    submitted_at_ms: u64::try_from(at)
+                        .map_err(|_| corrupt(format!("negative submitted_at_ms {at}")))?,
+                    kind,
+                    run_id,
+                    command_id,
+                })
+            })
+            .collect()
+    }
+
+    fn cursor(&self, consumer: &str) -> Result<u64, StoreError> {
+        validate_id("consumer", consumer)?;
+        let conn = self.lock();
+        let seq: Option<i64> = conn
+            .prepare_cached("SELECT seq FROM cursors WHERE consumer = ?1")
+            .and_then(|mut st| st.query_row([consumer], |row| row.get(0)).optional())
+            .map_err(|e| self.err("reading cursor", e))?;
+        drop(conn);
+        let seq = seq.unwrap_or(0);
+        u64::try_from(seq).map_err(|_| {
+            self.corrupt(
+                &format!("cursors table, consumer '{consumer}'"),
+                format!("negative seq {seq}"),
+            )
+        })
+    }
+
+    fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError> {
+        validate_id("consumer", consumer)?;
+        conv("cursor", consumer, "seq", seq)?;
+        let conn = self.lock();
+        upsert_cursor(&conn, consumer, seq).map_err(|e| self.err("moving cursor", e))
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        commit.check()?;
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let op = "committing";
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(op, e))?;
+        // On error the transaction guard rolls everything back.
+        self.apply(&tx, commit)?;
         tx.commit().map_err(|e| self.err(op, e))
+    }
+
+    fn commit_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
+        let op = "committing group";
+        // Shape errors need no transaction.
+        let mut results: Vec<Result<(), StoreError>> = commits.iter().map(|c| c.check()).collect();
+        if !commits
+            .iter()
+            .zip(&results)
+            .any(|(c, r)| r.is_ok() && !c.is_empty())
+        {
+            return results;
+        }
+        let mut conn = self.lock();
+        let fail_all = |results: &mut Vec<Result<(), StoreError>>, e: StoreError| {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.duplicate());
+            }
+        };
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                fail_all(&mut results, self.err(op, e));
+                return results;
+            }
+        };
+        for (commit, result) in commits.iter().zip(results.iter_mut()) {
+            if result.is_err() || commit.is_empty() {
+                continue;
+            }
+            // Each commit in its own savepoint: its failure undoes only its
+            // own writes, and a later commit sees the earlier ones.
+            let step = tx
+                .execute_batch("SAVEPOINT waymark_commit")
+                .map_err(|e| self.err(op, e))
+                .and_then(|()| match self.apply(&tx, commit) {
+                    Ok(()) => tx
+                        .execute_batch("RELEASE waymark_commit")
+                        .map_err(|e| self.err(op, e)),
+                    Err(failed) => {
+                        *result = Err(failed);
+                        tx.execute_batch("ROLLBACK TO waymark_commit; RELEASE waymark_commit")
+                            .map_err(|e| self.err(op, e))
+                    }
+                });
+            if let Err(e) = step {
+                // The transaction is in an unknown state: nothing of the
+                // group lands (dropping `tx` rolls it back).
+                fail_all(&mut results, e);
+                return results;
+            }
+        }
+        // One COMMIT, so one fsync, for the whole group.
+        if let Err(e) = tx.commit() {
+            fail_all(&mut results, self.err(op, e));
+        }
+        results
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
     }
 }
 
@@ -623,24 +1258,34 @@ mod tests {
     #[test]
     fn connection_is_configured_as_documented() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open_with(
-            dir.path().join("w.db"),
-            SqliteOptions {
-                synchronous: Synchronous::Full,
-            },
-        )
-        .expect("open");
-        let conn = store.lock();
-        let text = |name: &str| -> String {
-            conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
-                .map(|v| format!("{v:?}"))
-                .expect("pragma")
-        };
-        assert_eq!(text("journal_mode"), "Text(\"wal\")");
-        assert_eq!(text("synchronous"), "Integer(2)");
-        assert_eq!(text("foreign_keys"), "Integer(1)");
-        assert_eq!(text("busy_timeout"), "Integer(5000)");
-        assert_eq!(text("user_version"), format!("Integer({SCHEMA_VERSION})"));
+        for (durability, level) in [
+            (Durability::Off, 0),
+            (Durability::Normal, 1),
+            (Durability::Full, 2),
+        ] {
+            let store = SqliteStore::open_with(
+                dir.path().join(format!("{durability}.db")),
+                SqliteOptions { durability },
+            )
+            .expect("open");
+            assert_eq!(store.durability(), durability);
+            let conn = store.lock();
+            let text = |name: &str| -> String {
+                conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+                    .map(|v| format!("{v:?}"))
+                    .expect("pragma")
+            };
+            assert_eq!(text("journal_mode"), "Text(\"wal\")");
+            assert_eq!(text("synchronous"), format!("Integer({level})"));
+            assert_eq!(text("foreign_keys"), "Integer(1)");
+            assert_eq!(text("busy_timeout"), "Integer(5000)");
+            assert_eq!(text("user_version"), format!("Integer({SCHEMA_VERSION})"));
+        }
+        assert_eq!(SqliteOptions::default().durability, Durability::Normal);
+        assert_eq!(
+            SqliteStore::in_memory().expect("open").durability(),
+            Durability::Off
+        );
     }
 
     #[test]
@@ -660,14 +1305,16 @@ mod tests {
         };
         let waiters = plan(
             "SELECT run_id FROM runs WHERE status = 'waiting' AND wait_event_name = 'a' \
-             AND wait_event_scope = 'g' ORDER BY created_at_ms, rowid",
+             AND wait_event_scope = 'g' ORDER BY rowid",
         );
         assert!(waiters.contains("runs_event_waiters"), "{waiters}");
         let due = plan(
-            "SELECT run_id FROM runs WHERE status = 'waiting' AND wake_at_ms <= 5 \
-             ORDER BY wake_at_ms, run_id LIMIT 3",
+            "SELECT run_id FROM runs WHERE status = 'waiting' AND paused = 0 \
+             AND wake_at_ms <= 5 ORDER BY wake_at_ms, run_id LIMIT 3",
         );
-        assert!(due.contains("runs_wake_at"), "{due}");
+        assert!(due.contains("runs_due"), "{due}");
+        let next = plan("SELECT MIN(wake_at_ms) FROM runs WHERE status = 'waiting' AND paused = 0");
+        assert!(next.contains("runs_due"), "{next}");
         let children = plan("SELECT run_id FROM runs WHERE 1 AND parent_run_id = 'p'");
         assert!(children.contains("runs_parent"), "{children}");
     }
