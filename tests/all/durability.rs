@@ -775,7 +775,7 @@ fn history_export_holds_parent_and_children_with_verified_ledgers() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| waymark_core::canonical_json(v))
+        .map(waymark_core::canonical_json)
         .collect();
     assert!(waymark_core::verify(&id, &raw).is_ok());
 }
