@@ -4,6 +4,7 @@
 
 mod bundles;
 mod cli;
+mod crash;
 mod durability;
 mod effects;
 mod hostile;
