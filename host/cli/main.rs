@@ -1,11 +1,13 @@
 //! `waymark`: run workflow components durably from the command line.
 //!
 //! Every command opens the store (a SQLite file, `.waymark/waymark.db` by
-//! default) and the component catalog beside it, does its work and exits, so
-//! a run started by one process is resumed by another.
+//! default, or a file-store directory given as `files:<dir>`) and the
+//! component catalog beside it, does its work and exits, so a run started by
+//! one process is resumed by another.
 
 mod bundle;
 mod catalog;
+mod durable;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,13 +17,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use waymark_core::{EventScope, RunQuery, RunState, RunStatus, StepRecord, Store, WaitReason};
+use waymark_core::{
+    Durability, EventScope, RunQuery, RunState, RunStatus, StepRecord, Store, WaitReason,
+};
+use waymark_files::{FileOptions, FileStore};
 use waymark_loader::{Loader, Policy};
 use waymark_runtime::{Runtime, RuntimeConfig, StartOptions, Workflow};
-use waymark_sqlite::SqliteStore;
+use waymark_sqlite::{SqliteOptions, SqliteStore};
 use waymark_wasm::{CompileCache, EngineConfig, StepLimits, WasmEngine};
 
 use crate::catalog::Catalog;
+use crate::durable::{ArtifactCommand, InboxCommand, SnapshotCommand};
 
 #[derive(Parser)]
 #[command(
@@ -30,8 +36,11 @@ use crate::catalog::Catalog;
     about = "Durable workflows of sandboxed WebAssembly nodes"
 )]
 struct Cli {
-    /// SQLite file holding runs and ledgers; components are kept in a
-    /// `components/` folder beside it.
+    /// Where runs and ledgers are kept: a SQLite file (components in a
+    /// `components/` folder beside it), or `files:<dir>` (an existing
+    /// directory, or a path ending in `/`, works too) for the JSON/JSONL
+    /// file store (components in `<dir>/components`). `sqlite:<file>`
+    /// forces SQLite.
     #[arg(
         long,
         global = true,
@@ -39,6 +48,18 @@ struct Cli {
         default_value = ".waymark/waymark.db"
     )]
     store: PathBuf,
+    /// When commits reach stable storage: `off` (no fsync; survives a
+    /// process crash), `normal` (fsync at checkpoints) or `full` (fsync
+    /// before every commit is acknowledged; survives power loss).
+    #[arg(
+        long,
+        global = true,
+        env = "WAYMARK_DURABILITY",
+        default_value = "normal",
+        value_name = "LEVEL",
+        value_parser = durability_parser()
+    )]
+    durability: Durability,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -55,11 +76,19 @@ struct Cli {
     /// Wall-clock time per step, ms; overrides the policy's ceiling.
     #[arg(long, global = true)]
     step_timeout_ms: Option<u64>,
-    /// Do not use the compile cache (`cache/` beside the store).
+    /// Do not use the compile cache (`cache/` beside a SQLite store, inside
+    /// a file-store directory).
     #[arg(long, global = true)]
     no_cache: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `off`, `normal` or `full`; clap lists them when given anything else.
+fn durability_parser() -> impl clap::builder::TypedValueParser<Value = Durability> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["off", "normal", "full"])
+        .map(|s| Durability::parse(&s).unwrap_or_default())
 }
 
 #[derive(Subcommand)]
@@ -128,11 +157,45 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Cancel a run and its unfinished children.
+    /// Cancel a run and, in the same commit, all its unfinished children
+    /// (and theirs); a parent waiting on it fails with `child_failed`.
     Cancel {
         run_id: String,
         #[arg(long, default_value = "cancelled from the command line")]
         reason: String,
+    },
+    /// Pause a run and, in the same commit, all its unfinished children:
+    /// they are not advanced and their timers do not fire until
+    /// `resume-run`. A paused waiting run still accepts `respond` (the
+    /// answer is recorded; the run continues once resumed).
+    Pause {
+        run_id: String,
+        #[arg(long, default_value = "paused from the command line")]
+        reason: String,
+    },
+    /// Resume a paused run and its paused children, and advance the ones
+    /// that can run.
+    ResumeRun { run_id: String },
+    /// After a crash: advance every run that is running (between two
+    /// steps) and not paused; prints their ids.
+    Recover,
+    /// Save, find, restore and delete named snapshots of a run's state.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Store and fetch content-addressed artifacts (blobs).
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+    /// The durable command inbox: submit commands idempotently, list them,
+    /// and process them in order.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+    /// Export a run and its descendants (states, ledgers, timeline,
+    /// verification, snapshots, artifacts) as one pretty JSON document.
+    Export {
+        run_id: String,
+        /// Write the document here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List runs, newest first.
     List {
@@ -200,13 +263,99 @@ struct Host {
     catalog: Arc<Catalog>,
 }
 
-/// The directory beside the store: the catalog and the compile cache live there.
-fn state_dir(cli: &Cli) -> PathBuf {
-    cli.store
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf()
+/// Which backend `--store` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreLocation {
+    Sqlite(PathBuf),
+    Files(PathBuf),
+}
+
+impl StoreLocation {
+    fn of(cli: &Cli) -> Result<Self> {
+        let raw = cli.store.as_os_str();
+        let Some(text) = raw.to_str() else {
+            return Ok(if cli.store.is_dir() {
+                Self::Files(cli.store.clone())
+            } else {
+                Self::Sqlite(cli.store.clone())
+            });
+        };
+        if let Some(dir) = text.strip_prefix("files:") {
+            if dir.is_empty() {
+                bail!("--store files:<dir> needs a directory, e.g. files:.waymark/store");
+            }
+            return Ok(Self::Files(PathBuf::from(dir)));
+        }
+        if let Some(file) = text.strip_prefix("sqlite:") {
+            if file.is_empty() {
+                bail!("--store sqlite:<file> needs a file path");
+            }
+            return Ok(Self::Sqlite(PathBuf::from(file)));
+        }
+        if text.is_empty() {
+            bail!("--store is empty: give a SQLite file or files:<dir>");
+        }
+        // A path written as a directory (`new/`), or an existing directory
+        // that is a file store or empty. Any other directory (say, the one
+        // holding the default SQLite file) is refused rather than silently
+        // turned into a new file store.
+        if cli.store.is_dir() {
+            let is_store = cli.store.join("journal.jsonl").exists()
+                || std::fs::read_dir(&cli.store).is_ok_and(|mut d| d.next().is_none());
+            if !is_store {
+                bail!(
+                    "--store {} is a directory but not a file store; give a SQLite file \
+                     (e.g. {}/waymark.db) or files:<dir>",
+                    cli.store.display(),
+                    cli.store.display()
+                );
+            }
+            return Ok(Self::Files(cli.store.clone()));
+        }
+        Ok(if text.ends_with(std::path::MAIN_SEPARATOR) {
+            Self::Files(cli.store.clone())
+        } else {
+            Self::Sqlite(cli.store.clone())
+        })
+    }
+
+    /// Where the catalog and the compile cache live: beside a SQLite file,
+    /// inside a file-store directory.
+    fn state_dir(&self) -> PathBuf {
+        match self {
+            Self::Sqlite(file) => file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            Self::Files(dir) => dir.clone(),
+        }
+    }
+
+    fn open(&self, durability: Durability) -> Result<Arc<dyn Store>> {
+        Ok(match self {
+            Self::Sqlite(file) => Arc::new(
+                SqliteStore::open_with(file, SqliteOptions { durability })
+                    .with_context(|| format!("cannot open store {}", file.display()))?,
+            ),
+            Self::Files(dir) => Arc::new(
+                FileStore::open_with(
+                    dir,
+                    FileOptions {
+                        durability,
+                        ..FileOptions::default()
+                    },
+                )
+                .with_context(|| format!("cannot open file store {}", dir.display()))?,
+            ),
+        })
+    }
+}
+
+/// The directory of the catalog and the compile cache (see
+/// [`StoreLocation::state_dir`]).
+fn state_dir(cli: &Cli) -> Result<PathBuf> {
+    Ok(StoreLocation::of(cli)?.state_dir())
 }
 
 fn policy(cli: &Cli) -> Result<Policy> {
@@ -237,22 +386,23 @@ fn loader(cli: &Cli) -> Result<Loader> {
     let cache = if cli.no_cache {
         None
     } else {
-        Some(CompileCache::open(state_dir(cli).join("cache"))?)
+        Some(CompileCache::open(state_dir(cli)?.join("cache"))?)
     };
     Ok(Loader::new(engine, cache, policy))
 }
 
 fn open_host(cli: &Cli) -> Result<Host> {
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&cli.store)
-            .with_context(|| format!("cannot open store {}", cli.store.display()))?,
-    );
+    let location = StoreLocation::of(cli)?;
+    let store = location.open(cli.durability)?;
     let loader = loader(cli)?;
     let config = RuntimeConfig {
         max_steps_per_run: loader.policy().limits.max_steps_per_run,
         ..RuntimeConfig::default()
     };
-    let catalog = Arc::new(Catalog::open(state_dir(cli).join("components"), loader)?);
+    let catalog = Arc::new(Catalog::open(
+        location.state_dir().join("components"),
+        loader,
+    )?);
     let runtime = Runtime::new(store).with_config(config);
     runtime.workflows().set_loader(catalog.clone());
     Ok(Host { runtime, catalog })
@@ -441,6 +591,33 @@ fn run(cli: Cli) -> Result<i32> {
             show_run(&mut std::io::stdout(), &state, cli.json)?;
             Ok(0)
         }
+        Command::Pause { run_id, reason } => {
+            let state = rt.pause_run(run_id, reason)?;
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
+            Ok(0)
+        }
+        Command::ResumeRun { run_id } => {
+            let state = rt.resume_run(run_id)?;
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
+            Ok(exit_code(&state))
+        }
+        Command::Recover => {
+            let ids = rt.recover()?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "recovered": ids }));
+            } else {
+                println!("advanced {} run(s)", ids.len());
+                for id in &ids {
+                    let s = rt.get_state(id)?;
+                    println!("  {id}  {}", status_text(&s));
+                }
+            }
+            Ok(0)
+        }
+        Command::Snapshot(cmd) => durable::snapshot(rt, cmd, cli.json),
+        Command::Artifact(cmd) => durable::artifact(rt, cmd, cli.json),
+        Command::Inbox(cmd) => durable::inbox(rt, cmd, cli.json),
+        Command::Export { run_id, out } => durable::export(rt, run_id, out.as_deref(), cli.json),
         Command::List { status, limit } => {
             let status = status
                 .as_deref()
@@ -457,7 +634,11 @@ fn run(cli: Cli) -> Result<i32> {
                 for r in &runs {
                     println!(
                         "{}  {:<10} {}@{}  node {}",
-                        r.run_id, r.status, r.workflow_id, r.workflow_version, r.current_node
+                        r.run_id,
+                        status_text(r),
+                        r.workflow_id,
+                        r.workflow_version,
+                        r.current_node
                     );
                 }
             }
@@ -584,16 +765,44 @@ fn build_vars(vars: &str, pairs: &[String]) -> Result<Value> {
     Ok(v)
 }
 
+/// The run's status, with ` (paused)` when it is paused.
+fn status_text(s: &RunState) -> String {
+    if s.paused {
+        format!("{} (paused)", s.status)
+    } else {
+        s.status.to_string()
+    }
+}
+
+/// A run's state as JSON: the stored state, with `paused` always present.
+fn run_json(s: &RunState) -> Result<Value> {
+    let mut v = serde_json::to_value(s)?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("paused".into(), Value::Bool(s.paused));
+    }
+    Ok(v)
+}
+
 fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
     if json {
-        writeln!(out, "{}", serde_json::to_string(s)?)?;
+        writeln!(out, "{}", run_json(s)?)?;
         return Ok(());
     }
     writeln!(
         out,
         "run {}  {}@{}  {}",
-        s.run_id, s.workflow_id, s.workflow_version, s.status
+        s.run_id,
+        s.workflow_id,
+        s.workflow_version,
+        status_text(s)
     )?;
+    if s.paused {
+        writeln!(
+            out,
+            "  paused: not advanced and its timers do not fire; continue with: waymark resume-run {}",
+            s.run_id
+        )?;
+    }
     match s.status {
         RunStatus::Waiting => {
             if let Some(w) = &s.waiting {
@@ -644,9 +853,12 @@ fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
                 }
             }
         }
+        RunStatus::Running if s.paused => {
+            writeln!(out, "  next node: {} (runs once resumed)", s.current_node)?
+        }
         RunStatus::Running => writeln!(
             out,
-            "  next node: {} (advance with another tick)",
+            "  next node: {} (advance with: waymark recover)",
             s.current_node
         )?,
         RunStatus::Completed => writeln!(

@@ -271,3 +271,338 @@ fn a_policy_file_refuses_what_it_does_not_grant() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("limits.fuel"));
 }
+
+/// The text of a failed command's stderr, after checking it failed with
+/// exit code 1 and without a panic.
+fn fails(store: &Path, args: &[&str]) -> String {
+    let out = waymark(store, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "waymark {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn started_quickstart(store: &Path) -> String {
+    let started = ok_json(store, &["run", artifacts::QUICKSTART]);
+    assert_eq!(started["status"], "waiting");
+    started["run_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn pause_and_resume_run_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let id = started_quickstart(&store);
+    assert_eq!(ok_json(&store, &["status", &id])["paused"], false);
+
+    let paused = ok_json(&store, &["pause", &id, "--reason", "maintenance"]);
+    assert_eq!(paused["status"], "waiting");
+    assert_eq!(paused["paused"], true);
+    let text = waymark(&store, &["status", &id]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("waiting (paused)"), "{text}");
+    assert!(text.contains("waymark resume-run"), "{text}");
+
+    // A paused waiting run still takes its answer, but is not advanced.
+    let answered = ok_json(&store, &["respond", &id, "--text", "later"]);
+    assert_eq!(answered["status"], "running");
+    assert_eq!(answered["paused"], true);
+    // Recovery leaves paused runs alone.
+    assert_eq!(ok_json(&store, &["recover"])["recovered"], json!([]));
+    assert_eq!(ok_json(&store, &["status", &id])["status"], "running");
+
+    let resumed = ok_json(&store, &["resume-run", &id]);
+    assert_eq!(resumed["status"], "completed", "{resumed}");
+    assert_eq!(resumed["paused"], false);
+    assert_eq!(resumed["output"], json!({"answer": "later"}));
+    let ledger = String::from_utf8_lossy(&waymark(&store, &["ledger", &id]).stdout).into_owned();
+    assert!(
+        ledger.contains("pause") && ledger.contains("resumerun"),
+        "{ledger}"
+    );
+    assert!(waymark(&store, &["verify", &id]).status.success());
+
+    // An ended run cannot be paused.
+    assert!(fails(&store, &["pause", &id]).contains("already ended"));
+}
+
+#[test]
+fn snapshots_are_saved_listed_restored_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let id = started_quickstart(&store);
+    let out = waymark(
+        &store,
+        &[
+            "snapshot",
+            "save",
+            &id,
+            "--name",
+            "before answer",
+            "--description",
+            "the question is open",
+            "--tag",
+            "ask",
+            "--tag",
+            "v1",
+        ],
+    );
+    assert!(out.status.success());
+    let snap = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!snap.is_empty() && !snap.contains(' '), "{snap}");
+
+    let done = ok_json(&store, &["respond", &id, "--text", "first"]);
+    assert_eq!(done["status"], "completed");
+
+    let listed = ok_json(&store, &["snapshot", "list", "--run", &id]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["snapshot_id"], snap.as_str());
+    assert_eq!(listed[0]["name"], "before answer");
+    assert_eq!(listed[0]["tags"], json!(["ask", "v1"]));
+    assert_eq!(listed[0]["status"], "waiting");
+    let by_tag = ok_json(&store, &["snapshot", "list", "--tag", "v1"]);
+    assert_eq!(by_tag.as_array().unwrap().len(), 1);
+    let none = ok_json(&store, &["snapshot", "list", "--tag", "other"]);
+    assert_eq!(none, json!([]));
+    let found = ok_json(&store, &["snapshot", "list", "--search", "QUESTION"]);
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let shown = ok_json(&store, &["snapshot", "show", &snap]);
+    assert_eq!(shown["state"]["status"], "waiting");
+    assert_eq!(shown["description"], "the question is open");
+
+    // Restore puts the completed run back at its question...
+    let restored = ok_json(&store, &["snapshot", "restore", &snap]);
+    assert_eq!(restored["status"], "waiting", "{restored}");
+    assert_eq!(restored["current_node"], "ask");
+    // ...which can be answered again; the ledger keeps everything.
+    let again = ok_json(&store, &["respond", &id, "--text", "second"]);
+    assert_eq!(again["output"], json!({"answer": "second"}));
+    assert!(waymark(&store, &["verify", &id]).status.success());
+
+    let deleted = ok_json(&store, &["snapshot", "delete", &snap]);
+    assert_eq!(deleted["deleted"], snap.as_str());
+    assert!(fails(&store, &["snapshot", "show", &snap]).contains("not found"));
+    assert!(fails(&store, &["snapshot", "delete", &snap]).contains("not found"));
+    assert!(fails(&store, &["snapshot", "save", &id, "--name", " "]).contains("needs a name"));
+}
+
+#[test]
+fn artifacts_round_trip_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let file = dir.path().join("blob.bin");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let out = waymark(&store, &["artifact", "put", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(id.len(), 64, "{id}");
+
+    let got = waymark(&store, &["artifact", "get", &id]);
+    assert!(got.status.success());
+    assert!(got.stdout == bytes, "stdout differs from the stored bytes");
+    let copy = dir.path().join("copy.bin");
+    let meta = ok_json(
+        &store,
+        &["artifact", "get", &id, "-o", copy.to_str().unwrap()],
+    );
+    assert_eq!(meta["meta"]["size"], 70_000);
+    assert!(std::fs::read(&copy).unwrap() == bytes);
+
+    let json_file = dir.path().join("doc.json");
+    std::fs::write(&json_file, br#"{"a": 1}"#).unwrap();
+    let put = ok_json(&store, &["artifact", "put", json_file.to_str().unwrap()]);
+    assert_eq!(put["content_type"], "application/json");
+    let listed = ok_json(&store, &["artifact", "list"]);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifact_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&id.as_str()) && ids.len() == 2, "{listed}");
+
+    assert!(fails(&store, &["artifact", "get", "../etc/passwd"]).contains("invalid artifact id"));
+    let missing = "0".repeat(64);
+    assert!(fails(&store, &["artifact", "get", &missing]).contains("not found"));
+}
+
+#[test]
+fn inbox_commands_are_idempotent_and_processed_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    ok_json(&store, &["load", artifacts::QUICKSTART]);
+    let start = [
+        "inbox",
+        "submit",
+        "start",
+        "--id",
+        "cmd-1",
+        "--run",
+        "inbox-run",
+        "--payload",
+        r#"{"workflow_id": "quickstart"}"#,
+    ];
+    let first = ok_json(&store, &start);
+    assert_eq!(first["duplicate"], false);
+    let second = ok_json(&store, &start);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(second["seq"], first["seq"]);
+    let answer = ok_json(
+        &store,
+        &[
+            "inbox",
+            "submit",
+            "respond",
+            "--run",
+            "inbox-run",
+            "--payload",
+            r#"{"payload": {"text": "queued"}}"#,
+        ],
+    );
+    assert_eq!(answer["duplicate"], false);
+    assert!(!answer["command_id"].as_str().unwrap().is_empty());
+
+    let listed = ok_json(&store, &["inbox", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed[0]["command_id"], "cmd-1");
+    let after = ok_json(&store, &["inbox", "list", "--after", "1"]);
+    assert_eq!(after.as_array().unwrap().len(), 1);
+
+    let outcomes = ok_json(&store, &["inbox", "process"]);
+    assert_eq!(outcomes.as_array().unwrap().len(), 2, "{outcomes}");
+    assert_eq!(outcomes[0]["ok"], true, "{outcomes}");
+    assert_eq!(outcomes[0]["result"]["run_id"], "inbox-run");
+    assert_eq!(outcomes[1]["result"]["status"], "completed", "{outcomes}");
+    let s = ok_json(&store, &["status", "inbox-run"]);
+    assert_eq!(s["output"], json!({"answer": "queued"}));
+    // The cursor moved: nothing is processed twice.
+    assert_eq!(ok_json(&store, &["inbox", "process"]), json!([]));
+    // Another consumer has its own cursor; a refused command is reported.
+    ok_json(
+        &store,
+        &["inbox", "submit", "cancel", "--run", "no-such-run"],
+    );
+    let other = ok_json(&store, &["inbox", "process", "--consumer", "audit"]);
+    assert_eq!(other.as_array().unwrap().len(), 3);
+    assert_eq!(ok_json(&store, &["inbox", "process"])[0]["ok"], false);
+
+    assert!(fails(&store, &["inbox", "submit", "explode"]).contains("unknown command kind"));
+    assert!(
+        fails(&store, &["inbox", "submit", "cancel", "--run", "../x"]).contains("invalid run id")
+    );
+}
+
+#[test]
+fn export_holds_the_run_and_its_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let id = started_quickstart(&store);
+    ok_json(&store, &["respond", &id, "--text", "exported"]);
+    let file = dir.path().join("history.json");
+    let out = ok_json(&store, &["export", &id, "-o", file.to_str().unwrap()]);
+    assert_eq!(out["runs"], 1);
+    let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(doc["format"], "waymark-history/1");
+    assert_eq!(doc["root_run_id"], id.as_str());
+    let run = &doc["runs"][0];
+    assert_eq!(run["run"]["run_id"], id.as_str());
+    assert_eq!(run["run"]["status"], "completed");
+    let ledger = run["ledger"].as_array().unwrap();
+    assert_eq!(
+        ledger.len() as u64,
+        run["run"]["ledger"]["next_seq"].as_u64().unwrap()
+    );
+    assert_eq!(ledger[0]["kind"], "start");
+    assert_eq!(run["verification"]["ok"], true);
+    // Without -o the same document goes to stdout, pretty-printed.
+    let printed = waymark(&store, &["export", &id]);
+    assert!(printed.status.success());
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert!(text.contains("\n  \"format\""), "{text}");
+    let again: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(again["runs"], doc["runs"]);
+    assert!(fails(&store, &["export", "no-such-run"]).contains("not found"));
+}
+
+#[test]
+fn the_file_store_works_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let spec = format!("files:{}", root.display());
+    let store = Path::new(&spec);
+    let started = ok_json(
+        store,
+        &["--durability", "full", "run", artifacts::QUICKSTART],
+    );
+    assert_eq!(started["status"], "waiting");
+    let id = started["run_id"].as_str().unwrap();
+    assert!(root.join("journal.jsonl").is_file());
+    assert!(root.join("components/index.json").is_file());
+    assert!(!dir.path().join("components").exists());
+
+    // Another process, naming the existing directory without the prefix.
+    assert_eq!(ok_json(&root, &["status", id])["status"], "waiting");
+    let done = ok_json(store, &["respond", id, "--text", "files"]);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"], json!({"answer": "files"}));
+    let out = waymark(store, &["--durability", "off", "verify", "--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{id}: ok")));
+    let listed = ok_json(store, &["list"]);
+    assert_eq!(listed[0]["run_id"], id);
+
+    // The durability features work on it too.
+    let snap = waymark(store, &["snapshot", "save", id, "--name", "end"]);
+    assert!(snap.status.success());
+    let file = dir.path().join("a.txt");
+    std::fs::write(&file, "artifact in files").unwrap();
+    let put = ok_json(store, &["artifact", "put", file.to_str().unwrap()]);
+    let got = waymark(
+        store,
+        &["artifact", "get", put["artifact_id"].as_str().unwrap()],
+    );
+    assert_eq!(got.stdout, b"artifact in files");
+    assert!(root.join("artifacts").is_dir());
+}
+
+#[test]
+fn bad_durability_and_traversal_ids_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let out = waymark(&store, &["--durability", "sometimes", "list"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'sometimes'") && stderr.contains("off, normal, full"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--store")
+        .arg(&store)
+        .args(["list"])
+        .env("WAYMARK_DURABILITY", "FULL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--durability"));
+    assert!(!store.exists(), "nothing was opened");
+
+    let files = format!("files:{}", dir.path().join("fs").display());
+    for store in [store.as_path(), Path::new(&files)] {
+        let stderr = fails(store, &["status", "../x"]);
+        assert!(stderr.contains("invalid run id \"../x\""), "{stderr}");
+        let stderr = fails(store, &["pause", "../../etc/passwd"]);
+        assert!(stderr.contains("invalid run id"), "{stderr}");
+        let stderr = fails(store, &["snapshot", "show", "../x"]);
+        assert!(stderr.contains("invalid snapshot id"), "{stderr}");
+        let stderr = fails(store, &["export", "a/b"]);
+        assert!(stderr.contains("path separator"), "{stderr}");
+    }
+    assert!(fails(Path::new("files:"), &["list"]).contains("needs a directory"));
+}
