@@ -194,3 +194,52 @@ impl<S: Store + ?Sized> CommandInbox for GroupCommit<S> {
         self.inner.set_cursor(consumer, seq)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+    use crate::conformance::{create, step_record};
+
+    crate::conformance_tests!((
+        std::sync::Arc::new(GroupCommit::new(Arc::new(MemoryStore::new()))),
+        ()
+    ));
+
+    #[test]
+    fn concurrent_commits_share_groups_and_each_gets_its_own_result() {
+        let store = Arc::new(GroupCommit::new(Arc::new(MemoryStore::new())));
+        let ids: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+        for id in &ids {
+            create(&*store, id);
+        }
+        std::thread::scope(|s| {
+            for id in &ids {
+                let store = store.clone();
+                s.spawn(move || {
+                    let mut run = store.load_run(id).unwrap();
+                    for n in 0..200 {
+                        let rec = step_record(&mut run, &format!("n{n}"));
+                        store.commit(&Commit::update(&run, vec![rec])).unwrap();
+                    }
+                    // A stale commit fails on its own.
+                    let mut stale = run.clone();
+                    stale.ledger.next_seq -= 1;
+                    let rec = step_record(&mut stale, "stale");
+                    assert!(matches!(
+                        store.commit(&Commit::update(&stale, vec![rec])),
+                        Err(StoreError::LedgerConflict { .. })
+                    ));
+                });
+            }
+        });
+        for id in &ids {
+            let raw = store.ledger_raw(id).unwrap();
+            assert_eq!(raw.len(), 201);
+            assert!(crate::verify(id, &raw).is_ok());
+        }
+        let stats = store.stats();
+        assert_eq!(stats.commits, 8 * 201 + 8);
+        assert!(stats.groups <= stats.commits);
+    }
+}
