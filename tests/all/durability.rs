@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use waymark_core::{
     ArtifactMeta, ArtifactStore, ChildMode, Command, CommandInbox, Commit, Durability, Effect,
-    EffectEntry, EffectLog, EventScope, FailureKind, GroupCommit, LedgerStore, MemoryStore,
-    RecordKind, RunQuery, RunState, RunStatus, RunStore, Snapshot, SnapshotQuery, SnapshotStore,
-    StepPlan, StepRecord, StepStatus, Store, StoreError, Submitted, WaitReason,
+    EffectEntry, EffectLog, EventScope, FailureKind, GroupCommit, LeaseStore, LedgerStore,
+    MemoryStore, RecordKind, RunQuery, RunState, RunStatus, RunStore, Snapshot, SnapshotQuery,
+    SnapshotStore, StepPlan, StepRecord, StepStatus, Store, StoreError, Submitted, WaitReason,
 };
 use waymark_runtime::{
     EffectError, EffectOutcome, NativeWorkflow, RetryPolicy, Runtime, RuntimeConfig, RuntimeError,
@@ -108,6 +108,14 @@ impl CommandInbox for FailingStore {
     }
     fn set_cursor(&self, c: &str, seq: u64) -> Result<(), StoreError> {
         self.inner.set_cursor(c, seq)
+    }
+}
+impl LeaseStore for FailingStore {
+    fn acquire_lease(&self, k: &str, o: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
+        self.inner.acquire_lease(k, o, now, ttl)
+    }
+    fn release_lease(&self, k: &str, o: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(k, o)
     }
 }
 impl Store for FailingStore {

@@ -5,6 +5,7 @@
 mod bundles;
 mod cli;
 mod crash;
+mod driver;
 mod durability;
 mod effects;
 mod hostile;

@@ -602,6 +602,35 @@ pub fn group_commits_are_independent(store: &dyn Store) {
     assert!(verify("g1", &store.ledger_raw("g1").unwrap()).is_ok());
 }
 
+pub fn leases_are_exclusive_until_they_expire(store: &dyn Store) {
+    assert!(store.acquire_lease("run:r1", "host-a", 1_000, 500).unwrap());
+    assert!(
+        !store.acquire_lease("run:r1", "host-b", 1_200, 500).unwrap(),
+        "held by another owner"
+    );
+    assert!(
+        store.acquire_lease("run:r1", "host-a", 1_400, 500).unwrap(),
+        "the owner renews"
+    );
+    assert!(
+        !store.acquire_lease("run:r1", "host-b", 1_800, 500).unwrap(),
+        "renewed until 1900"
+    );
+    assert!(
+        store.acquire_lease("run:r1", "host-b", 1_900, 500).unwrap(),
+        "expired leases are taken over"
+    );
+    assert!(store.acquire_lease("run:r2", "host-a", 1_900, 500).unwrap());
+    store.release_lease("run:r1", "host-a").unwrap(); // not the holder: no-op
+    assert!(!store.acquire_lease("run:r1", "host-a", 2_000, 500).unwrap());
+    store.release_lease("run:r1", "host-b").unwrap();
+    assert!(store.acquire_lease("run:r1", "host-a", 2_000, 500).unwrap());
+    assert!(matches!(
+        store.acquire_lease("../x", "host-a", 0, 1),
+        Err(StoreError::InvalidId { .. })
+    ));
+}
+
 /// Expands to one `#[test]` per conformance case, each on a fresh store
 /// from `$make` (an expression evaluated per test; it may hold a temporary
 /// directory guard as the second tuple field).
@@ -624,6 +653,7 @@ macro_rules! conformance_tests {
             inbox_is_idempotent_with_cursors,
             traversal_ids_are_refused,
             group_commits_are_independent,
+            leases_are_exclusive_until_they_expire,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

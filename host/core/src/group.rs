@@ -13,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::model::{RunState, StepRecord};
 use crate::store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store, StoreError,
-    Submitted,
+    LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
+    StoreError, Submitted,
 };
 
 #[derive(Default)]
@@ -177,6 +177,21 @@ impl<S: Store + ?Sized> SnapshotStore for GroupCommit<S> {
     }
     fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
         self.inner.delete_snapshot(snapshot_id)
+    }
+}
+
+impl<S: Store + ?Sized> LeaseStore for GroupCommit<S> {
+    fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner.acquire_lease(key, owner, now_ms, ttl_ms)
+    }
+    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(key, owner)
     }
 }
 

@@ -16,8 +16,8 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LedgerStore, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery, SnapshotStore, Store,
-    StoreError, Submitted, validate_artifact_id, validate_id,
+    LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery, SnapshotStore,
+    Store, StoreError, Submitted, validate_artifact_id, validate_id,
 };
 
 /// The host's clock. Runs see it through the `now-ms` of their context, so a

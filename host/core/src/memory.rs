@@ -8,8 +8,8 @@ use crate::ledger::sha256_hex;
 use crate::model::{RunState, RunStatus, StepRecord, WaitReason};
 use crate::store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store, StoreError,
-    Submitted, parse_records, validate_artifact_id, validate_id,
+    LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
+    StoreError, Submitted, parse_records, validate_artifact_id, validate_id,
 };
 
 #[derive(Default)]
@@ -24,6 +24,8 @@ struct Inner {
     commands: Vec<Command>,
     command_ids: HashMap<String, u64>,
     cursors: HashMap<String, u64>,
+    /// key -> (owner, expires_at_ms)
+    leases: HashMap<String, (String, u64)>,
 }
 
 /// A store that lives in the process.
@@ -343,6 +345,45 @@ impl CommandInbox for MemoryStore {
         let mut inner = self.lock();
         let c = inner.cursors.entry(consumer.to_owned()).or_default();
         *c = (*c).max(seq);
+        Ok(())
+    }
+}
+
+impl LeaseStore for MemoryStore {
+    fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        validate_id("lease", key)?;
+        validate_id("owner", owner)?;
+        let mut inner = self.lock();
+        let free = match inner.leases.get(key) {
+            None => true,
+            Some((holder, expires)) => holder == owner || *expires <= now_ms,
+        };
+        if free {
+            inner.leases.insert(
+                key.to_owned(),
+                (owner.to_owned(), now_ms.saturating_add(ttl_ms)),
+            );
+        }
+        Ok(free)
+    }
+
+    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        validate_id("lease", key)?;
+        validate_id("owner", owner)?;
+        let mut inner = self.lock();
+        if inner
+            .leases
+            .get(key)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            inner.leases.remove(key);
+        }
         Ok(())
     }
 }

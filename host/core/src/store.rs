@@ -452,8 +452,27 @@ pub trait EffectLog: Send + Sync {
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError>;
 }
 
+/// Time-limited exclusive claims, so that several hosts sharing a store
+/// never work on the same run (or consume the same inbox) at once. A lease
+/// is held until it expires or its owner releases it; a crashed owner's
+/// leases simply run out.
+pub trait LeaseStore: Send + Sync {
+    /// Takes `key` for `owner` until `now_ms + ttl_ms` if it is free,
+    /// expired, or already `owner`'s (which renews it). Returns whether
+    /// `owner` holds it now.
+    fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease up if `owner` holds it; otherwise does nothing.
+    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError>;
+}
+
 pub trait Store:
-    RunStore + LedgerStore + EffectLog + ArtifactStore + SnapshotStore + CommandInbox
+    RunStore + LedgerStore + EffectLog + ArtifactStore + SnapshotStore + CommandInbox + LeaseStore
 {
     /// Lands `commit` atomically, after checking that every run it updates
     /// exists with its ledger at the records' first seq (and every run it

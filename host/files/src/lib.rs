@@ -17,6 +17,7 @@
 //!   snapshots/counter           the last save number handed out
 //!   inbox/commands.jsonl        the command inbox; a command's seq is its line number
 //!   inbox/cursor_<consumer>     a consumer's cursor (decimal)
+//!   leases/<key>.json           a held lease: `{"owner": .., "expires_at_ms": ..}`
 //! ```
 //!
 //! All file access goes through a [`cap_std::fs::Dir`] opened on the store
@@ -93,6 +94,12 @@
 //! independent, rarely written objects) are written to a temp file, fsynced
 //! unless durability is `Off`, and renamed into place.
 //!
+//! Leases are not journaled either: each is one small file, read, checked
+//! and replaced (temp + rename) under the store lock, so instances sharing
+//! the directory take turns. A lease is advisory and runs out by itself, so
+//! it is fsynced only with [`Durability::Full`]; a lease file that does not
+//! parse (a write torn by power loss) counts as expired and is overwritten.
+//!
 //! # Queries and their cost
 //!
 //! The store keeps, per instance, a summary of every run (its state without
@@ -127,8 +134,8 @@ use waymark_core::model::{RunState, RunStatus, StepRecord, WaitReason};
 use waymark_core::store::parse_records;
 use waymark_core::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store, StoreError,
-    Submitted, validate_artifact_id, validate_id,
+    LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
+    StoreError, Submitted, validate_artifact_id, validate_id,
 };
 
 #[cfg(test)]
@@ -139,13 +146,14 @@ const LOCK: &str = "LOCK";
 const RUN_INDEX: &str = "runs/index.jsonl";
 const COMMANDS: &str = "inbox/commands.jsonl";
 const SNAPSHOT_COUNTER: &str = "snapshots/counter";
-const SUBDIRS: [&str; 6] = [
+const SUBDIRS: [&str; 7] = [
     "runs",
     "ledger",
     "effects",
     "artifacts",
     "snapshots",
     "inbox",
+    "leases",
 ];
 /// Journal entries after which a commit checkpoints.
 const CHECKPOINT_ENTRIES: u64 = 1000;
@@ -315,6 +323,9 @@ fn artifact_rel(id: &str) -> String {
 fn artifact_meta_rel(id: &str) -> String {
     format!("artifacts/{id}.meta.json")
 }
+fn lease_rel(key: &str) -> String {
+    format!("leases/{key}.json")
+}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -345,6 +356,13 @@ struct Tail {
     end: u64,
     /// The file's length (bytes past `end` are a line lacking its newline).
     len: u64,
+}
+
+/// The contents of `leases/<key>.json`.
+#[derive(Serialize, Deserialize)]
+struct StoredLease {
+    owner: String,
+    expires_at_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -714,6 +732,26 @@ impl Inner {
         inbox.end = tail.end;
         self.inbox = Some(inbox);
         Ok(())
+    }
+
+    /// The lease stored for `key`, if any. One that does not parse can only
+    /// be a write torn by power loss (leases are replaced atomically); it is
+    /// treated as expired, so the next acquire overwrites it.
+    fn read_lease(&self, key: &str) -> Result<Option<StoredLease>, StoreError> {
+        let rel = lease_rel(key);
+        let Some(bytes) = self.read_opt(&rel)? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(lease) => Ok(Some(lease)),
+            Err(e) => {
+                tracing::warn!(file = %self.full(&rel), error = %e, "unreadable lease counts as expired");
+                Ok(Some(StoredLease {
+                    owner: String::new(),
+                    expires_at_ms: 0,
+                }))
+            }
+        }
     }
 
     fn read_cursor(&self, consumer: &str) -> Result<u64, StoreError> {
@@ -1752,6 +1790,62 @@ impl CommandInbox for FileStore {
         self.commit(&Commit {
             cursor: Some((consumer.to_owned(), seq)),
             ..Commit::default()
+        })
+    }
+}
+
+impl LeaseStore for FileStore {
+    fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        validate_id("lease", key)?;
+        validate_id("owner", owner)?;
+        // Read, check and replace under the store lock (in-process mutex
+        // plus the OS lock), so no other instance acts in between.
+        self.with(|s| {
+            let free = s
+                .read_lease(key)?
+                .is_none_or(|held| held.owner == owner || held.expires_at_ms <= now_ms);
+            if !free {
+                return Ok(false);
+            }
+            let lease = StoredLease {
+                owner: owner.to_owned(),
+                expires_at_ms: now_ms.saturating_add(ttl_ms),
+            };
+            let bytes = serde_json::to_vec(&lease)
+                .map_err(|e| StoreError::Backend(format!("serializing lease '{key}': {e}")))?;
+            let fsync = s.durability == Durability::Full;
+            s.write_atomic(&lease_rel(key), &bytes, fsync)?;
+            if fsync {
+                s.fsync_dir("leases")?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        validate_id("lease", key)?;
+        validate_id("owner", owner)?;
+        self.with(|s| {
+            let held_by_owner = s.read_lease(key)?.is_some_and(|held| held.owner == owner);
+            if !held_by_owner {
+                return Ok(());
+            }
+            let rel = lease_rel(key);
+            match s.root.remove_file(&rel) {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(s.io("removing", &rel, e)),
+            }
+            if s.durability == Durability::Full {
+                s.fsync_dir("leases")?;
+            }
+            Ok(())
         })
     }
 }

@@ -6,8 +6,8 @@ use serde_json::json;
 use waymark_core::conformance::{create, sample_run, step_record};
 use waymark_core::model::{RecordKind, RunStatus, StepRecord, StepStatus, WaitReason, WaitState};
 use waymark_core::{
-    ArtifactStore, Command, CommandInbox, Commit, Durability, EffectLog, LedgerStore, RunQuery,
-    RunStore, RunWrite, SnapshotStore, Store, StoreError, seal, verify,
+    ArtifactStore, Command, CommandInbox, Commit, Durability, EffectLog, LeaseStore, LedgerStore,
+    RunQuery, RunStore, RunWrite, SnapshotStore, Store, StoreError, seal, verify,
 };
 
 use super::{FileOptions, FileStore};
@@ -435,6 +435,67 @@ fn two_instances_see_each_others_commits() {
     assert_eq!(a.commands_after(0, 10).unwrap().len(), 2);
     a.set_cursor("driver", 2).unwrap();
     assert_eq!(b.cursor("driver").unwrap(), 2);
+}
+
+#[test]
+fn two_instances_contend_for_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStore::open(dir.path()).unwrap();
+    let b = FileStore::open_with(
+        dir.path(),
+        FileOptions {
+            durability: Durability::Full,
+            ..FileOptions::default()
+        },
+    )
+    .unwrap();
+    // What one instance takes, the other sees.
+    assert!(a.acquire_lease("run:r1", "host-a", 1_000, 500).unwrap());
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("leases/run:r1.json")).unwrap())
+            .unwrap();
+    assert_eq!(stored, json!({"owner": "host-a", "expires_at_ms": 1_500}));
+    assert!(!b.acquire_lease("run:r1", "host-b", 1_200, 500).unwrap());
+    b.release_lease("run:r1", "host-b").unwrap(); // not the holder
+    assert!(!b.acquire_lease("run:r1", "host-b", 1_300, 500).unwrap());
+    assert!(b.acquire_lease("run:r1", "host-b", 1_500, 500).unwrap());
+    assert!(!a.acquire_lease("run:r1", "host-a", 1_600, 500).unwrap());
+    b.release_lease("run:r1", "host-b").unwrap();
+    assert!(!dir.path().join("leases/run:r1.json").exists());
+    assert!(a.acquire_lease("run:r1", "host-a", 1_600, 500).unwrap());
+
+    // A torn lease file counts as expired and is overwritten.
+    std::fs::write(dir.path().join("leases/run:torn.json"), b"{\"own").unwrap();
+    assert!(b.acquire_lease("run:torn", "host-b", 0, 10).unwrap());
+    assert!(!a.acquire_lease("run:torn", "host-a", 5, 10).unwrap());
+
+    // Many owners on both instances race for one key, round by round: in
+    // each round the previous lease has just expired, so exactly one wins.
+    const OWNERS: usize = 6;
+    const ROUNDS: u64 = 30;
+    let stores = [Arc::new(a), Arc::new(b)];
+    let barrier = Arc::new(std::sync::Barrier::new(OWNERS));
+    let threads: Vec<_> = (0..OWNERS)
+        .map(|t| {
+            let store = stores[t % 2].clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let owner = format!("host-{t}");
+                (0..ROUNDS)
+                    .map(|round| {
+                        barrier.wait();
+                        let now = 10_000 + round * 100;
+                        store.acquire_lease("run:hot", &owner, now, 100).unwrap()
+                    })
+                    .collect::<Vec<bool>>()
+            })
+        })
+        .collect();
+    let won: Vec<Vec<bool>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for round in 0..ROUNDS as usize {
+        let winners = won.iter().filter(|w| w[round]).count();
+        assert_eq!(winners, 1, "round {round}: {winners} owners hold the lease");
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ pub use effects::{
     EffectCall, EffectError, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest,
 };
 pub use runtime::{
-    Result, Runtime, RuntimeConfig, RuntimeError, StartOptions, effect_key, scope_key,
+    Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, scope_key,
 };
 pub use workflow::{
     GrantedWorkflow, Grants, NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure,

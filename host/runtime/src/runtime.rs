@@ -92,6 +92,22 @@ pub struct StartOptions {
     pub parent_run_id: Option<String>,
 }
 
+/// What a runtime tells the driver that schedules it. Without one, the
+/// runtime carries on every run a call wakes (a child, a listener, a
+/// parent) inside that call; with one, it hands them over.
+pub trait Scheduler: Send + Sync {
+    /// `run_id` became runnable (resumed, started as a child, unpaused, or
+    /// left running at the end of its tick budget) and should be advanced.
+    fn schedule(&self, run_id: &str);
+    /// A wait with a timer due at `at_ms` was committed.
+    fn timer_set(&self, at_ms: u64);
+    /// Steps one `tick` may take before the run goes back to the scheduler,
+    /// so that many runs share the workers fairly.
+    fn tick_budget(&self) -> u64 {
+        u64::MAX
+    }
+}
+
 /// The Waymark kernel.
 pub struct Runtime {
     pub(crate) store: Arc<dyn Store>,
@@ -102,6 +118,10 @@ pub struct Runtime {
     pub(crate) config: RuntimeConfig,
     /// Rehydrated artifacts by id (content-addressed, so never stale).
     pub(crate) artifact_cache: Mutex<HashMap<String, Arc<Value>>>,
+    scheduler: RwLock<Option<Arc<dyn Scheduler>>>,
+    /// Set to stop between two steps (a graceful shutdown): every step is
+    /// its own commit, so stopping there loses nothing.
+    interrupted: std::sync::atomic::AtomicBool,
 }
 
 /// What performing an effect came to.
@@ -125,7 +145,34 @@ impl Runtime {
             clock: Arc::new(SystemClock),
             config: RuntimeConfig::default(),
             artifact_cache: Mutex::new(HashMap::new()),
+            scheduler: RwLock::new(None),
+            interrupted: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes every `tick` in progress (and later) stop after its current
+    /// step, leaving runs `running` for a later tick; `false` undoes it.
+    pub fn set_interrupted(&self, on: bool) {
+        self.interrupted
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Removes the scheduler: calls carry on the runs they wake inline.
+    pub fn clear_scheduler(&self) {
+        *self.scheduler.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Hands the runs a call wakes to `scheduler` instead of advancing them
+    /// in the call (see [`Scheduler`]).
+    pub fn set_scheduler(&self, scheduler: Arc<dyn Scheduler>) {
+        *self.scheduler.write().unwrap_or_else(|e| e.into_inner()) = Some(scheduler);
+    }
+
+    fn scheduler(&self) -> Option<Arc<dyn Scheduler>> {
+        self.scheduler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -148,6 +195,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The runtime's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Registers a workflow (the current version of its id).
@@ -270,9 +322,19 @@ impl Runtime {
     pub fn tick(&self, run_id: &str) -> Result<RunState> {
         let run = self.store.load_run(run_id)?;
         if run.status == RunStatus::Running && !run.paused {
-            self.drive(VecDeque::from([run_id.to_owned()]))?;
+            let mut follow = VecDeque::new();
+            self.advance(run_id, &mut follow)?;
+            self.drive(follow)?;
         }
-        self.get_state(run_id)
+        let state = self.get_state(run_id)?;
+        if state.status == RunStatus::Running
+            && !state.paused
+            && let Some(s) = self.scheduler()
+        {
+            // Its tick budget ran out: the driver gives it another turn.
+            s.schedule(run_id);
+        }
+        Ok(state)
     }
 
     /// Ticks every run that is `running` and not paused: after a restart,
@@ -435,11 +497,28 @@ impl Runtime {
         let (commit, follow) = batch.into_parts();
         if !commit.is_empty() {
             self.store.commit(&commit)?;
+            if let Some(s) = self.scheduler() {
+                for w in &commit.runs {
+                    if w.run.status == RunStatus::Waiting
+                        && !w.run.paused
+                        && let Some(at) = w.run.waiting.as_ref().and_then(|w| w.wake_at_ms)
+                    {
+                        s.timer_set(at);
+                    }
+                }
+            }
         }
         Ok(follow)
     }
 
+    /// Carries on the runs a call woke: inline, or through the scheduler.
     pub(crate) fn drive(&self, mut work: VecDeque<String>) -> Result<()> {
+        if let Some(s) = self.scheduler() {
+            for id in work {
+                s.schedule(&id);
+            }
+            return Ok(());
+        }
         while let Some(id) = work.pop_front() {
             self.advance(&id, &mut work)?;
         }
@@ -481,7 +560,14 @@ impl Runtime {
                 return Ok(());
             }
         };
-        for _ in 0..self.config.max_steps_per_tick {
+        let budget = self
+            .scheduler()
+            .map_or(u64::MAX, |s| s.tick_budget())
+            .min(self.config.max_steps_per_tick);
+        for _ in 0..budget {
+            if self.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             let mut batch = Batch::default();
             if run.steps >= self.config.max_steps_per_run {
                 let err = RunError::new(
@@ -513,6 +599,8 @@ impl Runtime {
     ) -> Result<()> {
         let started = self.clock.now_ms();
         let node = run.current_node.clone();
+        let _span =
+            tracing::info_span!("step", run_id = %run.run_id, node = %node, attempt).entered();
         let vars = self.rehydrated(run, &run.vars)?;
         let ctx = StepContext {
             run_id: &run.run_id,

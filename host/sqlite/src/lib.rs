@@ -7,7 +7,8 @@
 //! run. Ledger records live in `ledger`, one row per record, holding the
 //! sealed canonical text byte for byte: the chain verifier checks exactly
 //! those bytes, so they are never re-serialized. Effect outcomes, artifacts,
-//! snapshots, the command inbox and its consumer cursors have a table each.
+//! snapshots, the command inbox, its consumer cursors and host leases have a
+//! table each.
 //!
 //! Semantics match [`waymark_core::MemoryStore`] (the shared conformance
 //! suite holds both to them). A [`Commit`] lands in one `IMMEDIATE`
@@ -24,7 +25,7 @@ use waymark_core::ledger::sha256_hex;
 use waymark_core::model::{RunState, RunStatus, StepRecord, WaitReason};
 use waymark_core::store::parse_records;
 use waymark_core::{
-    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, EffectEntry, EffectLog,
+    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, EffectEntry, EffectLog, LeaseStore,
     LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot, SnapshotQuery,
     SnapshotStore, Store, StoreError, Submitted, validate_artifact_id, validate_id,
 };
@@ -40,7 +41,8 @@ pub use waymark_core::Durability;
 /// - 1: `runs` and `ledger`.
 /// - 2: `runs.paused`; `effects`, `artifacts`, `snapshots`, `commands`,
 ///   `cursors`.
-pub const SCHEMA_VERSION: i64 = 2;
+/// - 3: `leases`.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Enough for every query shape used here (list_runs builds up to eight
 /// variants), so no statement is ever re-prepared.
@@ -94,6 +96,17 @@ CREATE TABLE IF NOT EXISTS cursors (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_due
     ON runs (wake_at_ms) WHERE status = 'waiting' AND paused = 0;
+";
+
+/// The table added in version 3, shared by a fresh schema and the
+/// migrations from versions 1 and 2. A lease row is live while
+/// `expires_at_ms` is later than the caller's clock.
+const TABLES_V3: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+    key           TEXT PRIMARY KEY,
+    owner         TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// A fresh file (version 0): the whole current schema.
@@ -245,19 +258,25 @@ impl SqliteStore {
                 .map_err(err("creating schema"))?;
             let version = check_version(&tx, &path)?;
             if version < SCHEMA_VERSION {
-                if version == 0 {
-                    tx.execute_batch(SCHEMA).map_err(err("creating schema"))?;
-                } else if version == 1 {
-                    tx.execute_batch(MIGRATE_1_TO_2)
-                        .map_err(err("migrating schema from version 1"))?;
-                } else {
-                    return Err(StoreError::Backend(format!(
-                        "{} has unknown schema version {version}",
-                        path.display()
-                    )));
+                match version {
+                    0 => tx.execute_batch(SCHEMA).map_err(err("creating schema"))?,
+                    1 => tx
+                        .execute_batch(MIGRATE_1_TO_2)
+                        .map_err(err("migrating schema from version 1"))?,
+                    2 => {}
+                    _ => {
+                        return Err(StoreError::Backend(format!(
+                            "{} has unknown schema version {version}",
+                            path.display()
+                        )));
+                    }
                 }
-                tx.execute_batch(TABLES_V2)
-                    .map_err(err("creating version 2 tables"))?;
+                if version < 2 {
+                    tx.execute_batch(TABLES_V2)
+                        .map_err(err("creating version 2 tables"))?;
+                }
+                tx.execute_batch(TABLES_V3)
+                    .map_err(err("creating version 3 tables"))?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(err("setting schema version"))?;
             }
@@ -1170,6 +1189,47 @@ impl CommandInbox for SqliteStore {
         conv("cursor", consumer, "seq", seq)?;
         let conn = self.lock();
         upsert_cursor(&conn, consumer, seq).map_err(|e| self.err("moving cursor", e))
+    }
+}
+
+impl LeaseStore for SqliteStore {
+    fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        validate_id("lease", key)?;
+        validate_id("owner", owner)?;
+        let now = conv("lease", key, "now_ms", now_ms)?;
+        // Beyond i64::MAX is as good as never expiring.
+        let expires = clamp_i64(now_ms.saturating_add(ttl_ms));
+        let conn = self.lock();
+        // One statement, so one write transaction: another process holding
+        // the file cannot slip in between the check and the write. The
+        // update applies only if the row is ours or has expired; a row
+        // written (inserted or updated) means `owner` holds the lease.
+        let changed = conn
+            .prepare_cached(
+                "INSERT INTO leases (key, owner, expires_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE
+                    SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
+                    WHERE leases.owner = excluded.owner OR leases.expires_at_ms <= ?4",
+            )
+            .and_then(|mut st| st.execute(params![key, owner, expires, now]))
+            .map_err(|e| self.err("acquiring lease", e))?;
+        Ok(changed == 1)
+    }
+
+    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        validate_id("lease", key)?;
+        validate_id("owner", owner)?;
+        let conn = self.lock();
+        conn.prepare_cached("DELETE FROM leases WHERE key = ?1 AND owner = ?2")
+            .and_then(|mut st| st.execute(params![key, owner]))
+            .map_err(|e| self.err("releasing lease", e))?;
+        Ok(())
     }
 }
 

@@ -9,9 +9,9 @@ use serde_json::json;
 use waymark_core::conformance::{create, sample_run, step_record};
 use waymark_core::model::{RecordKind, StepStatus, WaitReason, WaitState};
 use waymark_core::{
-    ArtifactStore, CommandInbox, Commit, EffectEntry, EffectLog, LedgerStore, RunQuery, RunState,
-    RunStatus, RunStore, RunWrite, Snapshot, SnapshotStore, StepRecord, Store, StoreError, seal,
-    verify,
+    ArtifactStore, CommandInbox, Commit, EffectEntry, EffectLog, LeaseStore, LedgerStore, RunQuery,
+    RunState, RunStatus, RunStore, RunWrite, Snapshot, SnapshotStore, StepRecord, Store,
+    StoreError, seal, verify,
 };
 use waymark_sqlite::{Durability, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
@@ -477,11 +477,104 @@ fn a_version_1_file_is_migrated_in_place() {
     assert!(store.effect_entry("k").unwrap().is_none());
     assert_eq!(store.cursor("driver").unwrap(), 0);
     store.put_artifact(b"x", "text/plain").unwrap();
+    assert!(store.acquire_lease("run:old", "host-a", 0, 10).unwrap());
     // Opening again is a no-op.
     drop(store);
     let again = SqliteStore::open(&path).unwrap();
     assert_eq!(again.load_run("old").unwrap(), run);
     assert_eq!(again.list_artifacts().unwrap().len(), 1);
+}
+
+#[test]
+fn a_version_2_file_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("waymark.db");
+    // Version 3 only added `leases`: a current file without it, marked 2,
+    // is what version 2 wrote.
+    let mut run = {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut run = create(&store, "old");
+        store.commit(&step(&mut run, "a")).unwrap();
+        run
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE leases; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(version, 3);
+        let leases: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'leases'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(leases, 1);
+    }
+    // The old data is intact and goes on; leases work.
+    assert_eq!(store.load_run("old").unwrap(), run);
+    store.commit(&step(&mut run, "b")).unwrap();
+    assert!(verify("old", &store.ledger_raw("old").unwrap()).is_ok());
+    assert!(store.acquire_lease("run:old", "host-a", 0, 100).unwrap());
+    assert!(!store.acquire_lease("run:old", "host-b", 50, 100).unwrap());
+    // Opening again is a no-op and keeps the lease.
+    drop(store);
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(again.load_run("old").unwrap(), run);
+    assert!(!again.acquire_lease("run:old", "host-b", 50, 100).unwrap());
+}
+
+#[test]
+fn two_handles_on_one_file_contend_for_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path());
+    let b = open(dir.path());
+    // What one handle takes, the other sees.
+    assert!(a.acquire_lease("run:r1", "host-a", 1_000, 500).unwrap());
+    assert!(!b.acquire_lease("run:r1", "host-b", 1_200, 500).unwrap());
+    b.release_lease("run:r1", "host-b").unwrap(); // not the holder
+    assert!(!b.acquire_lease("run:r1", "host-b", 1_300, 500).unwrap());
+    assert!(b.acquire_lease("run:r1", "host-b", 1_500, 500).unwrap());
+    assert!(!a.acquire_lease("run:r1", "host-a", 1_600, 500).unwrap());
+    b.release_lease("run:r1", "host-b").unwrap();
+    assert!(a.acquire_lease("run:r1", "host-a", 1_600, 500).unwrap());
+
+    // Many owners on both handles race for one key, round by round: in
+    // each round the previous lease has just expired, so exactly one wins.
+    const OWNERS: usize = 6;
+    const ROUNDS: u64 = 40;
+    let stores = [Arc::new(a), Arc::new(b)];
+    let barrier = Arc::new(std::sync::Barrier::new(OWNERS));
+    let threads: Vec<_> = (0..OWNERS)
+        .map(|t| {
+            let store = stores[t % 2].clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let owner = format!("host-{t}");
+                (0..ROUNDS)
+                    .map(|round| {
+                        barrier.wait();
+                        let now = 10_000 + round * 100;
+                        store.acquire_lease("run:hot", &owner, now, 100).unwrap()
+                    })
+                    .collect::<Vec<bool>>()
+            })
+        })
+        .collect();
+    let won: Vec<Vec<bool>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for round in 0..ROUNDS as usize {
+        let winners = won.iter().filter(|w| w[round]).count();
+        assert_eq!(winners, 1, "round {round}: {winners} owners hold the lease");
+    }
 }
 
 #[test]

@@ -1,0 +1,656 @@
+//! The driver: keeps many runs moving without anyone calling `tick`.
+//!
+//! A [`Driver`] sits on a [`Runtime`] as its [`Scheduler`]. Whatever
+//! becomes runnable (a started run, a resumed one, the runs an event wakes,
+//! a parent its child's end resumes, a run whose tick budget ran out) is
+//! queued, and a dispatcher hands each queued run to a bounded pool of
+//! blocking workers (WASM steps are CPU work; tokio only waits). Four tasks
+//! run on tokio:
+//!
+//! - the **dispatcher**: one turn per queued run, at most `workers` at once,
+//!   a run never twice at once in this process, and never in two processes
+//!   at once (a store lease per turn);
+//! - the **timer task**: sleeps until the store's next deadline (a
+//!   WAIT_UNTIL, a WAIT_EVENT deadline, a retry backoff), woken early when a
+//!   step commits an earlier one, then fires what is due;
+//! - the **sweeper**: every `poll_interval`, queues the runs that are
+//!   `running` but in nobody's hands (left by a crash, created by another
+//!   process, or whose lease was busy) and consumes the command inbox
+//!   (under a lease, so one process consumes it);
+//! - API calls (`run`, `respond`, `emit`, `cancel`, ...) run on the blocking
+//!   pool and return as soon as their commit landed; the driver carries on.
+//!
+//! Waiting runs cost the driver nothing: they live only in the store until
+//! a timer, an event or an answer makes them runnable.
+//!
+//! [`Driver::stop`] is graceful: no new turns start, turns in progress stop
+//! after their current step (each step is its own commit), and the runs they
+//! leave `running` are picked up by the next driver.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+use waymark_core::{RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_runtime::{Runtime, RuntimeError, Scheduler};
+
+/// How a driver runs.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Turns (ticks) in progress at once: the bound of the blocking pool
+    /// used for steps.
+    pub workers: usize,
+    /// Steps a run takes per turn before it yields to other runs.
+    pub steps_per_turn: u64,
+    /// Names this driver in leases; unique per process.
+    pub owner: String,
+    /// How long a lease lasts if its owner dies without releasing it.
+    pub lease_ttl: Duration,
+    /// How often the sweeper looks for runs in nobody's hands and for
+    /// commands, and the longest the timer task sleeps without looking at
+    /// the store (other processes add timers too).
+    pub poll_interval: Duration,
+    /// Consume the command inbox under this consumer name; None leaves it
+    /// to others.
+    pub inbox_consumer: Option<String>,
+    /// Commands applied per sweep.
+    pub inbox_batch: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            workers: (cores * 2).max(2),
+            steps_per_turn: 64,
+            owner: format!("driver-{}", uuid::Uuid::new_v4()),
+            lease_ttl: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(250),
+            inbox_consumer: Some("driver".into()),
+            inbox_batch: 256,
+        }
+    }
+}
+
+/// Errors of the driver's API.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("the driver is stopping")]
+    Stopped,
+    #[error("run '{0}' did not get there in time")]
+    Timeout(String),
+    #[error("a driver task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+/// Counters, for tests, benchmarks and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Turns that ticked a run.
+    pub turns: u64,
+    /// Turns skipped because another process held the run's lease.
+    pub lease_busy: u64,
+    /// Turns whose commit lost a race (the run is queued again).
+    pub conflicts: u64,
+    /// Turns that failed otherwise (logged).
+    pub errors: u64,
+    /// `fire_due_timers` passes that fired something, and runs fired.
+    pub timer_passes: u64,
+    pub timers_fired: u64,
+    /// Commands applied from the inbox.
+    pub commands: u64,
+}
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<String>,
+    queued: HashSet<String>,
+    in_flight: HashSet<String>,
+    /// Scheduled while in flight: queue again when the turn ends.
+    again: HashSet<String>,
+}
+
+struct Shared {
+    runtime: Arc<Runtime>,
+    config: DriverConfig,
+    queue: Mutex<Queue>,
+    work_ready: Notify,
+    timers_changed: Notify,
+    /// Earliest timer the timer task knows of (u64::MAX: none).
+    earliest_timer: AtomicU64,
+    progress: Notify,
+    stopping: AtomicBool,
+    stats: Mutex<DriverStats>,
+}
+
+/// What the runtime calls; holds the driver weakly (the runtime outlives
+/// it).
+struct Hook(Weak<Shared>);
+
+impl Scheduler for Hook {
+    fn schedule(&self, run_id: &str) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.enqueue(run_id);
+        }
+    }
+
+    fn timer_set(&self, at_ms: u64) {
+        if let Some(shared) = self.0.upgrade() {
+            let before = shared.earliest_timer.fetch_min(at_ms, Ordering::SeqCst);
+            if at_ms < before {
+                shared.timers_changed.notify_one();
+            }
+        }
+    }
+
+    fn tick_budget(&self) -> u64 {
+        self.0
+            .upgrade()
+            .map_or(u64::MAX, |s| s.config.steps_per_turn.max(1))
+    }
+}
+
+enum Turn {
+    Done,
+    LeaseBusy,
+    Conflict,
+    Failed(String),
+}
+
+impl Shared {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, DriverStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enqueue(&self, run_id: &str) {
+        let mut q = self.queue();
+        if q.in_flight.contains(run_id) {
+            q.again.insert(run_id.to_owned());
+            return;
+        }
+        if q.queued.insert(run_id.to_owned()) {
+            q.ready.push_back(run_id.to_owned());
+            drop(q);
+            self.work_ready.notify_one();
+        }
+    }
+
+    fn take_next(&self) -> Option<String> {
+        let mut q = self.queue();
+        let id = q.ready.pop_front()?;
+        q.queued.remove(&id);
+        q.in_flight.insert(id.clone());
+        Some(id)
+    }
+
+    /// One turn of one run, on a blocking thread: lease, tick, release.
+    fn turn_blocking(&self, run_id: &str) -> Turn {
+        let store = self.runtime.store();
+        let key = lease_key(run_id);
+        let ttl = self.config.lease_ttl.as_millis() as u64;
+        match store.acquire_lease(&key, &self.config.owner, self.runtime.now_ms(), ttl) {
+            Ok(true) => {}
+            Ok(false) => return Turn::LeaseBusy,
+            Err(e) => return Turn::Failed(format!("lease: {e}")),
+        }
+        let result = self.runtime.tick(run_id);
+        if let Err(e) = store.release_lease(&key, &self.config.owner) {
+            tracing::warn!(run_id, error = %e, "could not release a lease; it will expire");
+        }
+        match result {
+            Ok(_) => Turn::Done,
+            Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => Turn::Conflict,
+            Err(e) => Turn::Failed(e.to_string()),
+        }
+    }
+
+    async fn turn(self: Arc<Self>, run_id: String) {
+        let shared = self.clone();
+        let id = run_id.clone();
+        let outcome = tokio::task::spawn_blocking(move || shared.turn_blocking(&id))
+            .await
+            .unwrap_or_else(|e| Turn::Failed(format!("worker panicked: {e}")));
+        let again = {
+            let mut q = self.queue();
+            q.in_flight.remove(&run_id);
+            q.again.remove(&run_id)
+        };
+        match outcome {
+            Turn::Done => self.stats().turns += 1,
+            Turn::LeaseBusy => self.stats().lease_busy += 1,
+            Turn::Conflict => {
+                // Another writer moved the run on; look again shortly.
+                self.stats().conflicts += 1;
+                let shared = self.clone();
+                let id = run_id.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if !shared.stopping.load(Ordering::SeqCst) {
+                        shared.enqueue(&id);
+                    }
+                });
+            }
+            Turn::Failed(e) => {
+                self.stats().errors += 1;
+                tracing::warn!(run_id, error = %e, "turn failed");
+            }
+        }
+        if again && !self.stopping.load(Ordering::SeqCst) {
+            self.enqueue(&run_id);
+        }
+        self.progress.notify_waiters();
+    }
+
+    async fn dispatch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let mut turns = JoinSet::new();
+        loop {
+            while turns.try_join_next().is_some() {}
+            if *stop.borrow() {
+                break;
+            }
+            let Some(run_id) = self.take_next() else {
+                tokio::select! {
+                    _ = self.work_ready.notified() => {}
+                    _ = stop.changed() => {}
+                    Some(_) = turns.join_next(), if !turns.is_empty() => {}
+                }
+                continue;
+            };
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                _ = stop.changed() => {
+                    self.queue().in_flight.remove(&run_id);
+                    break;
+                }
+            };
+            let Ok(permit) = permit else { break };
+            let shared = self.clone();
+            turns.spawn(async move {
+                let _permit = permit;
+                shared.turn(run_id).await;
+            });
+        }
+        // Graceful: let the turns in progress finish their current step.
+        while turns.join_next().await.is_some() {}
+    }
+
+    async fn timers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let poll_ms = self.config.poll_interval.as_millis().max(1) as u64;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let rt = self.runtime.clone();
+            let next = match tokio::task::spawn_blocking(move || rt.next_timer_at()).await {
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the next timer failed");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "timer query panicked");
+                    None
+                }
+            };
+            self.earliest_timer
+                .store(next.unwrap_or(u64::MAX), Ordering::SeqCst);
+            let now = self.runtime.now_ms();
+            if let Some(at) = next
+                && at <= now
+            {
+                let rt = self.runtime.clone();
+                match tokio::task::spawn_blocking(move || rt.fire_due_timers()).await {
+                    Ok(Ok(fired)) => {
+                        if !fired.is_empty() {
+                            let mut s = self.stats();
+                            s.timer_passes += 1;
+                            s.timers_fired += fired.len() as u64;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "firing timers failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "firing timers panicked"),
+                }
+                self.progress.notify_waiters();
+                continue;
+            }
+            let wait = next.map_or(poll_ms, |at| (at - now).min(poll_ms));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = self.timers_changed.notified() => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn sweep(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let rt = self.runtime.clone();
+            let config = self.config.clone();
+            let swept = tokio::task::spawn_blocking(move || sweep_once(&rt, &config)).await;
+            match swept {
+                Ok(Ok((runnable, commands))) => {
+                    for id in runnable {
+                        self.enqueue(&id);
+                    }
+                    if commands > 0 {
+                        self.stats().commands += commands;
+                        self.progress.notify_waiters();
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "sweep failed"),
+                Err(e) => tracing::error!(error = %e, "sweep panicked"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+/// The runs in nobody's hands, and the inbox.
+fn sweep_once(
+    rt: &Runtime,
+    config: &DriverConfig,
+) -> std::result::Result<(Vec<String>, u64), RuntimeError> {
+    let runnable = rt
+        .store()
+        .list_runs(&RunQuery {
+            status: Some(RunStatus::Running),
+            ..RunQuery::default()
+        })?
+        .into_iter()
+        .filter(|r| !r.paused)
+        .map(|r| r.run_id)
+        .collect();
+    let mut commands = 0;
+    if let Some(consumer) = &config.inbox_consumer {
+        let key = format!("inbox:{consumer}");
+        let ttl = config.lease_ttl.as_millis() as u64;
+        if rt
+            .store()
+            .acquire_lease(&key, &config.owner, rt.now_ms(), ttl)?
+        {
+            for outcome in rt.process_commands(consumer, config.inbox_batch)? {
+                commands += 1;
+                match &outcome.result {
+                    Ok(v) => tracing::info!(
+                        seq = outcome.seq,
+                        command = %outcome.command_id,
+                        kind = %outcome.kind,
+                        result = %v,
+                        "command applied"
+                    ),
+                    Err(e) => tracing::warn!(
+                        seq = outcome.seq,
+                        command = %outcome.command_id,
+                        kind = %outcome.kind,
+                        error = %e,
+                        "command refused"
+                    ),
+                }
+            }
+        }
+    }
+    Ok((runnable, commands))
+}
+
+/// The lease key of a run (kept within the id length limit).
+fn lease_key(run_id: &str) -> String {
+    let key = format!("run:{run_id}");
+    if key.len() <= waymark_core::store::MAX_ID_LEN {
+        key
+    } else {
+        format!(
+            "run:{}",
+            &waymark_core::ledger::sha256_hex(run_id.as_bytes())[..60]
+        )
+    }
+}
+
+/// A running driver. Cheap API calls: each runs its store work on the
+/// blocking pool and returns once it has committed; the driver carries the
+/// runs on.
+pub struct Driver {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Driver {
+    /// Starts the driver's tasks on the current tokio runtime and makes it
+    /// `runtime`'s scheduler. Runs left `running` in the store (by a crash,
+    /// or by other processes) are picked up by the first sweep.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(runtime: Arc<Runtime>, config: DriverConfig) -> Self {
+        let shared = Arc::new(Shared {
+            runtime: runtime.clone(),
+            config,
+            queue: Mutex::new(Queue::default()),
+            work_ready: Notify::new(),
+            timers_changed: Notify::new(),
+            earliest_timer: AtomicU64::new(u64::MAX),
+            progress: Notify::new(),
+            stopping: AtomicBool::new(false),
+            stats: Mutex::new(DriverStats::default()),
+        });
+        runtime.set_interrupted(false);
+        runtime.set_scheduler(Arc::new(Hook(Arc::downgrade(&shared))));
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(shared.clone().dispatch(stop_rx.clone())),
+            tokio::spawn(shared.clone().timers(stop_rx.clone())),
+            tokio::spawn(shared.clone().sweep(stop_rx)),
+        ];
+        tracing::info!(owner = %shared.config.owner, workers = shared.config.workers, "driver started");
+        Self {
+            shared,
+            stop,
+            tasks: Mutex::new(tasks),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.shared.runtime
+    }
+
+    pub fn stats(&self) -> DriverStats {
+        *self.shared.stats()
+    }
+
+    /// Runs `f` on the blocking pool. A call that raced with a turn of the
+    /// same run (`LedgerConflict`: nothing of it landed) is tried again on
+    /// the fresh state.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<T> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(DriverError::Stopped);
+        }
+        let rt = self.shared.runtime.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut tries = 0;
+            loop {
+                match f(&rt) {
+                    Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) if tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(1 + tries / 5));
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|e| DriverError::Task(e.to_string()))??;
+        self.shared.progress.notify_waiters();
+        Ok(out)
+    }
+
+    /// Starts a run of `workflow_id` and schedules it. Returns its id and
+    /// its state as created (`running` at the entry node).
+    pub async fn run(&self, workflow_id: &str, vars: Value) -> Result<(String, RunState)> {
+        let wf = workflow_id.to_owned();
+        let (id, state) = self
+            .blocking(move |rt| {
+                let id = rt.start(&wf, vars.clone())?;
+                let state = rt.get_state(&id)?;
+                Ok((id, state))
+            })
+            .await?;
+        self.shared.enqueue(&id);
+        Ok((id, state))
+    }
+
+    /// Answers a waiting run with the wait key it holds; the driver carries
+    /// it on.
+    pub async fn respond(&self, run_id: &str, payload: Value) -> Result<RunState> {
+        let id = run_id.to_owned();
+        self.blocking(move |rt| rt.respond(&id, payload.clone()))
+            .await
+    }
+
+    /// Resumes a waiting run presenting `wait_key`.
+    pub async fn resume(&self, run_id: &str, wait_key: &str, payload: Value) -> Result<RunState> {
+        let (id, key) = (run_id.to_owned(), wait_key.to_owned());
+        self.blocking(move |rt| rt.resume(&id, &key, payload.clone()))
+            .await
+    }
+
+    /// Delivers an event in a resolved scope; returns the runs it resumed
+    /// (the driver carries them on).
+    pub async fn emit(&self, name: &str, scope: &str, payload: Value) -> Result<Vec<String>> {
+        let (name, scope) = (name.to_owned(), scope.to_owned());
+        self.blocking(move |rt| rt.emit_event(&name, &scope, payload.clone()))
+            .await
+    }
+
+    /// Cancels a run and its unfinished children.
+    pub async fn cancel(&self, run_id: &str, reason: &str) -> Result<RunState> {
+        let (id, reason) = (run_id.to_owned(), reason.to_owned());
+        self.blocking(move |rt| rt.cancel(&id, &reason)).await
+    }
+
+    pub async fn pause(&self, run_id: &str, reason: &str) -> Result<RunState> {
+        let (id, reason) = (run_id.to_owned(), reason.to_owned());
+        self.blocking(move |rt| rt.pause_run(&id, &reason)).await
+    }
+
+    pub async fn resume_run(&self, run_id: &str) -> Result<RunState> {
+        let id = run_id.to_owned();
+        self.blocking(move |rt| rt.resume_run(&id)).await
+    }
+
+    pub async fn get_state(&self, run_id: &str) -> Result<RunState> {
+        let id = run_id.to_owned();
+        self.blocking(move |rt| rt.get_state(&id)).await
+    }
+
+    pub async fn ledger(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let id = run_id.to_owned();
+        self.blocking(move |rt| rt.ledger(&id)).await
+    }
+
+    /// Waits until `run_id`'s state satisfies `done`, or `timeout`.
+    pub async fn wait_for(
+        &self,
+        run_id: &str,
+        timeout: Duration,
+        done: impl Fn(&RunState) -> bool,
+    ) -> Result<RunState> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let progressed = self.shared.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            let state = self.get_state(run_id).await?;
+            if done(&state) {
+                return Ok(state);
+            }
+            tokio::select! {
+                _ = progressed => {}
+                // Other processes change runs too.
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(DriverError::Timeout(run_id.to_owned()));
+                }
+            }
+        }
+    }
+
+    /// Waits until the run has ended (completed, failed or cancelled).
+    pub async fn wait_ended(&self, run_id: &str, timeout: Duration) -> Result<RunState> {
+        self.wait_for(run_id, timeout, |s| s.status.is_terminal())
+            .await
+    }
+
+    /// Stops gracefully: no new turns; turns in progress end after their
+    /// current step, which is committed. Runs still `running` are picked up
+    /// by the next driver on this store.
+    pub async fn stop(self) -> Result<()> {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.runtime.set_interrupted(true);
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut failure = None;
+        for t in tasks {
+            if let Err(e) = t.await {
+                failure = Some(DriverError::Task(e.to_string()));
+            }
+        }
+        if let Some(consumer) = &self.shared.config.inbox_consumer {
+            let rt = self.shared.runtime.clone();
+            let key = format!("inbox:{consumer}");
+            let owner = self.shared.config.owner.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || rt.store().release_lease(&key, &owner)).await;
+        }
+        self.shared.runtime.clear_scheduler();
+        self.shared.runtime.set_interrupted(false);
+        tracing::info!(owner = %self.shared.config.owner, "driver stopped");
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Dropped without `stop`: end the tasks (they finish their turns).
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_keys_fit_the_id_limit() {
+        assert_eq!(lease_key("abc"), "run:abc");
+        let long = "x".repeat(128);
+        let key = lease_key(&long);
+        assert!(key.len() <= waymark_core::store::MAX_ID_LEN);
+        waymark_core::validate_id("lease", &key).unwrap();
+    }
+}
