@@ -367,6 +367,10 @@ impl Shared {
     }
 }
 
+/// Runs queued per sweep: orphans are rare; a large backlog is worked
+/// through over several sweeps.
+const SWEEP_LIMIT: usize = 1024;
+
 /// The runs in nobody's hands, and the inbox.
 fn sweep_once(
     rt: &Runtime,
@@ -376,6 +380,7 @@ fn sweep_once(
         .store()
         .list_runs(&RunQuery {
             status: Some(RunStatus::Running),
+            limit: Some(SWEEP_LIMIT),
             ..RunQuery::default()
         })?
         .into_iter()
@@ -477,6 +482,13 @@ impl Driver {
 
     pub fn stats(&self) -> DriverStats {
         *self.shared.stats()
+    }
+
+    /// Runs this driver holds in memory now: queued, and in a turn.
+    /// Waiting runs are never among them; they live in the store only.
+    pub fn held(&self) -> (usize, usize) {
+        let q = self.shared.queue();
+        (q.ready.len(), q.in_flight.len())
     }
 
     /// Runs `f` on the blocking pool. A call that raced with a turn of the

@@ -419,6 +419,9 @@ impl Runtime {
         let now = self.clock.now_ms();
         let due = self.store.due_waits(now, self.config.timer_batch)?;
         let mut fired = Vec::new();
+        // Plain wake-ups are independent commits: land them as one group
+        // (one transaction, one fsync), each succeeding on its own.
+        let mut group: Vec<(String, Batch)> = Vec::new();
         for run_id in due {
             let run = self.store.load_run(&run_id)?;
             let Some(w) = run.waiting.clone() else {
@@ -428,36 +431,64 @@ impl Runtime {
                 continue;
             }
             let mut batch = Batch::default();
-            let outcome = if w.reason == WaitReason::Retry {
-                self.retry_wake(run, w, &mut batch)
-            } else {
-                let payload = match w.reason {
-                    WaitReason::Until => json!({
-                        "until_ms": w.wake_at_ms,
-                        "fired_at_ms": now,
-                    }),
-                    _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
-                };
-                self.deliver(run, &w.wait_key, payload, &mut batch)
-            };
-            match outcome {
-                Ok(()) => {}
-                // Another caller resumed it between the query and now.
-                Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {
-                    continue;
+            if w.reason == WaitReason::Retry {
+                // Performs an effect: lands on its own, before the next.
+                match self.retry_wake(run, w, &mut batch) {
+                    Ok(()) => {}
+                    Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
+                match self.land(batch) {
+                    Ok(follow) => {
+                        fired.push(run_id);
+                        self.drive(follow.into())?;
+                    }
+                    // A concurrent driver got there first.
+                    Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
             }
-            match self.land(batch) {
-                Ok(follow) => {
-                    fired.push(run_id);
-                    self.drive(follow.into())?;
-                }
-                // A concurrent driver got there first.
-                Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => {}
+            let payload = match w.reason {
+                WaitReason::Until => json!({
+                    "until_ms": w.wake_at_ms,
+                    "fired_at_ms": now,
+                }),
+                _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
+            };
+            match self.deliver(run, &w.wait_key, payload, &mut batch) {
+                Ok(()) => group.push((run_id, batch)),
+                Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
+        if group.is_empty() {
+            return Ok(fired);
+        }
+        let parts: Vec<(String, Commit, Vec<String>)> = group
+            .into_iter()
+            .map(|(id, batch)| {
+                let (commit, follow) = batch.into_parts();
+                (id, commit, follow)
+            })
+            .collect();
+        let commits: Vec<&Commit> = parts.iter().map(|(_, c, _)| c).collect();
+        let results = self.store.commit_group(&commits);
+        let mut follow_all = VecDeque::new();
+        for ((id, _, follow), result) in parts.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    fired.push(id);
+                    follow_all.extend(follow);
+                }
+                // Resumed by someone else between the query and now.
+                Err(StoreError::LedgerConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.drive(follow_all)?;
         Ok(fired)
     }
 
