@@ -48,7 +48,10 @@ pub struct DriverConfig {
     pub steps_per_turn: u64,
     /// Names this driver in leases; unique per process.
     pub owner: String,
-    /// How long a lease lasts if its owner dies without releasing it.
+    /// How long a lease lasts if its owner dies without releasing it (a
+    /// turn renews it between steps once half of it has passed). After a
+    /// crash, the runs that were in a turn wait this long for another
+    /// process.
     pub lease_ttl: Duration,
     /// How often the sweeper looks for runs in nobody's hands and for
     /// commands, and the longest the timer task sleeps without looking at
@@ -68,7 +71,7 @@ impl Default for DriverConfig {
             workers: (cores * 2).max(2),
             steps_per_turn: 64,
             owner: format!("driver-{}", uuid::Uuid::new_v4()),
-            lease_ttl: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(10),
             poll_interval: Duration::from_millis(250),
             inbox_consumer: Some("driver".into()),
             inbox_batch: 256,
@@ -116,6 +119,8 @@ struct Queue {
     in_flight: HashSet<String>,
     /// Scheduled while in flight: queue again when the turn ends.
     again: HashSet<String>,
+    /// When each in-flight run's lease was last taken or renewed (ms).
+    leased_at: std::collections::HashMap<String, u64>,
 }
 
 struct Shared {
@@ -156,6 +161,13 @@ impl Scheduler for Hook {
             .upgrade()
             .map_or(u64::MAX, |s| s.config.steps_per_turn.max(1))
     }
+
+    fn keep_going(&self, run_id: &str) -> bool {
+        let Some(shared) = self.0.upgrade() else {
+            return false;
+        };
+        shared.renew_if_due(run_id)
+    }
 }
 
 enum Turn {
@@ -195,17 +207,57 @@ impl Shared {
         Some(id)
     }
 
+    /// Renews the lease of an in-flight run once half its TTL has passed;
+    /// false if it was lost (the turn must stop).
+    fn renew_if_due(&self, run_id: &str) -> bool {
+        let ttl = self.config.lease_ttl.as_millis() as u64;
+        let now = self.runtime.now_ms();
+        let taken = self.queue().leased_at.get(run_id).copied();
+        let Some(taken) = taken else {
+            // Not a turn of ours (an API call carrying on a run inline).
+            return true;
+        };
+        if now.saturating_sub(taken) < ttl / 2 {
+            return true;
+        }
+        match self
+            .runtime
+            .store()
+            .acquire_lease(&lease_key(run_id), &self.config.owner, now, ttl)
+        {
+            Ok(true) => {
+                self.queue().leased_at.insert(run_id.to_owned(), now);
+                true
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    run_id,
+                    "lost the lease on a run mid-turn; stopping the turn"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "could not renew a lease; stopping the turn");
+                false
+            }
+        }
+    }
+
     /// One turn of one run, on a blocking thread: lease, tick, release.
     fn turn_blocking(&self, run_id: &str) -> Turn {
         let store = self.runtime.store();
         let key = lease_key(run_id);
         let ttl = self.config.lease_ttl.as_millis() as u64;
-        match store.acquire_lease(&key, &self.config.owner, self.runtime.now_ms(), ttl) {
-            Ok(true) => {}
+        let now = self.runtime.now_ms();
+        match store.acquire_lease(&key, &self.config.owner, now, ttl) {
+            Ok(true) => {
+                self.queue().leased_at.insert(run_id.to_owned(), now);
+            }
             Ok(false) => return Turn::LeaseBusy,
             Err(e) => return Turn::Failed(format!("lease: {e}")),
         }
         let result = self.runtime.tick(run_id);
+        self.queue().leased_at.remove(run_id);
         if let Err(e) = store.release_lease(&key, &self.config.owner) {
             tracing::warn!(run_id, error = %e, "could not release a lease; it will expire");
         }

@@ -106,6 +106,13 @@ pub trait Scheduler: Send + Sync {
     fn tick_budget(&self) -> u64 {
         u64::MAX
     }
+    /// Asked before each step of a tick: whether `run_id` may take another
+    /// step (a driver renews its lease on the run here, and says no if it
+    /// lost it).
+    fn keep_going(&self, run_id: &str) -> bool {
+        let _ = run_id;
+        true
+    }
 }
 
 /// The Waymark kernel.
@@ -591,12 +598,15 @@ impl Runtime {
                 return Ok(());
             }
         };
-        let budget = self
-            .scheduler()
+        let scheduler = self.scheduler();
+        let budget = scheduler
+            .as_ref()
             .map_or(u64::MAX, |s| s.tick_budget())
             .min(self.config.max_steps_per_tick);
         for _ in 0..budget {
-            if self.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+                || scheduler.as_ref().is_some_and(|s| !s.keep_going(run_id))
+            {
                 break;
             }
             let mut batch = Batch::default();
