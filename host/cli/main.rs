@@ -3,11 +3,15 @@
 //! Every command opens the store (a SQLite file, `.waymark/waymark.db` by
 //! default, or a file-store directory given as `files:<dir>`) and the
 //! component catalog beside it, does its work and exits, so a run started by
-//! one process is resumed by another.
+//! one process is resumed by another. `waymark serve` is the long-lived
+//! alternative: it keeps every run in the store moving (timers, events,
+//! children, inbox commands, runs created with `run --detach`), and several
+//! may share one store.
 
 mod bundle;
 mod catalog;
 mod durable;
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use waymark_core::{
-    Durability, EventScope, RunQuery, RunState, RunStatus, StepRecord, Store, WaitReason,
+    Durability, EventScope, GroupCommit, RunQuery, RunState, RunStatus, StepRecord, Store,
+    WaitReason,
 };
 use waymark_files::{FileOptions, FileStore};
 use waymark_loader::{Loader, Policy};
@@ -28,6 +33,7 @@ use waymark_wasm::{CompileCache, EngineConfig, StepLimits, WasmEngine};
 
 use crate::catalog::Catalog;
 use crate::durable::{ArtifactCommand, InboxCommand, SnapshotCommand};
+use crate::serve::{Follow, ServeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -94,7 +100,9 @@ fn durability_parser() -> impl clap::builder::TypedValueParser<Value = Durabilit
 #[derive(Subcommand)]
 enum Command {
     /// Start a run of a workflow (a bundle, a component file or a loaded
-    /// workflow id) and advance it until it waits or ends.
+    /// workflow id) and advance it until it waits or ends (or leave it to
+    /// `waymark serve` with --detach; wait for its end with --wait or
+    /// --follow).
     Run {
         /// A bundle (.wmb or directory), a component (.wasm), or the id of a
         /// workflow already loaded.
@@ -115,7 +123,40 @@ enum Command {
         /// Print only the run id on stdout (the summary goes to stderr).
         #[arg(long)]
         print_id: bool,
+        /// Only create the run: a `waymark serve` on this store runs it.
+        #[arg(long)]
+        detach: bool,
+        /// Then wait until the run has ended (whoever advances it; a run
+        /// waiting for an answer, an event or a timer is waited for too)
+        /// and print its final state.
+        #[arg(long)]
+        wait: bool,
+        /// Like --wait, printing each ledger record as it lands (one line
+        /// each; one JSON object per line with --json, then the final state).
+        #[arg(long)]
+        follow: bool,
+        /// With --wait or --follow: give up after this long (exit 1).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
     },
+    /// Print a run's ledger, then each new record as it lands, until the run
+    /// ends; then its final state (exit 2 if it failed).
+    Follow {
+        run_id: String,
+        /// Start from this record (default: the first).
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        from_seq: u64,
+        /// Give up after this long (exit 1).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+    },
+    /// Keep every run in the store moving until SIGINT or SIGTERM: runs
+    /// created by other processes (`run --detach`, the inbox), timers,
+    /// events, children, runs a crash left running. Several may serve one
+    /// store; each run is advanced by one at a time. Prints `serving <store>
+    /// as <owner>` when ready and its counters when stopped. Logs go to
+    /// stderr (level `info` unless WAYMARK_LOG says otherwise).
+    Serve(ServeArgs),
     /// Load bundles or components into the catalog (the current version of
     /// each workflow id).
     Load { paths: Vec<PathBuf> },
@@ -240,15 +281,27 @@ enum BundleCommand {
     Verify { bundle: PathBuf },
 }
 
+/// What `serve` logs unless WAYMARK_LOG says otherwise: Waymark's own info
+/// (driver start and stop, commands applied, retries, guest logs, each with
+/// its run and node) and everyone's warnings.
+const SERVE_LOG: &str = "warn,waymark=info,waymark_driver=info,waymark_runtime=info,\
+                         waymark_core=info,waymark_loader=info,waymark_wasm=info";
+
 fn main() {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Serve(_) => SERVE_LOG,
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: `serve` logs often go to a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -261,6 +314,15 @@ fn main() {
 struct Host {
     runtime: Runtime,
     catalog: Arc<Catalog>,
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(file) => write!(f, "sqlite:{}", file.display()),
+            Self::Files(dir) => write!(f, "files:{}", dir.display()),
+        }
+    }
 }
 
 /// Which backend `--store` names.
@@ -391,9 +453,15 @@ fn loader(cli: &Cli) -> Result<Loader> {
     Ok(Loader::new(engine, cache, policy))
 }
 
-fn open_host(cli: &Cli) -> Result<Host> {
+/// The runtime on the store, with the catalog as its workflow loader and
+/// the policy's limits. `group_commit`: concurrent commits (a driver's turns)
+/// share one backend commit.
+fn open_host(cli: &Cli, group_commit: bool) -> Result<Host> {
     let location = StoreLocation::of(cli)?;
-    let store = location.open(cli.durability)?;
+    let mut store = location.open(cli.durability)?;
+    if group_commit {
+        store = Arc::new(GroupCommit::new(store));
+    }
     let loader = loader(cli)?;
     let config = RuntimeConfig {
         max_steps_per_run: loader.policy().limits.max_steps_per_run,
@@ -437,7 +505,12 @@ fn run(cli: Cli) -> Result<i32> {
         }
         _ => {}
     }
-    let host = open_host(&cli)?;
+    if let Command::Serve(args) = &cli.command {
+        let label = StoreLocation::of(&cli)?.to_string();
+        let host = open_host(&cli, true)?;
+        return serve::serve(Arc::new(host.runtime), &label, args, cli.json);
+    }
+    let host = open_host(&cli, false)?;
     let rt = &host.runtime;
     match &cli.command {
         Command::Run {
@@ -447,7 +520,15 @@ fn run(cli: Cli) -> Result<i32> {
             var,
             with,
             print_id,
+            detach,
+            wait,
+            follow,
+            timeout_ms,
         } => {
+            let following = *wait || *follow;
+            if timeout_ms.is_some() && !following {
+                bail!("--timeout-ms goes with --wait or --follow");
+            }
             for c in with {
                 for wf in load_path(&host, c, cli.json)? {
                     rt.register(wf)?;
@@ -474,13 +555,48 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let vars = build_vars(vars, var)?;
             let run_id = rt.start_with(&workflow_id, vars, StartOptions::default())?;
-            let state = rt.tick(&run_id)?;
             if *print_id {
                 println!("{run_id}");
+                std::io::stdout().flush()?;
+            }
+            let state = if following {
+                let opts = Follow {
+                    stream: *follow,
+                    json: cli.json,
+                    timeout: timeout_ms.map(Duration::from_millis),
+                    from_seq: 0,
+                };
+                serve::wait_for_end(rt, &run_id, &opts, !*detach)?
+            } else if *detach {
+                rt.get_state(&run_id)?
+            } else {
+                // Under the run's lease: if a `serve` on this store got to
+                // it first, it carries it on and this shows where it is.
+                match serve::tick_inline(rt, &run_id, &serve::inline_owner())? {
+                    Some(state) => state,
+                    None => rt.get_state(&run_id)?,
+                }
+            };
+            if *print_id {
                 show_run(&mut std::io::stderr(), &state, false)?;
             } else {
                 show_run(&mut std::io::stdout(), &state, cli.json)?;
             }
+            Ok(exit_code(&state))
+        }
+        Command::Follow {
+            run_id,
+            from_seq,
+            timeout_ms,
+        } => {
+            let opts = Follow {
+                stream: true,
+                json: cli.json,
+                timeout: timeout_ms.map(Duration::from_millis),
+                from_seq: *from_seq,
+            };
+            let state = serve::wait_for_end(rt, run_id, &opts, false)?;
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
             Ok(exit_code(&state))
         }
         Command::Load { paths } => {
@@ -688,7 +804,10 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if bad > 0 { 1 } else { 0 })
         }
-        Command::Build { .. } | Command::Describe { .. } | Command::Bundle(_) => {
+        Command::Build { .. }
+        | Command::Describe { .. }
+        | Command::Bundle(_)
+        | Command::Serve(_) => {
             unreachable!("handled above")
         }
     }
@@ -858,7 +977,7 @@ fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
         }
         RunStatus::Running => writeln!(
             out,
-            "  next node: {} (advance with: waymark recover)",
+            "  next node: {} (a `waymark serve` on this store advances it; or: waymark recover)",
             s.current_node
         )?,
         RunStatus::Completed => writeln!(

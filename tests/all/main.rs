@@ -13,4 +13,5 @@ mod ledger;
 mod policy;
 mod sandbox;
 mod semantics;
+mod serve;
 mod support;
