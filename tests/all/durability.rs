@@ -206,6 +206,45 @@ fn an_effect_recorded_before_a_crash_is_replayed_not_performed_again() {
     assert!(rt.verify_ledger(&id).unwrap().is_ok());
 }
 
+/// Pure steps land together; a crash (a failed commit) loses only steps
+/// no one was told about, and they run again from the last commit.
+#[test]
+fn pure_steps_land_in_batches_and_a_lost_batch_is_redone() {
+    let store = FailingStore::new();
+    let config = RuntimeConfig {
+        max_steps_per_commit: 10,
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(store.clone()).with_config(config);
+    let wf = NativeWorkflow::builder("count")
+        .node("inc", |ctx| {
+            let n = ctx.vars["n"].as_u64().unwrap_or(0);
+            if n >= 25 {
+                Ok(StepPlan::complete(json!(n)))
+            } else {
+                Ok(StepPlan::next("inc").set("n", json!(n + 1)))
+            }
+        })
+        .build()
+        .unwrap();
+    rt.register(Arc::new(wf)).unwrap();
+    let id = rt.start("count", json!({"n": 0})).unwrap();
+    store.arm();
+    rt.tick(&id).unwrap_err();
+    let s = rt.get_state(&id).unwrap();
+    assert_eq!(
+        (s.steps, s.vars["n"].clone()),
+        (0, json!(0)),
+        "the first batch was lost whole"
+    );
+    assert_eq!(rt.ledger(&id).unwrap().len(), 1);
+    let s = rt.tick(&id).unwrap();
+    assert_eq!(s.output, Some(json!(25)));
+    let ledger = rt.ledger(&id).unwrap();
+    assert_eq!(ledger.len(), 1 + 26, "each step once");
+    assert!(rt.verify_ledger(&id).unwrap().is_ok());
+}
+
 #[test]
 fn a_genuine_second_issuance_of_the_same_payload_runs() {
     let rt = Runtime::new(Arc::new(MemoryStore::new()));
@@ -802,7 +841,11 @@ fn concurrent_steps_share_group_commits() {
         .unwrap(),
     );
     let group = Arc::new(GroupCommit::new(sqlite));
-    let rt = Arc::new(Runtime::new(group.clone()));
+    // One commit per step, so that there are many to group.
+    let rt = Arc::new(Runtime::new(group.clone()).with_config(RuntimeConfig {
+        max_steps_per_commit: 1,
+        ..RuntimeConfig::default()
+    }));
     let wf = NativeWorkflow::builder("count")
         .node("inc", |ctx| {
             let n = ctx.vars["n"].as_u64().unwrap_or(0);

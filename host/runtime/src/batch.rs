@@ -27,6 +27,11 @@ impl Batch {
         }
     }
 
+    /// Nothing to commit (follow-ups aside).
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.effects.is_empty() && self.cursor.is_none()
+    }
+
     /// Seals `rec` onto `run`'s ledger and stages the run's new state.
     pub fn record(&mut self, run: &mut RunState, rec: StepRecord) {
         let sealed = seal(&mut run.ledger, rec);

@@ -35,6 +35,10 @@ pub struct RuntimeConfig {
     pub max_steps_per_run: u64,
     /// Due timers handled per `fire_due_timers` call.
     pub timer_batch: usize,
+    /// Consecutive steps of one run that may land in one commit. Steps are
+    /// always committed before a host effect is performed, when the run
+    /// waits or ends, and before `tick` returns; 1 commits every step.
+    pub max_steps_per_commit: u64,
     /// Values larger than this (as JSON) are moved out of vars and ledger
     /// records into the artifact store and replaced by `{"$artifact": id}`;
     /// None keeps everything inline.
@@ -51,6 +55,7 @@ impl Default for RuntimeConfig {
             max_steps_per_tick: 100_000,
             max_steps_per_run: 10_000_000,
             timer_batch: 10_000,
+            max_steps_per_commit: 64,
             offload_threshold_bytes: Some(256 * 1024),
             node_retry: RetryPolicy::default(),
             default_effect_retry: RetryPolicy::default(),
@@ -611,29 +616,40 @@ impl Runtime {
             .as_ref()
             .map_or(u64::MAX, |s| s.tick_budget())
             .min(self.config.max_steps_per_tick);
+        // Steps land together, up to `max_steps_per_commit` at a time: a
+        // pure step changes nothing outside the store, so until a durability
+        // point (a host effect, a wait, the end, the end of the tick) there
+        // is nothing to acknowledge. A crash loses only steps no one was
+        // told about; they run again from the last commit.
+        let mut pending = Batch::default();
+        let mut staged = 0u64;
         for _ in 0..budget {
             if self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
                 || scheduler.as_ref().is_some_and(|s| !s.keep_going(run_id))
             {
                 break;
             }
-            let mut batch = Batch::default();
             if run.steps >= self.config.max_steps_per_run {
                 let err = RunError::new(
                     FailureKind::StepLimitExceeded,
                     format!("run executed {} nodes, its limit", run.steps),
                 )
                 .at_node(run.current_node.clone());
-                self.fail_outside_step(run, err, &mut batch)?;
-                work.extend(self.land(batch)?);
+                self.fail_outside_step(run, err, &mut pending)?;
+                work.extend(self.land(pending)?);
                 return Ok(());
             }
-            self.step(wf.as_ref(), &mut run, 1, &mut batch)?;
-            work.extend(self.land(batch)?);
+            self.step(wf.as_ref(), &mut run, 1, &mut pending)?;
             if run.status != RunStatus::Running {
                 break;
             }
+            staged += 1;
+            if staged >= self.config.max_steps_per_commit.max(1) {
+                work.extend(self.land(std::mem::take(&mut pending))?);
+                staged = 0;
+            }
         }
+        work.extend(self.land(pending)?);
         Ok(())
     }
 
@@ -764,6 +780,12 @@ impl Runtime {
                 return self.fail_step(run, rec, err, batch);
             }
             let outcome = if is_host_effect(&effect) {
+                // A durability point: the steps before it land before the
+                // world outside is touched.
+                if !batch.is_empty() {
+                    let follow = self.land(std::mem::take(batch))?;
+                    batch.follow.extend(follow);
+                }
                 let key = effect_key(&run.run_id, &node, &effect, run.effect_seq);
                 rec.idempotency_key = Some(key.clone());
                 let outcome = self.perform_host(run, &node, &effect, &key, attempt, &mut rec)?;
