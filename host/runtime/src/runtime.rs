@@ -381,8 +381,16 @@ impl Runtime {
     ) -> Result<RunState> {
         let run = self.store.load_run(run_id)?;
         self.deliver(run, wait_key, payload, &mut batch)?;
-        let follow = self.land(batch)?;
-        self.drive(follow.into())?;
+        if self.scheduler().is_some() {
+            let follow = self.land(batch)?;
+            self.drive(follow.into())?;
+        } else {
+            // The resume and the steps it leads to land together.
+            batch.follow.retain(|id| id != run_id);
+            let mut follow = VecDeque::new();
+            self.advance_from(run_id, batch, &mut follow)?;
+            self.drive(follow)?;
+        }
         self.get_state(run_id)
     }
 
@@ -598,16 +606,27 @@ impl Runtime {
     }
 
     fn advance(&self, run_id: &str, work: &mut VecDeque<String>) -> Result<()> {
-        let mut run = self.store.load_run(run_id)?;
+        self.advance_from(run_id, Batch::default(), work)
+    }
+
+    /// Advances `run_id` with `pending` (changes not yet landed, perhaps
+    /// to this run) as the start of its first commit.
+    fn advance_from(
+        &self,
+        run_id: &str,
+        mut pending: Batch,
+        work: &mut VecDeque<String>,
+    ) -> Result<()> {
+        let mut run = pending.load(self.store.as_ref(), run_id)?;
         if run.status != RunStatus::Running || run.paused {
+            work.extend(self.land(pending)?);
             return Ok(());
         }
         let wf = match self.workflow_of(&run) {
             Ok(wf) => wf,
             Err(err) => {
-                let mut batch = Batch::default();
-                self.fail_outside_step(run, err, &mut batch)?;
-                work.extend(self.land(batch)?);
+                self.fail_outside_step(run, err, &mut pending)?;
+                work.extend(self.land(pending)?);
                 return Ok(());
             }
         };
@@ -621,7 +640,6 @@ impl Runtime {
         // point (a host effect, a wait, the end, the end of the tick) there
         // is nothing to acknowledge. A crash loses only steps no one was
         // told about; they run again from the last commit.
-        let mut pending = Batch::default();
         let mut staged = 0u64;
         for _ in 0..budget {
             if self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
