@@ -244,6 +244,18 @@ fn main() {
             )
             .await;
         }
+        // Durable throughput: 100 runs in flight, every commit fsynced
+        // (SQLite `full`), grouped.
+        throughput(
+            "WASM chain, 100 runs x 100 steps, fsync",
+            Durability::Full,
+            chain(),
+            "chain",
+            json!({"n": 100}),
+            100,
+            101,
+        )
+        .await;
         timers(Durability::Normal).await;
     });
 }
