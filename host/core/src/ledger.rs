@@ -76,22 +76,53 @@ pub struct SealedRecord {
 pub fn seal(head: &mut LedgerHead, mut record: StepRecord) -> SealedRecord {
     record.seq = head.next_seq;
     record.prev_hash = head.last_hash.clone();
-    record.record_hash = String::new();
-    let mut value = serde_json::to_value(&record).expect("records always serialize");
-    let map = value.as_object_mut().expect("a record is an object");
-    map.remove("record_hash");
-    let hash = sha256_hex(canonical_json(&value).as_bytes());
-    value
-        .as_object_mut()
-        .expect("a record is an object")
-        .insert("record_hash".to_owned(), Value::String(hash.clone()));
+    let value = serde_json::to_value(&record).expect("records always serialize");
+    let map = value.as_object().expect("a record is an object");
+    // One canonical pass over the record without `record_hash`, noting
+    // where that key sorts; the stored text is the same bytes with the
+    // hash spliced in there (what `canonical_json` of the full record
+    // gives), so the record is not serialized twice.
+    let mut keys: Vec<&String> = map.keys().filter(|k| *k != "record_hash").collect();
+    keys.sort_unstable();
+    let mut text = String::with_capacity(512);
+    let mut split = None;
+    text.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if split.is_none() && k.as_str() > "record_hash" {
+            split = Some(text.len());
+        }
+        if i > 0 {
+            text.push(',');
+        }
+        write_string(k, &mut text);
+        text.push(':');
+        write_canonical(&map[k], &mut text);
+    }
+    let split = split.unwrap_or(text.len());
+    text.push('}');
+    let hash = sha256_hex(text.as_bytes());
+    let mut json = String::with_capacity(text.len() + 84);
+    json.push_str(&text[..split]);
+    let first = text[..split].ends_with('{');
+    if !first {
+        json.push(',');
+    }
+    json.push_str("\"record_hash\":\"");
+    json.push_str(&hash);
+    json.push('"');
+    if first && !text[split..].starts_with('}') {
+        json.push(',');
+        json.push_str(&text[split + 1..]);
+    } else {
+        json.push_str(&text[split..]);
+    }
     head.next_seq += 1;
     head.last_hash = Some(hash.clone());
     SealedRecord {
         run_id: record.run_id,
         seq: record.seq,
         record_hash: hash,
-        json: canonical_json(&value),
+        json,
     }
 }
 
@@ -200,6 +231,30 @@ fn check_one(run_id: &str, index: u64, text: &str, prev: Option<&str>) -> Result
         return Err(ChainProblem::HashMismatch);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod splice_tests {
+    use super::*;
+    use crate::model::{RecordKind, StepStatus};
+
+    #[test]
+    fn the_spliced_text_is_the_canonical_json_of_the_full_record() {
+        let mut head = LedgerHead::default();
+        for i in 0..3 {
+            let mut rec = StepRecord::new("r", RecordKind::Step, StepStatus::Completed, i);
+            rec.node_id = Some(format!("n{i}"));
+            rec.result = Some(serde_json::json!({"prev_hash": "inside", "z": [i]}));
+            rec.replayed = i == 1;
+            let sealed = seal(&mut head, rec);
+            let value: Value = serde_json::from_str(&sealed.json).unwrap();
+            assert_eq!(canonical_json(&value), sealed.json);
+            assert_eq!(
+                value["record_hash"],
+                Value::String(sealed.record_hash.clone())
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,11 @@ impl Batch {
         }
     }
 
+    /// Whether this batch changes `run_id`.
+    pub fn has(&self, run_id: &str) -> bool {
+        self.index.contains_key(run_id)
+    }
+
     /// Nothing to commit (follow-ups aside).
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty() && self.effects.is_empty() && self.cursor.is_none()

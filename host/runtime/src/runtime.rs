@@ -333,12 +333,22 @@ impl Runtime {
     /// advanced too. A paused run is left as it is. Returns the run's state.
     pub fn tick(&self, run_id: &str) -> Result<RunState> {
         let run = self.store.load_run(run_id)?;
-        if run.status == RunStatus::Running && !run.paused {
+        let state = if run.status == RunStatus::Running && !run.paused {
             let mut follow = VecDeque::new();
-            self.advance(run_id, &mut follow)?;
+            let last = self.advance_from(run_id, Batch::default(), Some(run), &mut follow)?;
+            // What it woke may move it on again (a child ending at once
+            // resumes it); then only the store knows its state.
+            let settled = follow.is_empty();
             self.drive(follow)?;
-        }
-        let state = self.get_state(run_id)?;
+            match last {
+                Some(s) if settled && s.artifacts.is_empty() => s,
+                _ => self.get_state(run_id)?,
+            }
+        } else if run.artifacts.is_empty() {
+            run
+        } else {
+            self.get_state(run_id)?
+        };
         if state.status == RunStatus::Running
             && !state.paused
             && let Some(s) = self.scheduler()
@@ -388,8 +398,15 @@ impl Runtime {
             // The resume and the steps it leads to land together.
             batch.follow.retain(|id| id != run_id);
             let mut follow = VecDeque::new();
-            self.advance_from(run_id, batch, &mut follow)?;
+            let last = self.advance_from(run_id, batch, None, &mut follow)?;
+            let settled = follow.is_empty();
             self.drive(follow)?;
+            if let Some(s) = last
+                && settled
+                && s.artifacts.is_empty()
+            {
+                return Ok(s);
+            }
         }
         self.get_state(run_id)
     }
@@ -606,28 +623,35 @@ impl Runtime {
     }
 
     fn advance(&self, run_id: &str, work: &mut VecDeque<String>) -> Result<()> {
-        self.advance_from(run_id, Batch::default(), work)
+        self.advance_from(run_id, Batch::default(), None, work)
+            .map(|_| ())
     }
 
     /// Advances `run_id` with `pending` (changes not yet landed, perhaps
-    /// to this run) as the start of its first commit.
+    /// to this run) as the start of its first commit. `loaded` is the run
+    /// as just read from the store, if the caller has it. Returns the run's
+    /// state as last committed, when this call committed it.
     fn advance_from(
         &self,
         run_id: &str,
         mut pending: Batch,
+        loaded: Option<RunState>,
         work: &mut VecDeque<String>,
-    ) -> Result<()> {
-        let mut run = pending.load(self.store.as_ref(), run_id)?;
+    ) -> Result<Option<RunState>> {
+        let mut run = match loaded {
+            Some(run) if !pending.has(run_id) => run,
+            _ => pending.load(self.store.as_ref(), run_id)?,
+        };
         if run.status != RunStatus::Running || run.paused {
             work.extend(self.land(pending)?);
-            return Ok(());
+            return Ok(None);
         }
         let wf = match self.workflow_of(&run) {
             Ok(wf) => wf,
             Err(err) => {
                 self.fail_outside_step(run, err, &mut pending)?;
                 work.extend(self.land(pending)?);
-                return Ok(());
+                return Ok(None);
             }
         };
         let scheduler = self.scheduler();
@@ -655,7 +679,7 @@ impl Runtime {
                 .at_node(run.current_node.clone());
                 self.fail_outside_step(run, err, &mut pending)?;
                 work.extend(self.land(pending)?);
-                return Ok(());
+                return Ok(None);
             }
             self.step(wf.as_ref(), &mut run, 1, &mut pending)?;
             if run.status != RunStatus::Running {
@@ -668,7 +692,7 @@ impl Runtime {
             }
         }
         work.extend(self.land(pending)?);
-        Ok(())
+        Ok(Some(run))
     }
 
     /// Runs the current node once (as attempt `attempt`) and stages the
