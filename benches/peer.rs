@@ -1,4 +1,4 @@
-//! Waymark's side of the peer benchmark (`/work/shared/peer-bench`,
+//! Waymark's side of the peer benchmark (`../shared/peer-bench`,
 //! `bench_abstractruntime.py`): the same workload shapes on the same stores,
 //! so that the two can be compared as ratios measured on one machine.
 //!

@@ -16,7 +16,8 @@
 #   PEER_TIMEOUT  seconds allowed to each peer scaling point (default 600);
 #                 one that runs longer is stopped and shown as such
 #   PEER_BENCH    the peer benchmark script
-#                 (default /work/shared/peer-bench/bench_abstractruntime.py)
+#                 (default ../shared/peer-bench/bench_abstractruntime.py,
+#                 beside the repository)
 #   REPORT_ONLY=1 measure nothing: rebuild the tables from the .jsonl files
 #
 # The peer is installed into a venv at target/peer-venv (abstractruntime
@@ -32,7 +33,7 @@ runs="${RUNS:-1000}"
 scale_n="${SCALE_N:-2000,10000,100000}"
 peer_scale_n="${PEER_SCALE_N:-2000,10000,100000}"
 peer_timeout="${PEER_TIMEOUT:-600}"
-peer_bench="${PEER_BENCH:-/work/shared/peer-bench/bench_abstractruntime.py}"
+peer_bench="${PEER_BENCH:-../shared/peer-bench/bench_abstractruntime.py}"
 peer_version="0.13.0"
 
 venv="target/peer-venv"
@@ -165,7 +166,7 @@ p(f"Peer: abstractruntime {os.environ['PEER_VERSION']} ({peer_py}). Waymark: {ru
   "`cargo bench --bench peer` (release), real WASM components, a fresh instance per step.")
 p("Each (workload, store) ran once, in its own process, on a fresh store; "
   "\"json\" is the peer's JsonFileRunStore + JsonlLedgerStore and Waymark's FileStore. "
-  "Waymark commits every step (state + one ledger record); the peer checkpoints a pure "
+  "Waymark writes one ledger record per step and commits at durability points (every 64 steps of a chain at most, before effects, waits and the end); the peer checkpoints a pure "
   "chain only at the end of its tick and writes two ledger records per effect.")
 p("")
 p("| workload | store | peer | Waymark | Waymark / peer | ledger records (peer / Waymark) | peak RSS MiB (peer / Waymark) | on disk (peer / Waymark) |")
