@@ -76,30 +76,12 @@ pub struct SealedRecord {
 pub fn seal(head: &mut LedgerHead, mut record: StepRecord) -> SealedRecord {
     record.seq = head.next_seq;
     record.prev_hash = head.last_hash.clone();
-    let value = serde_json::to_value(&record).expect("records always serialize");
-    let map = value.as_object().expect("a record is an object");
     // One canonical pass over the record without `record_hash`, noting
     // where that key sorts; the stored text is the same bytes with the
     // hash spliced in there (what `canonical_json` of the full record
     // gives), so the record is not serialized twice.
-    let mut keys: Vec<&String> = map.keys().filter(|k| *k != "record_hash").collect();
-    keys.sort_unstable();
-    let mut text = String::with_capacity(512);
-    let mut split = None;
-    text.push('{');
-    for (i, k) in keys.into_iter().enumerate() {
-        if split.is_none() && k.as_str() > "record_hash" {
-            split = Some(text.len());
-        }
-        if i > 0 {
-            text.push(',');
-        }
-        write_string(k, &mut text);
-        text.push(':');
-        write_canonical(&map[k], &mut text);
-    }
-    let split = split.unwrap_or(text.len());
-    text.push('}');
+    let (text, split) = crate::canonical::to_canonical_without(&record, "record_hash")
+        .expect("records always serialize");
     let hash = sha256_hex(text.as_bytes());
     let mut json = String::with_capacity(text.len() + 84);
     json.push_str(&text[..split]);
@@ -110,12 +92,12 @@ pub fn seal(head: &mut LedgerHead, mut record: StepRecord) -> SealedRecord {
     json.push_str("\"record_hash\":\"");
     json.push_str(&hash);
     json.push('"');
+    // `split` is before the comma of the member that follows, if any;
+    // when the hash is the first member that comma is not there yet.
     if first && !text[split..].starts_with('}') {
         json.push(',');
-        json.push_str(&text[split + 1..]);
-    } else {
-        json.push_str(&text[split..]);
     }
+    json.push_str(&text[split..]);
     head.next_seq += 1;
     head.last_hash = Some(hash.clone());
     SealedRecord {

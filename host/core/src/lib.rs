@@ -2,6 +2,7 @@
 //! records; the hash-chained ledger; var paths; the store traits and an
 //! in-memory store. No I/O happens here.
 
+pub mod canonical;
 pub mod conformance;
 pub mod group;
 pub mod ledger;

@@ -447,8 +447,7 @@ impl Inner {
             .root
             .open_with(rel, &opts)
             .map_err(|e| self.io("opening", rel, e))?;
-        f.write_all(bytes)
-            .map_err(|e| self.io("writing", rel, e))?;
+        f.write_all(bytes).map_err(|e| self.io("writing", rel, e))?;
         f.set_len(bytes.len() as u64)
             .map_err(|e| self.io("truncating", rel, e))
     }
