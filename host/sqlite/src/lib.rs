@@ -393,7 +393,9 @@ impl SqliteStore {
         let derived = Derived::of(run)?;
         let added = i64::try_from(w.records.len())
             .map_err(|_| StoreError::Backend("too many ledger records in one write".into()))?;
-        let stored = ledger_len(conn, &run.run_id).map_err(|e| self.err(op, e))?;
+        let head = stored_head(conn, run).map_err(|e| self.err(op, e))?;
+        let narrow = head.is_some_and(|(_, same)| same);
+        let stored = head.map(|(len, _)| len);
         match (w.create, stored) {
             (true, Some(_)) => return Err(StoreError::RunExists(run.run_id.clone())),
             (false, None) => return Err(StoreError::RunNotFound(run.run_id.clone())),
@@ -425,15 +427,24 @@ impl SqliteStore {
                 }
                 insert_records(conn, &run.run_id, stored, &w.records)
                     .map_err(|e| self.err(op, e))?;
-                conn.prepare_cached(
+                // Workflow, parent, session and creation time do not change
+                // once a run exists; leaving them out of the SET when they
+                // are as stored keeps `runs_parent` untouched on every step.
+                let sql = if narrow {
+                    "UPDATE runs SET status = ?3, updated_at_ms = ?7,
+                        wait_event_name = ?8, wait_event_scope = ?9, wake_at_ms = ?10,
+                        paused = ?11, ledger_len = ledger_len + ?12, state = ?13
+                     WHERE run_id = ?1"
+                } else {
                     "UPDATE runs SET workflow_id = ?2, status = ?3, parent_run_id = ?4,
                         session_id = ?5, created_at_ms = ?6, updated_at_ms = ?7,
                         wait_event_name = ?8, wait_event_scope = ?9, wake_at_ms = ?10,
                         paused = ?11, ledger_len = ledger_len + ?12, state = ?13
-                     WHERE run_id = ?1",
-                )
-                .and_then(|mut st| derived.execute(&mut st, added))
-                .map_err(|e| self.err(op, e))?;
+                     WHERE run_id = ?1"
+                };
+                conn.prepare_cached(sql)
+                    .and_then(|mut st| derived.execute(&mut st, added))
+                    .map_err(|e| self.err(op, e))?;
             }
         }
         Ok(())
@@ -501,6 +512,29 @@ fn clamp_i64(v: u64) -> i64 {
 /// A LIMIT: SQLite treats a negative one as none.
 fn limit_i64(limit: Option<usize>) -> i64 {
     limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+/// The stored ledger length of `run`'s row (None if there is no row), and
+/// whether the row already has the run's identity columns (workflow,
+/// parent, session, creation time): the usual case, in which an update
+/// need not touch them or their indexes.
+fn stored_head(conn: &Connection, run: &RunState) -> rusqlite::Result<Option<(i64, bool)>> {
+    conn.prepare_cached(
+        "SELECT ledger_len, workflow_id = ?2 AND parent_run_id IS ?3 AND session_id = ?4
+                AND created_at_ms = ?5
+         FROM runs WHERE run_id = ?1",
+    )?
+    .query_row(
+        params![
+            run.run_id,
+            run.workflow_id,
+            run.parent_run_id,
+            run.session_id,
+            i64::try_from(run.created_at_ms).unwrap_or(i64::MAX)
+        ],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
 }
 
 /// The stored ledger length of a run, or None if the run does not exist.
