@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use waymark_core::{
-    ArtifactMeta, ArtifactStore, ChildMode, Command, CommandInbox, Commit, Durability, Effect,
-    EffectEntry, EffectLog, EventScope, FailureKind, GroupCommit, LeaseStore, LedgerStore,
-    MemoryStore, RecordKind, RunQuery, RunState, RunStatus, RunStore, Snapshot, SnapshotQuery,
-    SnapshotStore, StepPlan, StepRecord, StepStatus, Store, StoreError, Submitted, WaitReason,
+    ChildMode, Commit, Durability, Effect, EventScope, FailureKind, GroupCommit, LedgerStore,
+    MemoryStore, RecordKind, RunQuery, RunStatus, RunStore, SnapshotQuery, StepPlan, StepStatus,
+    Store, StoreError, WaitReason,
 };
 use waymark_runtime::{
     EffectError, EffectOutcome, NativeWorkflow, RetryPolicy, Runtime, RuntimeConfig, RuntimeError,
@@ -38,86 +37,8 @@ impl FailingStore {
     }
 }
 
-impl RunStore for FailingStore {
-    fn load_run(&self, id: &str) -> Result<RunState, StoreError> {
-        self.inner.load_run(id)
-    }
-    fn list_runs(&self, q: &RunQuery) -> Result<Vec<RunState>, StoreError> {
-        self.inner.list_runs(q)
-    }
-    fn event_waiters(&self, n: &str, s: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.event_waiters(n, s)
-    }
-    fn due_waits(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.inner.due_waits(now, limit)
-    }
-    fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {
-        self.inner.next_wake_at()
-    }
-}
-impl LedgerStore for FailingStore {
-    fn ledger(&self, id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        self.inner.ledger(id)
-    }
-    fn ledger_raw(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.ledger_raw(id)
-    }
-}
-impl EffectLog for FailingStore {
-    fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
-        self.inner.effect_entry(key)
-    }
-}
-impl ArtifactStore for FailingStore {
-    fn put_artifact(&self, b: &[u8], ct: &str) -> Result<ArtifactMeta, StoreError> {
-        self.inner.put_artifact(b, ct)
-    }
-    fn get_artifact(&self, id: &str) -> Result<(ArtifactMeta, Vec<u8>), StoreError> {
-        self.inner.get_artifact(id)
-    }
-    fn artifact_meta(&self, id: &str) -> Result<ArtifactMeta, StoreError> {
-        self.inner.artifact_meta(id)
-    }
-    fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
-        self.inner.list_artifacts()
-    }
-}
-impl SnapshotStore for FailingStore {
-    fn save_snapshot(&self, s: &Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(s)
-    }
-    fn load_snapshot(&self, id: &str) -> Result<Snapshot, StoreError> {
-        self.inner.load_snapshot(id)
-    }
-    fn find_snapshots(&self, q: &SnapshotQuery) -> Result<Vec<Snapshot>, StoreError> {
-        self.inner.find_snapshots(q)
-    }
-    fn delete_snapshot(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_snapshot(id)
-    }
-}
-impl CommandInbox for FailingStore {
-    fn submit_command(&self, c: &Command) -> Result<Submitted, StoreError> {
-        self.inner.submit_command(c)
-    }
-    fn commands_after(&self, after: u64, limit: usize) -> Result<Vec<Command>, StoreError> {
-        self.inner.commands_after(after, limit)
-    }
-    fn cursor(&self, c: &str) -> Result<u64, StoreError> {
-        self.inner.cursor(c)
-    }
-    fn set_cursor(&self, c: &str, seq: u64) -> Result<(), StoreError> {
-        self.inner.set_cursor(c, seq)
-    }
-}
-impl LeaseStore for FailingStore {
-    fn acquire_lease(&self, k: &str, o: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
-        self.inner.acquire_lease(k, o, now, ttl)
-    }
-    fn release_lease(&self, k: &str, o: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(k, o)
-    }
-}
+waymark_core::forward_store_reads!([] FailingStore => inner);
+
 impl Store for FailingStore {
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         if !commit.runs.is_empty() && self.fail_next_run_commit.swap(false, Ordering::SeqCst) {

@@ -10,12 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::model::{RunState, StepRecord};
-use crate::store::{
-    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
-    StoreError, Submitted,
-};
+use crate::store::{Commit, Durability, Store, StoreError};
 
 #[derive(Default)]
 struct Queue {
@@ -117,104 +112,14 @@ impl<S: Store + ?Sized> Store for GroupCommit<S> {
     }
 }
 
-impl<S: Store + ?Sized> RunStore for GroupCommit<S> {
-    fn load_run(&self, run_id: &str) -> Result<RunState, StoreError> {
-        self.inner.load_run(run_id)
-    }
-    fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError> {
-        self.inner.list_runs(query)
-    }
-    fn event_waiters(&self, name: &str, scope: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.event_waiters(name, scope)
-    }
-    fn due_waits(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.inner.due_waits(now_ms, limit)
-    }
-    fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {
-        self.inner.next_wake_at()
-    }
-}
-
-impl<S: Store + ?Sized> LedgerStore for GroupCommit<S> {
-    fn ledger(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        self.inner.ledger(run_id)
-    }
-    fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.ledger_raw(run_id)
-    }
-}
-
-impl<S: Store + ?Sized> EffectLog for GroupCommit<S> {
-    fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
-        self.inner.effect_entry(key)
-    }
-}
-
-impl<S: Store + ?Sized> ArtifactStore for GroupCommit<S> {
-    fn put_artifact(&self, bytes: &[u8], content_type: &str) -> Result<ArtifactMeta, StoreError> {
-        self.inner.put_artifact(bytes, content_type)
-    }
-    fn get_artifact(&self, id: &str) -> Result<(ArtifactMeta, Vec<u8>), StoreError> {
-        self.inner.get_artifact(id)
-    }
-    fn artifact_meta(&self, id: &str) -> Result<ArtifactMeta, StoreError> {
-        self.inner.artifact_meta(id)
-    }
-    fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
-        self.inner.list_artifacts()
-    }
-}
-
-impl<S: Store + ?Sized> SnapshotStore for GroupCommit<S> {
-    fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot)
-    }
-    fn load_snapshot(&self, snapshot_id: &str) -> Result<Snapshot, StoreError> {
-        self.inner.load_snapshot(snapshot_id)
-    }
-    fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>, StoreError> {
-        self.inner.find_snapshots(query)
-    }
-    fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_snapshot(snapshot_id)
-    }
-}
-
-impl<S: Store + ?Sized> LeaseStore for GroupCommit<S> {
-    fn acquire_lease(
-        &self,
-        key: &str,
-        owner: &str,
-        now_ms: u64,
-        ttl_ms: u64,
-    ) -> Result<bool, StoreError> {
-        self.inner.acquire_lease(key, owner, now_ms, ttl_ms)
-    }
-    fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(key, owner)
-    }
-}
-
-impl<S: Store + ?Sized> CommandInbox for GroupCommit<S> {
-    fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError> {
-        self.inner.submit_command(command)
-    }
-    fn commands_after(&self, after: u64, limit: usize) -> Result<Vec<Command>, StoreError> {
-        self.inner.commands_after(after, limit)
-    }
-    fn cursor(&self, consumer: &str) -> Result<u64, StoreError> {
-        self.inner.cursor(consumer)
-    }
-    fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError> {
-        self.inner.set_cursor(consumer, seq)
-    }
-}
+crate::forward_store_reads!([S: Store + ?Sized] GroupCommit<S> => inner);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::MemoryStore;
     use crate::conformance::{create, step_record};
+    use crate::{LedgerStore, RunStore};
 
     crate::conformance_tests!((
         std::sync::Arc::new(GroupCommit::new(Arc::new(MemoryStore::new()))),

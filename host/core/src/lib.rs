@@ -4,6 +4,7 @@
 
 pub mod canonical;
 pub mod conformance;
+mod forward;
 pub mod group;
 pub mod ledger;
 pub mod memory;

@@ -1,0 +1,141 @@
+//! Forwarding of the read side of a store, for wrappers that change only
+//! how commits land (group commit, test stores that fail on purpose).
+
+/// Implements every store trait except [`Store`](crate::Store) for `$ty` by
+/// forwarding each method to `self.$field`:
+///
+/// ```ignore
+/// waymark_core::forward_store_reads!([S: Store + ?Sized] GroupCommit<S> => inner);
+/// waymark_core::forward_store_reads!([] FailingStore => inner);
+/// ```
+#[macro_export]
+macro_rules! forward_store_reads {
+    ([$($gen:tt)*] $ty:ty => $field:ident) => {
+        impl<$($gen)*> $crate::RunStore for $ty {
+            fn load_run(&self, run_id: &str) -> Result<$crate::RunState, $crate::StoreError> {
+                self.$field.load_run(run_id)
+            }
+            fn list_runs(
+                &self,
+                query: &$crate::RunQuery,
+            ) -> Result<Vec<$crate::RunState>, $crate::StoreError> {
+                self.$field.list_runs(query)
+            }
+            fn event_waiters(
+                &self,
+                name: &str,
+                scope: &str,
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                self.$field.event_waiters(name, scope)
+            }
+            fn due_waits(
+                &self,
+                now_ms: u64,
+                limit: usize,
+            ) -> Result<Vec<String>, $crate::StoreError> {
+                self.$field.due_waits(now_ms, limit)
+            }
+            fn next_wake_at(&self) -> Result<Option<u64>, $crate::StoreError> {
+                self.$field.next_wake_at()
+            }
+        }
+
+        impl<$($gen)*> $crate::LedgerStore for $ty {
+            fn ledger(&self, run_id: &str) -> Result<Vec<$crate::StepRecord>, $crate::StoreError> {
+                self.$field.ledger(run_id)
+            }
+            fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, $crate::StoreError> {
+                self.$field.ledger_raw(run_id)
+            }
+        }
+
+        impl<$($gen)*> $crate::EffectLog for $ty {
+            fn effect_entry(
+                &self,
+                key: &str,
+            ) -> Result<Option<$crate::EffectEntry>, $crate::StoreError> {
+                self.$field.effect_entry(key)
+            }
+        }
+
+        impl<$($gen)*> $crate::ArtifactStore for $ty {
+            fn put_artifact(
+                &self,
+                bytes: &[u8],
+                content_type: &str,
+            ) -> Result<$crate::ArtifactMeta, $crate::StoreError> {
+                self.$field.put_artifact(bytes, content_type)
+            }
+            fn get_artifact(
+                &self,
+                id: &str,
+            ) -> Result<($crate::ArtifactMeta, Vec<u8>), $crate::StoreError> {
+                self.$field.get_artifact(id)
+            }
+            fn artifact_meta(&self, id: &str) -> Result<$crate::ArtifactMeta, $crate::StoreError> {
+                self.$field.artifact_meta(id)
+            }
+            fn list_artifacts(&self) -> Result<Vec<$crate::ArtifactMeta>, $crate::StoreError> {
+                self.$field.list_artifacts()
+            }
+        }
+
+        impl<$($gen)*> $crate::SnapshotStore for $ty {
+            fn save_snapshot(&self, snapshot: &$crate::Snapshot) -> Result<(), $crate::StoreError> {
+                self.$field.save_snapshot(snapshot)
+            }
+            fn load_snapshot(
+                &self,
+                snapshot_id: &str,
+            ) -> Result<$crate::Snapshot, $crate::StoreError> {
+                self.$field.load_snapshot(snapshot_id)
+            }
+            fn find_snapshots(
+                &self,
+                query: &$crate::SnapshotQuery,
+            ) -> Result<Vec<$crate::Snapshot>, $crate::StoreError> {
+                self.$field.find_snapshots(query)
+            }
+            fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool, $crate::StoreError> {
+                self.$field.delete_snapshot(snapshot_id)
+            }
+        }
+
+        impl<$($gen)*> $crate::CommandInbox for $ty {
+            fn submit_command(
+                &self,
+                command: &$crate::Command,
+            ) -> Result<$crate::Submitted, $crate::StoreError> {
+                self.$field.submit_command(command)
+            }
+            fn commands_after(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<$crate::Command>, $crate::StoreError> {
+                self.$field.commands_after(after, limit)
+            }
+            fn cursor(&self, consumer: &str) -> Result<u64, $crate::StoreError> {
+                self.$field.cursor(consumer)
+            }
+            fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), $crate::StoreError> {
+                self.$field.set_cursor(consumer, seq)
+            }
+        }
+
+        impl<$($gen)*> $crate::LeaseStore for $ty {
+            fn acquire_lease(
+                &self,
+                key: &str,
+                owner: &str,
+                now_ms: u64,
+                ttl_ms: u64,
+            ) -> Result<bool, $crate::StoreError> {
+                self.$field.acquire_lease(key, owner, now_ms, ttl_ms)
+            }
+            fn release_lease(&self, key: &str, owner: &str) -> Result<(), $crate::StoreError> {
+                self.$field.release_lease(key, owner)
+            }
+        }
+    };
+}
