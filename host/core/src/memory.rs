@@ -70,23 +70,7 @@ impl Inner {
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
         commit.check()?;
         for w in &commit.runs {
-            let id = &w.run.run_id;
-            let stored = self.ledgers.get(id).map(|l| l.len() as u64);
-            match (w.create, stored) {
-                (true, Some(_)) => return Err(StoreError::RunExists(id.clone())),
-                (false, None) => return Err(StoreError::RunNotFound(id.clone())),
-                (true, None) => {}
-                (false, Some(stored)) => {
-                    let attempted = Commit::expected_seq(w);
-                    if stored != attempted {
-                        return Err(StoreError::LedgerConflict {
-                            run_id: id.clone(),
-                            stored,
-                            attempted,
-                        });
-                    }
-                }
-            }
+            w.check_against(self.ledgers.get(&w.run.run_id).map(|l| l.len() as u64))?;
         }
         Ok(())
     }

@@ -175,6 +175,32 @@ pub struct RunWrite {
     pub create: bool,
 }
 
+impl RunWrite {
+    /// Whether this write applies to the stored run, whose ledger holds
+    /// `stored` records (None: there is no such run): a new run must not
+    /// exist; an update must continue the stored ledger exactly.
+    pub fn check_against(&self, stored: Option<u64>) -> Result<(), StoreError> {
+        let id = &self.run.run_id;
+        match (self.create, stored) {
+            (true, Some(_)) => Err(StoreError::RunExists(id.clone())),
+            (false, None) => Err(StoreError::RunNotFound(id.clone())),
+            (true, None) => Ok(()),
+            (false, Some(stored)) => {
+                let attempted = Commit::expected_seq(self);
+                if stored == attempted {
+                    Ok(())
+                } else {
+                    Err(StoreError::LedgerConflict {
+                        run_id: id.clone(),
+                        stored,
+                        attempted,
+                    })
+                }
+            }
+        }
+    }
+}
+
 /// The recorded outcome of one host-effect issuance, keyed by its
 /// idempotency key. Looked up before the effect is performed, so an effect
 /// whose outcome was recorded is never performed again.

@@ -1045,21 +1045,7 @@ impl Inner {
                 None if self.exists(&run_rel(id))? => Some(self.ledger_count(id)?),
                 None => None,
             };
-            match (w.create, stored) {
-                (true, Some(_)) => return Err(StoreError::RunExists(id.clone())),
-                (false, None) => return Err(StoreError::RunNotFound(id.clone())),
-                (true, None) => {}
-                (false, Some(stored)) => {
-                    let attempted = Commit::expected_seq(w);
-                    if stored != attempted {
-                        return Err(StoreError::LedgerConflict {
-                            run_id: id.clone(),
-                            stored,
-                            attempted,
-                        });
-                    }
-                }
-            }
+            w.check_against(stored)?;
         }
         Ok(())
     }

@@ -395,11 +395,19 @@ impl SqliteStore {
             .map_err(|_| StoreError::Backend("too many ledger records in one write".into()))?;
         let head = stored_head(conn, run).map_err(|e| self.err(op, e))?;
         let narrow = head.is_some_and(|(_, same)| same);
-        let stored = head.map(|(len, _)| len);
-        match (w.create, stored) {
-            (true, Some(_)) => return Err(StoreError::RunExists(run.run_id.clone())),
-            (false, None) => return Err(StoreError::RunNotFound(run.run_id.clone())),
-            (true, None) => {
+        let stored = head
+            .map(|(len, _)| {
+                u64::try_from(len).map_err(|_| {
+                    self.corrupt(
+                        &format!("runs table, run '{}'", run.run_id),
+                        format!("negative ledger_len {len}"),
+                    )
+                })
+            })
+            .transpose()?;
+        w.check_against(stored)?;
+        match stored {
+            None => {
                 conn.prepare_cached(
                     "INSERT INTO runs (run_id, workflow_id, status, parent_run_id, session_id,
                         created_at_ms, updated_at_ms, wait_event_name, wait_event_scope,
@@ -410,22 +418,8 @@ impl SqliteStore {
                 .map_err(|e| self.err(op, e))?;
                 insert_records(conn, &run.run_id, 0, &w.records).map_err(|e| self.err(op, e))?;
             }
-            (false, Some(stored)) => {
-                let stored_u = u64::try_from(stored).map_err(|_| {
-                    self.corrupt(
-                        &format!("runs table, run '{}'", run.run_id),
-                        format!("negative ledger_len {stored}"),
-                    )
-                })?;
-                let attempted = Commit::expected_seq(w);
-                if stored_u != attempted {
-                    return Err(StoreError::LedgerConflict {
-                        run_id: run.run_id.clone(),
-                        stored: stored_u,
-                        attempted,
-                    });
-                }
-                insert_records(conn, &run.run_id, stored, &w.records)
+            Some(stored) => {
+                insert_records(conn, &run.run_id, stored as i64, &w.records)
                     .map_err(|e| self.err(op, e))?;
                 // Workflow, parent, session and creation time do not change
                 // once a run exists; leaving them out of the SET when they
