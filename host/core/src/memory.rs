@@ -11,6 +11,7 @@ use crate::store::{
     LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
     StoreError, Submitted, parse_records, validate_artifact_id, validate_id,
 };
+use crate::{Clock, SystemClock};
 
 #[derive(Default)]
 struct Inner {
@@ -56,13 +57,6 @@ impl MemoryStore {
             None => false,
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Inner {
@@ -198,7 +192,7 @@ impl ArtifactStore for MemoryStore {
                     artifact_id: id,
                     size: bytes.len() as u64,
                     content_type: content_type.to_owned(),
-                    created_at_ms: now_ms(),
+                    created_at_ms: SystemClock.now_ms(),
                 },
                 bytes.to_vec(),
             )

@@ -135,9 +135,9 @@ use waymark_core::ledger::sha256_hex;
 use waymark_core::model::{RunState, RunStatus, StepRecord, WaitReason};
 use waymark_core::store::parse_records;
 use waymark_core::{
-    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
-    StoreError, Submitted, validate_artifact_id, validate_id,
+    ArtifactMeta, ArtifactStore, Clock, Command, CommandInbox, Commit, Durability, EffectEntry,
+    EffectLog, LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore,
+    Store, StoreError, Submitted, SystemClock, validate_artifact_id, validate_id,
 };
 
 #[cfg(test)]
@@ -327,13 +327,6 @@ fn artifact_meta_rel(id: &str) -> String {
 }
 fn lease_rel(key: &str) -> String {
     format!("leases/{key}.json")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A run state without its bulky parts: enough for every query.
@@ -1562,7 +1555,7 @@ impl ArtifactStore for FileStore {
                 artifact_id: id.clone(),
                 size: bytes.len() as u64,
                 content_type: content_type.to_owned(),
-                created_at_ms: now_ms(),
+                created_at_ms: SystemClock.now_ms(),
             };
             let fsync = s.sync_writes();
             s.write_atomic(&blob_rel, bytes, fsync)?;

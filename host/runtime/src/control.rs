@@ -33,14 +33,7 @@ impl Runtime {
     }
 
     fn cancel_in(&self, run_id: &str, reason: &str, mut batch: Batch) -> Result<RunState> {
-        let run = self.store.load_run(run_id)?;
-        if run.status.is_terminal() {
-            return Err(RuntimeError::Terminal {
-                run_id: run_id.to_owned(),
-                status: run.status,
-            });
-        }
-        for mut run in self.with_descendants(run)? {
+        for mut run in self.live_with_descendants(run_id)? {
             let now = self.clock.now_ms();
             let mut rec =
                 StepRecord::new(&run.run_id, RecordKind::Cancel, StepStatus::Cancelled, now);
@@ -78,14 +71,7 @@ impl Runtime {
         reason: &str,
         mut batch: Batch,
     ) -> Result<RunState> {
-        let run = self.store.load_run(run_id)?;
-        if run.status.is_terminal() {
-            return Err(RuntimeError::Terminal {
-                run_id: run_id.to_owned(),
-                status: run.status,
-            });
-        }
-        for mut run in self.with_descendants(run)? {
+        for mut run in self.live_with_descendants(run_id)? {
             if run.paused == paused {
                 continue;
             }
@@ -112,8 +98,16 @@ impl Runtime {
         self.get_state(run_id)
     }
 
-    /// `run` and its descendants that have not ended, parents first.
-    fn with_descendants(&self, run: RunState) -> Result<Vec<RunState>> {
+    /// The run and its descendants that have not ended, parents first; an
+    /// ended run is refused.
+    fn live_with_descendants(&self, run_id: &str) -> Result<Vec<RunState>> {
+        let run = self.store.load_run(run_id)?;
+        if run.status.is_terminal() {
+            return Err(RuntimeError::Terminal {
+                run_id: run_id.to_owned(),
+                status: run.status,
+            });
+        }
         let mut out = Vec::new();
         let mut queue = VecDeque::from([run]);
         while let Some(run) = queue.pop_front() {

@@ -40,7 +40,7 @@ impl Runtime {
             let (meta, bytes) = self.store.get_artifact(id)?;
             let content = match serde_json::from_slice::<Value>(&bytes) {
                 Ok(v) if meta.content_type == "application/json" => json!({ "json": v }),
-                _ => json!({ "hex": hex_encode(&bytes) }),
+                _ => json!({ "hex": hex::encode(&bytes) }),
             };
             artifacts.push(json!({ "meta": meta, "content": content }));
         }
@@ -138,14 +138,4 @@ fn timeline_entry(r: &StepRecord) -> Value {
         "node_id": r.node_id,
         "summary": summary,
     })
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }

@@ -25,9 +25,9 @@ use waymark_core::ledger::sha256_hex;
 use waymark_core::model::{RunState, RunStatus, StepRecord, WaitReason};
 use waymark_core::store::parse_records;
 use waymark_core::{
-    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, EffectEntry, EffectLog, LeaseStore,
-    LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot, SnapshotQuery,
-    SnapshotStore, Store, StoreError, Submitted, validate_artifact_id, validate_id,
+    ArtifactMeta, ArtifactStore, Clock, Command, CommandInbox, Commit, EffectEntry, EffectLog,
+    LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot, SnapshotQuery,
+    SnapshotStore, Store, StoreError, Submitted, SystemClock, validate_artifact_id, validate_id,
 };
 
 /// The durability levels [`SqliteOptions`] takes (re-exported for callers
@@ -635,13 +635,6 @@ fn insert_records(
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl RunStore for SqliteStore {
     fn load_run(&self, run_id: &str) -> Result<RunState, StoreError> {
         validate_id("run", run_id)?;
@@ -849,7 +842,7 @@ impl ArtifactStore for SqliteStore {
         let id = sha256_hex(bytes);
         let op = "storing artifact";
         let size = conv("artifact", &id, "size", bytes.len() as u64)?;
-        let created = conv("artifact", &id, "created_at_ms", now_ms())?;
+        let created = conv("artifact", &id, "created_at_ms", SystemClock.now_ms())?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
