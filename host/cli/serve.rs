@@ -184,21 +184,6 @@ fn stats_line(owner: &str, s: &DriverStats, json: bool) -> String {
     }
 }
 
-/// The lease a driver takes to advance a run: the same key as
-/// `waymark-driver`'s, so an inline `run` and a `serve` never advance one
-/// run at once.
-fn lease_key(run_id: &str) -> String {
-    let key = format!("run:{run_id}");
-    if key.len() <= waymark_core::store::MAX_ID_LEN {
-        key
-    } else {
-        format!(
-            "run:{}",
-            &waymark_core::ledger::sha256_hex(run_id.as_bytes())[..60]
-        )
-    }
-}
-
 /// How long an inline `run` holds a run's lease at most (it releases it as
 /// soon as its tick returns).
 const INLINE_LEASE_MS: u64 = 60_000;
@@ -208,7 +193,7 @@ const INLINE_LEASE_MS: u64 = 60_000;
 /// or advanced the run first: it is on it.
 pub fn tick_inline(rt: &Runtime, run_id: &str, owner: &str) -> Result<Option<RunState>> {
     let store = rt.store();
-    let key = lease_key(run_id);
+    let key = waymark_driver::lease_key(run_id);
     if !store.acquire_lease(&key, owner, rt.now_ms(), INLINE_LEASE_MS)? {
         return Ok(None);
     }

@@ -471,8 +471,10 @@ fn sweep_once(
     Ok((runnable, commands))
 }
 
-/// The lease key of a run (kept within the id length limit).
-fn lease_key(run_id: &str) -> String {
+/// The lease a driver holds while it advances a run (kept within the id
+/// length limit). Anything else that advances a run on a shared store (the
+/// CLI's inline `run`) takes the same key.
+pub fn lease_key(run_id: &str) -> String {
     let key = format!("run:{run_id}");
     if key.len() <= waymark_core::store::MAX_ID_LEN {
         key
