@@ -191,22 +191,7 @@ fn a_genuine_second_issuance_of_the_same_payload_runs() {
 fn a_step_and_the_child_it_starts_land_together_or_not_at_all() {
     let store = FailingStore::new();
     let rt = Runtime::new(store.clone());
-    let parent = NativeWorkflow::builder("parent")
-        .node("spawn", |_| {
-            Ok(StepPlan::next("done").effect(
-                Effect::StartSubworkflow {
-                    workflow_id: "child".into(),
-                    vars: json!({}),
-                    mode: ChildMode::Sync,
-                },
-                Some("child"),
-            ))
-        })
-        .node("done", |ctx| {
-            Ok(StepPlan::complete(ctx.vars["child"].clone()))
-        })
-        .build()
-        .unwrap();
+    let parent = sync_parent("child");
     let child = NativeWorkflow::builder("child")
         .node("only", |_| Ok(StepPlan::complete(json!("hi"))))
         .build()
@@ -471,14 +456,13 @@ fn a_retryable_node_error_reruns_the_node_with_the_next_attempt() {
     assert_eq!(attempts, vec![1, 2, 3, 1]);
 }
 
-fn spawner_with_waiting_child() -> (Runtime, Arc<ManualClock>) {
-    let clock = ManualClock::new(1_000);
-    let rt = Runtime::new(Arc::new(MemoryStore::new())).with_clock(clock.clone());
-    let parent = NativeWorkflow::builder("parent")
-        .node("spawn", |_| {
+/// `parent` starts `child` as a sync child and completes with its output.
+fn sync_parent(child: &'static str) -> NativeWorkflow {
+    NativeWorkflow::builder("parent")
+        .node("spawn", move |_| {
             Ok(StepPlan::next("done").effect(
                 Effect::StartSubworkflow {
-                    workflow_id: "sleeper".into(),
+                    workflow_id: child.into(),
                     vars: json!({}),
                     mode: ChildMode::Sync,
                 },
@@ -489,7 +473,13 @@ fn spawner_with_waiting_child() -> (Runtime, Arc<ManualClock>) {
             Ok(StepPlan::complete(ctx.vars["child"].clone()))
         })
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn spawner_with_waiting_child() -> (Runtime, Arc<ManualClock>) {
+    let clock = ManualClock::new(1_000);
+    let rt = Runtime::new(Arc::new(MemoryStore::new())).with_clock(clock.clone());
+    let parent = sync_parent("sleeper");
     let sleeper = NativeWorkflow::builder("sleeper")
         .node("sleep", |ctx| {
             Ok(StepPlan::next("wake").effect(
