@@ -456,8 +456,8 @@ impl Runtime {
         let now = self.clock.now_ms();
         let due = self.store.due_waits(now, self.config.timer_batch)?;
         let mut fired = Vec::new();
-        // Plain wake-ups are independent commits: land them as one group
-        // (one transaction, one fsync), each succeeding on its own.
+        // The wake-ups are independent commits: land them as one group (one
+        // transaction, one fsync), each succeeding on its own.
         let mut group: Vec<(String, Batch)> = Vec::new();
         for run_id in due {
             let run = self.store.load_run(&run_id)?;
@@ -468,34 +468,21 @@ impl Runtime {
                 continue;
             }
             let mut batch = Batch::default();
-            if w.reason == WaitReason::Retry {
-                // Performs an effect: lands on its own, before the next.
-                match self.retry_wake(run, w, &mut batch) {
-                    Ok(()) => {}
-                    Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-                match self.land(batch) {
-                    Ok(follow) => {
-                        fired.push(run_id);
-                        self.drive(follow.into())?;
-                    }
-                    // A concurrent driver got there first.
-                    Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => {}
-                    Err(e) => return Err(e),
-                }
-                continue;
-            }
-            let payload = match w.reason {
-                WaitReason::Until => json!({
-                    "until_ms": w.wake_at_ms,
-                    "fired_at_ms": now,
-                }),
-                _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
+            let woken = if w.reason == WaitReason::Retry {
+                // Performs the effect again; its outcome is in the effect log
+                // before the step joins the group.
+                self.retry_wake(run, w, &mut batch)
+            } else {
+                let payload = match w.reason {
+                    WaitReason::Until => json!({
+                        "until_ms": w.wake_at_ms,
+                        "fired_at_ms": now,
+                    }),
+                    _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
+                };
+                self.deliver(run, &w.wait_key, payload, &mut batch)
             };
-            match self.deliver(run, &w.wait_key, payload, &mut batch) {
+            match woken {
                 Ok(()) => group.push((run_id, batch)),
                 Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
                 Err(e) => return Err(e),
@@ -514,9 +501,10 @@ impl Runtime {
         let commits: Vec<&Commit> = parts.iter().map(|(_, c, _)| c).collect();
         let results = self.store.commit_group(&commits);
         let mut follow_all = VecDeque::new();
-        for ((id, _, follow), result) in parts.into_iter().zip(results) {
+        for ((id, commit, follow), result) in parts.into_iter().zip(results) {
             match result {
                 Ok(()) => {
+                    self.landed(&commit);
                     fired.push(id);
                     follow_all.extend(follow);
                 }
@@ -565,18 +553,24 @@ impl Runtime {
         let (commit, follow) = batch.into_parts();
         if !commit.is_empty() {
             self.store.commit(&commit)?;
-            if let Some(s) = self.scheduler() {
-                for w in &commit.runs {
-                    if w.run.status == RunStatus::Waiting
-                        && !w.run.paused
-                        && let Some(at) = w.run.waiting.as_ref().and_then(|w| w.wake_at_ms)
-                    {
-                        s.timer_set(at);
-                    }
-                }
-            }
+            self.landed(&commit);
         }
         Ok(follow)
+    }
+
+    /// Tells the scheduler about the timers a landed commit set.
+    fn landed(&self, commit: &Commit) {
+        let Some(s) = self.scheduler() else {
+            return;
+        };
+        for w in &commit.runs {
+            if w.run.status == RunStatus::Waiting
+                && !w.run.paused
+                && let Some(at) = w.run.waiting.as_ref().and_then(|w| w.wake_at_ms)
+            {
+                s.timer_set(at);
+            }
+        }
     }
 
     /// Carries on the runs a call woke: inline, or through the scheduler.
