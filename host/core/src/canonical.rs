@@ -4,6 +4,7 @@
 //! formatting), without building the intermediate `Value` tree. Sealing a
 //! ledger record is on every step's path; this halves its cost.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::ser::{self, Serialize};
@@ -68,66 +69,156 @@ struct Canon<'a> {
     top: Option<Top<'a>>,
 }
 
+/// Writes `s` as a JSON string with serde_json's escaping, byte for byte:
+/// `"`, `\\` and the control characters (short forms where JSON has them,
+/// `\u00xx` otherwise); everything else, including non-ASCII, as is.
 fn write_str(s: &str, out: &mut String) {
-    // serde_json's escaping, byte for byte.
-    out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut plain_from = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Escaped bytes are ASCII, so `i` is a char boundary.
+        out.push_str(&s[plain_from..i]);
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(short);
+        }
+        plain_from = i + 1;
+    }
+    out.push_str(&s[plain_from..]);
+    out.push('"');
 }
 
-fn nested<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    to_canonical(value)
+/// One member of an object being written: its key and where its
+/// `"key":value` text lies in the output.
+struct Member {
+    key: Cow<'static, str>,
+    start: usize,
+    end: usize,
 }
 
-/// Members of an object being written; sorted and written at the end.
+/// An object being written. Members are written straight into the output
+/// in the order they come; when that order is not already sorted (struct
+/// fields in declaration order, say), `finish` rewrites the object's text
+/// once in key order. Maps from `serde_json::Value` arrive sorted and cost
+/// no copy.
 struct Members<'a> {
     out: &'a mut String,
     top: Option<Top<'a>>,
-    entries: Vec<(String, String)>,
-    key: Option<String>,
+    /// Offset of the object's `{` in `out`.
+    open: usize,
+    members: Vec<Member>,
+    sorted: bool,
+    key: Option<Cow<'static, str>>,
     /// For a struct variant: `{"Variant": {...}}`.
-    variant: Option<&'static str>,
+    variant: bool,
 }
 
-impl Members<'_> {
-    fn push(&mut self, key: String, value: String) {
-        if self.top.as_ref().is_some_and(|t| t.skip == key) {
-            return;
+impl<'a> Members<'a> {
+    fn open(out: &'a mut String, top: Option<Top<'a>>, variant: Option<&'static str>) -> Self {
+        if let Some(v) = variant {
+            out.push('{');
+            write_str(v, out);
+            out.push(':');
         }
-        // A repeated key keeps its last value, as in a `Value` map.
-        if let Some(slot) = self.entries.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 = value;
-        } else {
-            self.entries.push((key, value));
+        let open = out.len();
+        out.push('{');
+        Self {
+            out,
+            top,
+            open,
+            members: Vec::new(),
+            sorted: true,
+            key: None,
+            variant: variant.is_some(),
         }
     }
 
-    fn finish(mut self) -> Result<()> {
-        self.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Some(v) = self.variant {
-            self.out.push('{');
-            write_str(v, self.out);
-            self.out.push(':');
+    fn member<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Result<()> {
+        if self.top.as_ref().is_some_and(|t| t.skip == key) {
+            return Ok(());
         }
-        self.out.push('{');
+        if let Some(last) = self.members.last() {
+            // Equal keys also take the rewrite, which keeps the last value
+            // (as a `Value` map would).
+            if key <= last.key {
+                self.sorted = false;
+            }
+            self.out.push(',');
+        }
+        let start = self.out.len();
+        write_str(&key, self.out);
+        self.out.push(':');
+        value.serialize(Canon {
+            out: self.out,
+            top: None,
+        })?;
+        let end = self.out.len();
+        self.members.push(Member { key, start, end });
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let body = self.open + 1;
         let mut split = None;
-        for (i, (k, v)) in self.entries.iter().enumerate() {
-            if let Some(top) = &self.top
-                && split.is_none()
-                && k.as_str() > top.skip
-            {
+        if self.sorted {
+            if let Some(top) = &self.top {
+                // Before the comma of the first member that sorts after.
+                split = Some(
+                    self.members
+                        .iter()
+                        .find(|m| *m.key > *top.skip)
+                        .map_or(self.out.len(), |m| m.start.saturating_sub(1).max(body)),
+                );
+            }
+        } else {
+            let text = self.out.split_off(body);
+            // Stable, so among equal keys the last written is last.
+            self.members.sort_by(|a, b| a.key.cmp(&b.key));
+            let mut first = true;
+            for (i, m) in self.members.iter().enumerate() {
+                if self
+                    .members
+                    .get(i + 1)
+                    .is_some_and(|next| next.key == m.key)
+                {
+                    continue;
+                }
+                if let Some(top) = &self.top
+                    && split.is_none()
+                    && *m.key > *top.skip
+                {
+                    split = Some(self.out.len());
+                }
+                if !first {
+                    self.out.push(',');
+                }
+                first = false;
+                self.out.push_str(&text[m.start - body..m.end - body]);
+            }
+            if self.top.is_some() && split.is_none() {
                 split = Some(self.out.len());
             }
-            if i > 0 {
-                self.out.push(',');
-            }
-            write_str(k, self.out);
-            self.out.push(':');
-            self.out.push_str(v);
         }
         if let Some(top) = self.top {
-            *top.split = Some(split.unwrap_or(self.out.len()));
+            *top.split = split;
         }
         self.out.push('}');
-        if self.variant.is_some() {
+        if self.variant {
             self.out.push('}');
         }
         Ok(())
@@ -138,7 +229,7 @@ impl ser::SerializeMap for Members<'_> {
     type Ok = ();
     type Error = CanonicalError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        self.key = Some(key.serialize(KeyName)?);
+        self.key = Some(Cow::Owned(key.serialize(KeyName)?));
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
@@ -146,9 +237,7 @@ impl ser::SerializeMap for Members<'_> {
             .key
             .take()
             .ok_or_else(|| CanonicalError("a map value without a key".into()))?;
-        let value = nested(value)?;
-        self.push(key, value);
-        Ok(())
+        self.member(key, value)
     }
     fn end(self) -> Result<()> {
         self.finish()
@@ -163,9 +252,7 @@ impl ser::SerializeStruct for Members<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<()> {
-        let value = nested(value)?;
-        self.push(key.to_owned(), value);
-        Ok(())
+        self.member(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<()> {
         self.finish()
@@ -381,13 +468,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         })
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Members<'a>> {
-        Ok(Members {
-            out: self.out,
-            top: self.top,
-            entries: Vec::new(),
-            key: None,
-            variant: None,
-        })
+        Ok(Members::open(self.out, self.top, None))
     }
     fn serialize_struct(self, _: &'static str, _len: usize) -> Result<Members<'a>> {
         self.serialize_map(None)
@@ -399,13 +480,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Members<'a>> {
-        Ok(Members {
-            out: self.out,
-            top: None,
-            entries: Vec::new(),
-            key: None,
-            variant: Some(variant),
-        })
+        Ok(Members::open(self.out, None, Some(variant)))
     }
 }
 
@@ -555,6 +630,67 @@ mod tests {
         same(&f64::NAN);
         same(&Some("x"));
         same(&'é');
+    }
+
+    #[test]
+    fn escapes_every_ascii_byte_as_serde_json_does() {
+        let all: String = (0u8..=0x7f).map(char::from).collect();
+        same(&all);
+        same(&json!({ all.clone(): all }));
+    }
+
+    #[test]
+    fn struct_fields_out_of_order_and_repeated_keys() {
+        #[derive(serde::Serialize)]
+        struct Inner {
+            zeta: u8,
+            alpha: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        struct Outer {
+            m: u8,
+            #[serde(flatten)]
+            extra: std::collections::BTreeMap<&'static str, u8>,
+            b: Inner,
+            a: Vec<Inner>,
+        }
+        let v = Outer {
+            m: 1,
+            extra: [("zz", 2), ("c", 3), ("", 4)].into_iter().collect(),
+            b: Inner {
+                zeta: 5,
+                alpha: "x",
+            },
+            a: vec![Inner {
+                zeta: 6,
+                alpha: "y",
+            }],
+        };
+        same(&v);
+        // A repeated key keeps its last value, as a `Value` map does.
+        struct Twice;
+        impl Serialize for Twice {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                use ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("k", &1)?;
+                m.serialize_entry("a", &2)?;
+                m.serialize_entry("k", &3)?;
+                m.end()
+            }
+        }
+        assert_eq!(to_canonical(&Twice).unwrap(), r#"{"a":2,"k":3}"#);
+        for skip in ["", "a", "b", "k", "z"] {
+            let (text, split) = to_canonical_without(&Twice, skip).unwrap();
+            let expect = match skip {
+                "a" => (r#"{"k":3}"#, 1),
+                "k" => (r#"{"a":2}"#, 6),
+                "" => (r#"{"a":2,"k":3}"#, 1),
+                "b" => (r#"{"a":2,"k":3}"#, 6),
+                _ => (r#"{"a":2,"k":3}"#, 12),
+            };
+            assert_eq!((text.as_str(), split), expect, "skip {skip:?}");
+        }
     }
 
     #[test]
