@@ -5,20 +5,34 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use waymark_bundle::{
-    Bundle, BundleInfo, PackSpec, PackWorkflow, RequestedCapabilities, RequestedLimits, pack,
+    Bundle, BundleInfo, PackSpec, PackTool, PackWorkflow, RequestedCapabilities, RequestedLimits,
+    pack,
 };
 use waymark_runtime::Workflow;
 
+use crate::tools::approval_text;
 use crate::{BundleCommand, Cli, loader};
 
-/// A pack file: a manifest whose workflows name a component file (relative
-/// to the pack file) or a guest package to build, instead of a path inside
-/// the bundle and a digest.
+/// A pack file: a manifest whose workflows and tool components name a
+/// component file (relative to the pack file) or a guest package to build,
+/// instead of a path inside the bundle and a digest.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PackFile {
     bundle: BundleInfo,
+    #[serde(default)]
     workflows: Vec<PackFileWorkflow>,
+    #[serde(default)]
+    tools: Vec<PackFileTool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFileTool {
+    component: Option<PathBuf>,
+    package: Option<String>,
+    #[serde(default)]
+    limits: RequestedLimits,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +67,7 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path) -> Result<i32> {
         .workflows
         .iter()
         .filter_map(|w| w.package.clone())
+        .chain(file.tools.iter().filter_map(|t| t.package.clone()))
         .collect();
     let built_dir = PathBuf::from("target/components");
     if !packages.is_empty() {
@@ -79,9 +94,22 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path) -> Result<i32> {
             capabilities: w.capabilities,
         });
     }
+    let mut tools = Vec::new();
+    for (i, t) in file.tools.into_iter().enumerate() {
+        let component_file = match (t.component, t.package) {
+            (Some(c), None) => base.join(c),
+            (None, Some(p)) => built_dir.join(format!("{p}.wasm")),
+            _ => bail!("tools[{i}]: name exactly one of `component` and `package`"),
+        };
+        tools.push(PackTool {
+            component_file,
+            limits: t.limits,
+        });
+    }
     let spec = PackSpec {
         bundle: file.bundle,
         workflows,
+        tools,
     };
     // Refuse to ship a component that does not describe the workflow it is
     // packed as.
@@ -98,6 +126,26 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path) -> Result<i32> {
                 wf.info().workflow_id,
                 w.id
             );
+        }
+    }
+    // And no file listed as tools that is not a tool component, nor two
+    // tools of one name (calls name tools alone).
+    let mut names = std::collections::BTreeMap::new();
+    for t in &spec.tools {
+        let file = &t.component_file;
+        let tools = loader
+            .engine()
+            .load_tools_file(file, Default::default())
+            .with_context(|| format!("tool component {}", file.display()))?;
+        for info in tools.tools() {
+            if let Some(first) = names.insert(info.name.clone(), file.clone()) {
+                bail!(
+                    "tool '{}' is offered by both {} and {}",
+                    info.name,
+                    first.display(),
+                    file.display()
+                );
+            }
         }
     }
     let packed = pack(&spec, out)?;
@@ -124,6 +172,16 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
     let report = bundle.inspect();
     let loader = loader(cli)?;
     let rights = loader.effective_rights(&bundle.manifest);
+    // What each tool component offers is known only from the component:
+    // load it (through the compile cache) and ask.
+    let denied = !loader.policy().allows_bundle(&bundle.manifest.bundle.id);
+    let mut tools = Vec::with_capacity(bundle.manifest.tools.len());
+    for t in bundle.manifest.tools.iter().filter(|_| !denied) {
+        let bytes = bundle
+            .tool_component(&t.component)
+            .context("an opened bundle lost a tool component")?;
+        tools.push(loader.load_tools_from_manifest(&bundle.manifest, &t.component, bytes)?);
+    }
     if cli.json {
         let mut v = serde_json::to_value(&report)?;
         v["effective"] = rights
@@ -138,6 +196,30 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
                     "child_workflows": e.grants.child_workflows,
                     "data_dir": e.data_dir,
                     "refused": e.refused,
+                })
+            })
+            .collect();
+        v["effective_tools"] = tools
+            .iter()
+            .map(|t| {
+                let limits = t.limits();
+                let offered: Vec<serde_json::Value> = t
+                    .described()
+                    .map(|(info, approval)| {
+                        serde_json::json!({
+                            "name": info.name,
+                            "description": info.description,
+                            "read_only": info.read_only,
+                            "approval": approval_text(approval),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "component": t.component,
+                    "fuel": limits.fuel,
+                    "memory_bytes": limits.max_memory_bytes,
+                    "timeout_ms": limits.timeout.as_millis() as u64,
+                    "tools": offered,
                 })
             })
             .collect();
@@ -189,6 +271,36 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
             println!("    refused by policy: {}", e.refused.join(", "));
         }
     }
+    if denied {
+        println!("  the policy refuses this bundle: nothing of it would be loaded");
+    }
+    for (r, t) in report.tools.iter().zip(&tools) {
+        let limits = t.limits();
+        println!(
+            "  tools {} ({} bytes, sha256 {})",
+            r.component, r.size, r.sha256
+        );
+        println!(
+            "    granted per call: fuel {}, memory {} MiB, timeout {} ms",
+            limits.fuel,
+            limits.max_memory_bytes >> 20,
+            limits.timeout.as_millis()
+        );
+        let width = t.described().map(|(i, _)| i.name.len()).max().unwrap_or(0);
+        for (info, approval) in t.described() {
+            println!(
+                "    {:<width$}  {:<8}  {:<9}  {}",
+                info.name,
+                approval_text(approval),
+                if info.read_only {
+                    "read-only"
+                } else {
+                    "writes"
+                },
+                info.description.lines().next().unwrap_or("")
+            );
+        }
+    }
     Ok(0)
 }
 
@@ -209,6 +321,16 @@ fn verify(cli: &Cli, path: &Path) -> Result<i32> {
                     path.display(),
                     wf.workflow.info().workflow_id,
                     wf.workflow.digest().unwrap_or_default()
+                );
+            }
+            for t in &loaded.tools {
+                let names: Vec<&str> = t.tools.tools().iter().map(|i| i.name.as_str()).collect();
+                println!(
+                    "{}: ok  tools {} ({})  sha256 {}",
+                    path.display(),
+                    t.component,
+                    names.join(", "),
+                    t.digest()
                 );
             }
             Ok(0)

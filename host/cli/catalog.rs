@@ -1,11 +1,12 @@
 //! The component catalog beside a store: components saved by content digest
 //! (`components/<sha256>.wasm`), the manifest of the bundle each came from
 //! (`components/<sha256>.bundle.toml`, absent for a bare component), and an
-//! index of which digest is the current version of each workflow id
+//! index of which digest is the current version of each workflow id and
+//! which tool components the current version of each bundle ships
 //! (`components/index.json`). A second process resumes a run with the exact
 //! component the run recorded, under the rights its bundle asked for and the
-//! current policy allows; every file is checked against its digest before it
-//! is compiled.
+//! current policy allows, and offers the tools of the bundles loaded so far;
+//! every file is checked against its digest before it is compiled.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +16,32 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use waymark_bundle::{Bundle, Manifest};
 use waymark_core::ledger::sha256_hex;
-use waymark_loader::{LoadedWorkflow, Loader};
+use waymark_loader::{LoadError, LoadedBundle, LoadedTools, LoadedWorkflow, Loader, ToolOrigin};
 use waymark_runtime::{Workflow, WorkflowLoader};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
     workflows: BTreeMap<String, Entry>,
+    /// By bundle id: the tool components of its current version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tools: BTreeMap<String, ToolBundle>,
+}
+
+/// The tool components of one bundle in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolBundle {
+    pub version: String,
+    pub source: String,
+    pub components: Vec<ToolComponent>,
+}
+
+/// One tool component: where it is in its bundle, its digest, and the
+/// names of its tools (so a clash is found without compiling anything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolComponent {
+    pub component: String,
+    pub digest: String,
+    pub tools: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,22 +105,118 @@ impl Catalog {
         Ok(loaded.workflow)
     }
 
-    /// Loads every workflow of a verified bundle and records them. Returns
-    /// them in manifest order, with the rights refused by the policy.
-    pub fn add_bundle(&self, bundle: &Bundle) -> Result<Vec<LoadedWorkflow>> {
+    /// Loads every workflow and tool component of a verified bundle and
+    /// records them: its tools replace those of any earlier version of the
+    /// bundle. Refuses, before recording anything, a tool whose name
+    /// another bundle in the catalog already offers.
+    pub fn add_bundle(&self, bundle: &Bundle) -> Result<LoadedBundle> {
         let loaded = self
             .loader
             .load_bundle(bundle)
             .with_context(|| format!("cannot load bundle {}", bundle.source))?;
         let manifest = &bundle.manifest;
+        let source = bundle.source.to_string();
+        self.check_tool_names(&loaded)
+            .with_context(|| format!("cannot load bundle {}", bundle.source))?;
         for (entry, wf) in manifest.workflows.iter().zip(&loaded.workflows) {
             let bytes = bundle
                 .components
                 .get(&entry.component)
                 .context("a loaded bundle lost a component")?;
-            self.remember(wf, bytes, Some(manifest), &bundle.source.to_string())?;
+            self.remember(wf, bytes, Some(manifest), &source)?;
         }
-        Ok(loaded.workflows)
+        let mut components = Vec::with_capacity(loaded.tools.len());
+        for t in &loaded.tools {
+            let bytes = bundle
+                .tool_component(&t.component)
+                .context("a loaded bundle lost a tool component")?;
+            self.store_component(t.digest(), bytes, Some(manifest))?;
+            components.push(ToolComponent {
+                component: t.component.clone(),
+                digest: t.digest().to_owned(),
+                tools: t.tools.tools().iter().map(|i| i.name.clone()).collect(),
+            });
+        }
+        let mut index = self.read_index()?;
+        if components.is_empty() {
+            index.tools.remove(&loaded.id);
+        } else {
+            index.tools.insert(
+                loaded.id.clone(),
+                ToolBundle {
+                    version: loaded.version.clone(),
+                    source,
+                    components,
+                },
+            );
+        }
+        self.write_index(&index)?;
+        Ok(loaded)
+    }
+
+    /// A tool of `loaded` that another bundle of the catalog offers is the
+    /// loader's [`LoadError::DuplicateTool`]. (Its earlier versions do not
+    /// count: the new one replaces them.)
+    fn check_tool_names(&self, loaded: &LoadedBundle) -> Result<()> {
+        let index = self.read_index()?;
+        for t in &loaded.tools {
+            for info in t.tools.tools() {
+                let other = index.tools.iter().find_map(|(id, b)| {
+                    let c = b.components.iter().find(|c| c.tools.contains(&info.name))?;
+                    (*id != loaded.id).then(|| (id.clone(), c.component.clone()))
+                });
+                if let Some((bundle, component)) = other {
+                    return Err(LoadError::DuplicateTool {
+                        name: info.name.clone(),
+                        first: ToolOrigin::Bundle { bundle, component },
+                        second: ToolOrigin::Bundle {
+                            bundle: loaded.id.clone(),
+                            component: t.component.clone(),
+                        },
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tool components of every bundle in the catalog, by bundle id.
+    pub fn tool_bundles(&self) -> Result<BTreeMap<String, ToolBundle>> {
+        Ok(self.read_index()?.tools)
+    }
+
+    /// Loads the tool components of one bundle of [`tool_bundles`] under
+    /// the current policy; none when the policy refuses the bundle.
+    ///
+    /// [`tool_bundles`]: Catalog::tool_bundles
+    pub fn load_tools(&self, bundle_id: &str, entry: &ToolBundle) -> Result<Vec<LoadedTools>> {
+        let mut out = Vec::with_capacity(entry.components.len());
+        for c in &entry.components {
+            let bytes = self.read_verified(&c.digest)?.with_context(|| {
+                format!(
+                    "tool component {} of bundle '{bundle_id}' is missing from the catalog",
+                    c.component
+                )
+            })?;
+            let manifest_path = self.manifest_path(&c.digest);
+            let text = std::fs::read_to_string(&manifest_path)
+                .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+            let manifest = Manifest::parse(&text)
+                .with_context(|| format!("{} is corrupt", manifest_path.display()))?;
+            match self
+                .loader
+                .load_tools_from_manifest(&manifest, &c.component, &bytes)
+            {
+                Ok(t) => out.push(t),
+                Err(LoadError::Denied(_)) => return Ok(Vec::new()),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot load the tools of bundle '{bundle_id}'"));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn remember(
@@ -111,24 +228,7 @@ impl Catalog {
     ) -> Result<()> {
         let wf = &loaded.workflow;
         let digest = wf.digest().unwrap_or_default().to_owned();
-        // Content-addressed: an existing file already holds these bytes (and
-        // is re-verified against its name whenever it is loaded).
-        let component = self.component_path(&digest);
-        if !component.exists() {
-            write_atomic(&self.dir, &component, bytes)?;
-        }
-        let manifest_path = self.manifest_path(&digest);
-        match manifest {
-            Some(m) => write_atomic(&self.dir, &manifest_path, m.to_toml().as_bytes())?,
-            None => match std::fs::remove_file(&manifest_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot remove {}", manifest_path.display()));
-                }
-            },
-        }
+        self.store_component(&digest, bytes, manifest)?;
         let mut index = self.read_index()?;
         index.workflows.insert(
             wf.info().workflow_id.clone(),
@@ -142,15 +242,38 @@ impl Catalog {
         self.write_index(&index)
     }
 
-    fn manifest_path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}.bundle.toml"))
+    /// Saves a component's bytes under its digest, with the manifest of
+    /// the bundle it came from (none for a bare component).
+    fn store_component(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+        manifest: Option<&Manifest>,
+    ) -> Result<()> {
+        // Content-addressed: an existing file already holds these bytes (and
+        // is re-verified against its name whenever it is loaded).
+        let component = self.component_path(digest);
+        if !component.exists() {
+            write_atomic(&self.dir, &component, bytes)?;
+        }
+        let manifest_path = self.manifest_path(digest);
+        match manifest {
+            Some(m) => write_atomic(&self.dir, &manifest_path, m.to_toml().as_bytes())?,
+            None => match std::fs::remove_file(&manifest_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot remove {}", manifest_path.display()));
+                }
+            },
+        }
+        Ok(())
     }
 
-    pub fn entries(&self) -> Result<Vec<(String, Entry)>> {
-        Ok(self.read_index()?.workflows.into_iter().collect())
-    }
-
-    fn load_digest(&self, workflow_id: &str, digest: &str) -> Result<Option<Arc<dyn Workflow>>> {
+    /// A component's bytes, checked against the digest they are stored
+    /// under; none when absent.
+    fn read_verified(&self, digest: &str) -> Result<Option<Vec<u8>>> {
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("'{digest}' is not a sha256 digest");
         }
@@ -167,6 +290,22 @@ impl Catalog {
                 path.display()
             );
         }
+        Ok(Some(bytes))
+    }
+
+    fn manifest_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.bundle.toml"))
+    }
+
+    pub fn entries(&self) -> Result<Vec<(String, Entry)>> {
+        Ok(self.read_index()?.workflows.into_iter().collect())
+    }
+
+    fn load_digest(&self, workflow_id: &str, digest: &str) -> Result<Option<Arc<dyn Workflow>>> {
+        let Some(bytes) = self.read_verified(digest)? else {
+            return Ok(None);
+        };
+        let path = self.component_path(digest);
         let manifest_path = self.manifest_path(digest);
         let loaded = match std::fs::read_to_string(&manifest_path) {
             Ok(text) => {

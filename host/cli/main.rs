@@ -12,6 +12,7 @@ mod bundle;
 mod catalog;
 mod durable;
 mod serve;
+mod tools;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use waymark_wasm::{CompileCache, EngineConfig, StepLimits, WasmEngine};
 use crate::catalog::Catalog;
 use crate::durable::{ArtifactCommand, InboxCommand, SnapshotCommand};
 use crate::serve::{Follow, ServeArgs};
+use crate::tools::{CatalogTools, ToolsCommand};
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +88,11 @@ struct Cli {
     /// a file-store directory).
     #[arg(long, global = true)]
     no_cache: bool,
+    /// LLM providers (TOML) for the `llm_call` effect: see the waymark-llm
+    /// crate documentation. API keys are read from the environment
+    /// variables it names. Without it, `llm_call` has no handler.
+    #[arg(long, global = true, env = "WAYMARK_LLM_CONFIG", value_name = "FILE")]
+    llm_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -183,6 +190,28 @@ enum Command {
         #[arg(long)]
         wait_key: Option<String>,
     },
+    /// Answer a run waiting for the approval of tool calls (see `status`
+    /// for the calls) and advance it: approve them all, or deny them all
+    /// with --deny, deciding single calls otherwise with --call.
+    Approve {
+        run_id: String,
+        /// Deny the calls that wait for approval (default: approve them).
+        #[arg(long)]
+        deny: bool,
+        /// Why; the workflow gets it with each denied call.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Decide one call otherwise: `<call-id>=approve` or
+        /// `<call-id>=deny` (repeatable).
+        #[arg(long = "call", value_name = "CALL_ID=approve|deny")]
+        calls: Vec<String>,
+        /// Refuse unless the run still waits with this key.
+        #[arg(long)]
+        wait_key: Option<String>,
+    },
+    /// The tools the loaded bundles offer.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
     /// Emit an event to the runs waiting for it in a scope.
     Emit {
         name: String,
@@ -314,6 +343,7 @@ fn main() {
 struct Host {
     runtime: Runtime,
     catalog: Arc<Catalog>,
+    tools: Arc<CatalogTools>,
 }
 
 impl std::fmt::Display for StoreLocation {
@@ -463,8 +493,10 @@ fn open_host(cli: &Cli, group_commit: bool) -> Result<Host> {
         store = Arc::new(GroupCommit::new(store));
     }
     let loader = loader(cli)?;
+    let limits = &loader.policy().limits;
     let config = RuntimeConfig {
-        max_steps_per_run: loader.policy().limits.max_steps_per_run,
+        max_steps_per_run: limits.max_steps_per_run,
+        token_budget: limits.max_tokens_per_run,
         ..RuntimeConfig::default()
     };
     let catalog = Arc::new(Catalog::open(
@@ -473,7 +505,29 @@ fn open_host(cli: &Cli, group_commit: bool) -> Result<Host> {
     )?);
     let runtime = Runtime::new(store).with_config(config);
     runtime.workflows().set_loader(catalog.clone());
-    Ok(Host { runtime, catalog })
+    // Every command path builds its host here (one-shot commands, `serve`,
+    // the runs `serve` picks up after `run --detach`), so every one of them
+    // can perform the effects that reach outside.
+    let tools = CatalogTools::register(catalog.clone(), &runtime);
+    if let Some(path) = &cli.llm_config {
+        llm_handler(path)?.register(&runtime);
+    }
+    Ok(Host {
+        runtime,
+        catalog,
+        tools,
+    })
+}
+
+/// The `llm_call` handler of an LLM config file. Its errors name the file;
+/// they never hold a key (the file holds none: it names the environment
+/// variables that do, and refuses an inline key without repeating it).
+fn llm_handler(path: &Path) -> Result<waymark_llm::LlmHandler> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the LLM config {}", path.display()))?;
+    let config = waymark_llm::LlmConfig::from_toml_str(&text)
+        .with_context(|| format!("the LLM config {} is invalid", path.display()))?;
+    Ok(waymark_llm::LlmHandler::from_config(&config))
 }
 
 /// Whether `path` names a bundle (a `.wmb` file or a directory holding a
@@ -638,6 +692,22 @@ fn run(cli: Cli) -> Result<i32> {
             show_run(&mut std::io::stdout(), &state, cli.json)?;
             Ok(0)
         }
+        Command::Approve {
+            run_id,
+            deny,
+            reason,
+            calls,
+            wait_key,
+        } => {
+            let state = rt.get_state(run_id)?;
+            let wait = approval_wait(&state)?;
+            let payload = decision(&wait_calls(wait), *deny, reason.as_deref(), calls)?;
+            let key = wait_key.as_deref().unwrap_or(&wait.wait_key);
+            let state = rt.resume(run_id, key, payload)?;
+            show_run(&mut std::io::stdout(), &state, cli.json)?;
+            Ok(exit_code(&state))
+        }
+        Command::Tools(cmd) => tools::run(&host.tools, cmd, cli.json),
         Command::Respond {
             run_id,
             text,
@@ -814,13 +884,14 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 /// Loads a bundle or a bare component into the catalog; warns about rights
-/// a bundle asked for and the policy refused.
+/// a bundle asked for and the policy refused. A bundle's tools are offered
+/// from then on (see `tools.rs`).
 fn load_path(host: &Host, path: &Path, json: bool) -> Result<Vec<Arc<dyn Workflow>>> {
     if !is_bundle(path) {
         return Ok(vec![host.catalog.add_file(path)?]);
     }
     let bundle = waymark_bundle::Bundle::open(path)?;
-    let loaded = host.catalog.add_bundle(&bundle)?;
+    let loaded = host.catalog.add_bundle(&bundle)?.workflows;
     let mut out = Vec::with_capacity(loaded.len());
     for wf in loaded {
         if !wf.effective.refused.is_empty() && !json {
@@ -926,7 +997,8 @@ fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
         RunStatus::Waiting => {
             if let Some(w) = &s.waiting {
                 match w.reason {
-                    WaitReason::User | WaitReason::Approval => {
+                    WaitReason::Approval => show_approval(out, s, w)?,
+                    WaitReason::User => {
                         writeln!(
                             out,
                             "  waiting for an answer at node '{}': {}",
@@ -998,6 +1070,156 @@ fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
         s.steps, s.ledger.next_seq
     )?;
     Ok(())
+}
+
+/// How much of a call's arguments `status` shows.
+const SHOWN_ARGUMENT_CHARS: usize = 200;
+
+/// A run waiting for the approval of tool calls: the prompt, each call
+/// (the wait's `details.calls`), and how to answer.
+fn show_approval(out: &mut dyn Write, s: &RunState, w: &waymark_core::WaitState) -> Result<()> {
+    writeln!(
+        out,
+        "  waiting for approval at node '{}': {}",
+        s.current_node,
+        w.prompt.as_deref().unwrap_or("")
+    )?;
+    let calls = wait_calls(w);
+    if !calls.is_empty() {
+        writeln!(out, "  calls:")?;
+        let width = calls.iter().map(|c| c.call_id.len()).max().unwrap_or(0);
+        let name_width = calls.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for c in &calls {
+            let mut args = c.arguments.to_string();
+            if args.chars().count() > SHOWN_ARGUMENT_CHARS {
+                args = args.chars().take(SHOWN_ARGUMENT_CHARS).collect::<String>() + "…";
+            }
+            let what = match (c.needs_approval, c.known) {
+                (true, true) => "needs approval",
+                (true, false) => "needs approval; no such tool",
+                (false, _) => "runs without approval",
+            };
+            writeln!(
+                out,
+                "    {:<width$}  {:<name_width$}  {args}  ({what})",
+                c.call_id, c.name
+            )?;
+        }
+    }
+    writeln!(out, "  wait key: {}", w.wait_key)?;
+    writeln!(
+        out,
+        "  approve with: waymark approve {}  (or --deny [--reason R]; one call: --call <call-id>=approve|deny)",
+        s.run_id
+    )?;
+    Ok(())
+}
+
+/// One call of an approval wait, as its `details.calls` list it.
+struct WaitCall {
+    call_id: String,
+    name: String,
+    arguments: Value,
+    needs_approval: bool,
+    known: bool,
+}
+
+/// The calls an approval wait lists; anything unreadable is left out (the
+/// details are the handler's, shown as help, never trusted).
+fn wait_calls(w: &waymark_core::WaitState) -> Vec<WaitCall> {
+    let listed = w
+        .details
+        .as_ref()
+        .and_then(|d| d.get("calls"))
+        .and_then(Value::as_array);
+    listed
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some(WaitCall {
+                call_id: c.get("call_id")?.as_str()?.to_owned(),
+                name: c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                arguments: c.get("arguments").cloned().unwrap_or(Value::Null),
+                needs_approval: c.get("approval").and_then(Value::as_str) != Some("auto"),
+                known: c.get("known").and_then(Value::as_bool).unwrap_or(true),
+            })
+        })
+        .collect()
+}
+
+/// The wait of a run that waits for an approval, or why it does not.
+fn approval_wait(s: &RunState) -> Result<&waymark_core::WaitState> {
+    match (&s.status, &s.waiting) {
+        (RunStatus::Waiting, Some(w)) if w.reason == WaitReason::Approval => Ok(w),
+        (RunStatus::Waiting, Some(w)) => {
+            let hint = match w.reason {
+                WaitReason::User => "; answer it with: waymark respond",
+                _ => "",
+            };
+            bail!(
+                "run {} is not waiting for an approval: it waits for {}{hint}",
+                s.run_id,
+                wait_reason_text(w.reason)
+            )
+        }
+        _ => bail!(
+            "run {} is not waiting for an approval: it is {}",
+            s.run_id,
+            status_text(s)
+        ),
+    }
+}
+
+fn wait_reason_text(reason: WaitReason) -> &'static str {
+    match reason {
+        WaitReason::User => "an answer",
+        WaitReason::Approval => "an approval",
+        WaitReason::Until => "a timer",
+        WaitReason::Retry => "a retry",
+        WaitReason::Event => "an event",
+        WaitReason::Subworkflow => "a child run",
+    }
+}
+
+/// The approval payload (`waymark_tools::Decision`) from `approve`'s
+/// options, checking each `--call` against the calls the wait lists.
+fn decision(
+    listed: &[WaitCall],
+    deny: bool,
+    reason: Option<&str>,
+    calls: &[String],
+) -> Result<Value> {
+    let mut decided = std::collections::BTreeMap::new();
+    for pair in calls {
+        let Some((id, verdict)) = pair.split_once('=') else {
+            bail!("--call takes <call-id>=approve or <call-id>=deny, got '{pair}'");
+        };
+        let approve = match verdict.trim().to_ascii_lowercase().as_str() {
+            "approve" => true,
+            "deny" => false,
+            other => bail!("--call {id}: say approve or deny, not '{other}'"),
+        };
+        if !listed.is_empty() && !listed.iter().any(|c| c.call_id == id) {
+            let ids: Vec<&str> = listed.iter().map(|c| c.call_id.as_str()).collect();
+            bail!(
+                "--call {id}: the run waits for no call of that id (its calls: {})",
+                ids.join(", ")
+            );
+        }
+        if decided.insert(id.to_owned(), approve).is_some() {
+            bail!("--call {id} is given twice");
+        }
+    }
+    let decision = waymark_tools::Decision {
+        approve: !deny,
+        calls: decided,
+        reason: reason.map(str::to_owned),
+    };
+    Ok(serde_json::to_value(decision)?)
 }
 
 fn ledger_line(r: &StepRecord) -> String {

@@ -57,6 +57,7 @@ fn packed(dir: &Path, name: &str, workflows: Vec<PackWorkflow>) -> PathBuf {
             description: None,
         },
         workflows,
+        tools: Vec::new(),
     };
     let out = dir.join(name);
     pack(&spec, &out).unwrap();
@@ -371,4 +372,183 @@ fn read_data(rt: &Runtime, path: &str) -> waymark_core::RunState {
         )
         .unwrap();
     rt.tick(&id).unwrap()
+}
+
+/// Tool components shipped in bundles: loaded under the policy's ceilings,
+/// their tools given the policy's approvals, names unique per host.
+mod tools {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use serde_json::json;
+    use waymark_bundle::{Bundle, BundleInfo, PackSpec, PackTool, RequestedLimits, pack};
+    use waymark_loader::{LoadError, Policy, ToolOrigin, register_tools};
+    use waymark_tools::{Approval, ToolRegistry, ToolSpec};
+    use waymark_wasm::{ToolCallError, WasmError};
+
+    use super::{loader, workflow};
+    use crate::support::artifacts;
+
+    fn packed(dir: &Path, id: &str, tool_file: &str, limits: RequestedLimits) -> PathBuf {
+        let spec = PackSpec {
+            bundle: BundleInfo {
+                id: id.into(),
+                version: "1.0.0".into(),
+                description: None,
+            },
+            workflows: vec![workflow(
+                "quickstart",
+                artifacts::QUICKSTART,
+                &["ask_user", "tool_calls"],
+                false,
+            )],
+            tools: vec![PackTool {
+                component_file: PathBuf::from(tool_file),
+                limits,
+            }],
+        };
+        let out = dir.join(format!("{id}.wmb"));
+        pack(&spec, &out).unwrap();
+        out
+    }
+
+    fn desk(dir: &Path, id: &str) -> Bundle {
+        let limits = RequestedLimits {
+            fuel: Some(10_000_000),
+            timeout_ms: Some(20_000),
+            ..RequestedLimits::default()
+        };
+        Bundle::open(&packed(dir, id, artifacts::TOOLS, limits)).unwrap()
+    }
+
+    #[test]
+    fn tool_components_get_capped_limits_and_the_policys_approvals() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = desk(dir.path(), "test.desk");
+        let policy = Policy::parse(
+            "[limits]\ntimeout_ms = 1000\n[tools]\nauto = [\"refund_order\"]\nrequired = [\"lookup_order\"]\n",
+            "test",
+        )
+        .unwrap();
+        let l = loader(policy);
+        let loaded = l.load_bundle(&bundle).unwrap();
+        assert_eq!(loaded.workflows.len(), 1);
+        assert_eq!(loaded.tools.len(), 1);
+        let t = &loaded.tools[0];
+        assert_eq!(t.bundle, "test.desk");
+        assert_eq!(t.component, "components/tools-guest.wasm");
+        assert_eq!(t.digest(), bundle.manifest.components[&t.component].sha256);
+        // min(request, ceiling) for each limit.
+        assert_eq!(t.limits().fuel, 10_000_000);
+        assert_eq!(t.limits().timeout, Duration::from_millis(1000));
+        assert_eq!(
+            l.tool_limits(&bundle.manifest),
+            vec![(t.component.clone(), t.limits().clone())]
+        );
+        assert_eq!(t.approval("lookup_order"), Approval::Required);
+        assert_eq!(t.approval("refund_order"), Approval::Auto);
+        assert_eq!(t.approval("spin"), Approval::Auto);
+        assert_eq!(t.approval("not_offered"), Approval::Required);
+
+        let registry = ToolRegistry::new();
+        register_tools(&registry, &loaded.tools).unwrap();
+        assert_eq!(registry.list().len(), 7);
+        assert_eq!(registry.approval("lookup_order"), Approval::Required);
+        assert_eq!(registry.approval("refund_order"), Approval::Auto);
+        assert_eq!(registry.approval("grow"), Approval::Auto);
+        // The limits are enforced: the spinning tool runs out of its fuel.
+        assert_eq!(
+            t.tools.call("spin", &json!({})),
+            Err(ToolCallError::FuelExhausted { fuel: 10_000_000 })
+        );
+        let found = t.tools.call("lookup_order", &json!({"order_id": "A1"}));
+        assert_eq!(found.unwrap()["status"], "shipped");
+
+        // Reloaded from the manifest and the bytes, as a later process does.
+        let bytes = bundle.tool_component(&t.component).unwrap();
+        let again = l
+            .load_tools_from_manifest(&bundle.manifest, &t.component, bytes)
+            .unwrap();
+        assert_eq!(again.approvals, t.approvals);
+        assert_eq!(again.limits(), t.limits());
+        assert!(matches!(
+            l.load_tools_from_manifest(&bundle.manifest, "components/quickstart-guest.wasm", bytes),
+            Err(LoadError::MissingToolComponent { .. })
+        ));
+        let denying = loader(Policy::parse("[bundles.\"test.desk\"]\ndeny = true\n", "t").unwrap());
+        assert!(matches!(
+            denying.load_tools_from_manifest(&bundle.manifest, &t.component, bytes),
+            Err(LoadError::Denied(_))
+        ));
+    }
+
+    #[test]
+    fn a_tool_name_is_offered_once_per_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = loader(Policy::default());
+        let a = l.load_bundle(&desk(dir.path(), "test.a")).unwrap();
+        let b = l.load_bundle(&desk(dir.path(), "test.b")).unwrap();
+
+        // Two bundles with the same tools: refused, nothing registered.
+        let registry = ToolRegistry::new();
+        let both: Vec<_> = a.tools.into_iter().chain(b.tools).collect();
+        match register_tools(&registry, &both) {
+            Err(LoadError::DuplicateTool {
+                name,
+                first,
+                second,
+            }) => {
+                assert_eq!(name, "lookup_order");
+                assert_eq!(
+                    first,
+                    ToolOrigin::Bundle {
+                        bundle: "test.a".into(),
+                        component: "components/tools-guest.wasm".into()
+                    }
+                );
+                assert!(matches!(&second, ToolOrigin::Bundle { bundle, .. } if bundle == "test.b"));
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        assert!(registry.list().is_empty());
+
+        // A name the host registered itself is taken too.
+        registry
+            .register_native(
+                ToolSpec::new("refund_order", "native", json!({"type": "object"})),
+                Approval::Required,
+                |_, _| Ok(json!(null)),
+            )
+            .unwrap();
+        let e = register_tools(&registry, &both[..1]).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::DuplicateTool { name, first: ToolOrigin::Registry, .. } if name == "refund_order"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("already registered"), "{e}");
+        assert_eq!(registry.list().len(), 1);
+    }
+
+    #[test]
+    fn a_workflow_component_listed_as_tools_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = packed(
+            dir.path(),
+            "test.wrong",
+            artifacts::CHAIN,
+            RequestedLimits::default(),
+        );
+        let bundle = Bundle::open(&path).unwrap();
+        match loader(Policy::default()).load_bundle(&bundle) {
+            Err(LoadError::ToolComponent {
+                bundle,
+                component,
+                source: WasmError::ToolContract(_),
+            }) => {
+                assert_eq!(bundle, "test.wrong");
+                assert_eq!(component, "components/chain-guest.wasm");
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
 }

@@ -606,3 +606,569 @@ fn bad_durability_and_traversal_ids_get_clear_errors() {
     }
     assert!(fails(Path::new("files:"), &["list"]).contains("needs a directory"));
 }
+
+/// Packs a bundle of `id`@`version` holding only the test tool component.
+fn tools_bundle(dir: &Path, store: &Path, id: &str, version: &str) -> std::path::PathBuf {
+    let spec = dir.join(format!("{id}-{version}.bundle.toml"));
+    std::fs::write(
+        &spec,
+        format!(
+            "[bundle]\nid = {id:?}\nversion = {version:?}\n\n[[tools]]\ncomponent = {:?}\n[tools.limits]\nfuel = 40_000_000\n",
+            artifacts::TOOLS
+        ),
+    )
+    .unwrap();
+    let out = dir.join(format!("{id}-{version}.wmb"));
+    ok_json(
+        store,
+        &[
+            "bundle",
+            "pack",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
+/// `waymark load`, which prints nothing for a bundle of tools alone.
+fn load(store: &Path, extra: &[&str], path: &Path) {
+    let mut args = extra.to_vec();
+    args.extend(["load", path.to_str().unwrap()]);
+    let out = waymark(store, &args);
+    assert!(
+        out.status.success(),
+        "load {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The entry of `name` in a JSON list of tools.
+fn tool<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tool {name} in {list}"))
+}
+
+#[test]
+fn tools_list_shows_the_tools_of_loaded_bundles_with_their_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let wmb = tools_bundle(dir.path(), &store, "cli.desk", "1.0.0");
+
+    // Inspect names each tool and the approval the policy would give it.
+    let inspected = ok_json(&store, &["bundle", "inspect", wmb.to_str().unwrap()]);
+    assert_eq!(inspected["workflows"], json!([]));
+    assert_eq!(inspected["tools"][0]["limits"]["fuel"], 40_000_000);
+    let effective = &inspected["effective_tools"][0];
+    assert_eq!(effective["fuel"], 40_000_000);
+    let offered = &effective["tools"];
+    assert_eq!(tool(offered, "lookup_order")["approval"], "auto");
+    assert_eq!(tool(offered, "refund_order")["approval"], "required");
+    let text = waymark(&store, &["bundle", "inspect", wmb.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("refund_order") && l.contains("required") && l.contains("writes")),
+        "{text}"
+    );
+
+    assert_eq!(ok_json(&store, &["tools", "list"]), json!([]));
+    load(&store, &[], &wmb);
+    let listed = ok_json(&store, &["tools", "list"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "garbage",
+            "grow",
+            "huge",
+            "lookup_order",
+            "panic",
+            "refund_order",
+            "spin"
+        ]
+    );
+    let lookup = tool(&listed, "lookup_order");
+    assert_eq!(lookup["approval"], "auto");
+    assert_eq!(lookup["read_only"], true);
+    assert_eq!(lookup["bundle"], "cli.desk");
+    assert_eq!(lookup["bundle_version"], "1.0.0");
+    assert!(
+        lookup["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Look up an order")
+    );
+    let refund = tool(&listed, "refund_order");
+    assert_eq!(refund["approval"], "required");
+    assert_eq!(refund["read_only"], false);
+    let text = waymark(&store, &["tools", "list"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("lookup_order")
+            && l.contains("auto")
+            && l.contains("read-only")
+            && l.contains("cli.desk@1.0.0")
+            && l.contains("Look up an order")),
+        "{text}"
+    );
+
+    // The approvals follow the policy of the process that lists them.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[tools]\nauto = [\"refund_order\"]\nrequired = [\"lookup_order\"]\n",
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let listed = ok_json(&store, &["--policy", p, "tools", "list"]);
+    assert_eq!(tool(&listed, "refund_order")["approval"], "auto");
+    assert_eq!(tool(&listed, "lookup_order")["approval"], "required");
+    std::fs::write(&policy, "[tools]\napproval = \"required\"\n").unwrap();
+    let listed = ok_json(&store, &["--policy", p, "tools", "list"]);
+    assert_eq!(tool(&listed, "lookup_order")["approval"], "required");
+    std::fs::write(
+        &policy,
+        "[tools]\nauto = [\"spin\"]\nrequired = [\"spin\"]\n",
+    )
+    .unwrap();
+    let stderr = fails(&store, &["--policy", p, "tools", "list"]);
+    assert!(
+        stderr.contains("'spin'") && stderr.contains("both"),
+        "{stderr}"
+    );
+
+    // Another bundle offering the same tool names is refused at load...
+    let copy = tools_bundle(dir.path(), &store, "cli.copy", "1.0.0");
+    let stderr = fails(&store, &["load", copy.to_str().unwrap()]);
+    assert!(
+        stderr.contains("offered by bundle 'cli.desk'") && stderr.contains("cli.copy"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok_json(&store, &["tools", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    // ...while a newer version of the same bundle replaces its tools.
+    let newer = tools_bundle(dir.path(), &store, "cli.desk", "1.1.0");
+    load(&store, &[], &newer);
+    let listed = ok_json(&store, &["tools", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 7);
+    assert_eq!(tool(&listed, "spin")["bundle_version"], "1.1.0");
+}
+
+#[test]
+fn approve_refuses_a_run_that_is_not_waiting_for_an_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let id = started_quickstart(&store);
+    let stderr = fails(&store, &["approve", &id]);
+    assert!(
+        stderr.contains(&format!("run {id} is not waiting for an approval"))
+            && stderr.contains("waits for an answer")
+            && stderr.contains("waymark respond"),
+        "{stderr}"
+    );
+    // Nothing changed: the question still waits, and is answered as usual.
+    assert_eq!(ok_json(&store, &["status", &id])["status"], "waiting");
+    let stderr = fails(&store, &["approve", &id, "--deny", "--reason", "no"]);
+    assert!(stderr.contains("not waiting for an approval"), "{stderr}");
+    ok_json(&store, &["respond", &id, "--text", "yes"]);
+    let stderr = fails(&store, &["approve", &id]);
+    assert!(
+        stderr.contains("not waiting for an approval: it is completed"),
+        "{stderr}"
+    );
+    assert!(fails(&store, &["approve", "no-such-run"]).contains("not found"));
+}
+
+/// Vars for the scripted guest: one `tool_calls` batch, then complete with
+/// its results.
+fn tool_calls_script(calls: Value) -> String {
+    json!({"script": [
+        {"op": "effect", "effect": {"tool_calls": calls}, "result_key": "r"},
+        {"op": "complete_with_var", "path": "r"}
+    ]})
+    .to_string()
+}
+
+/// A policy granting `tool_calls` (to bare components too).
+fn tool_policy(dir: &Path) -> String {
+    let policy = dir.join("tools-policy.toml");
+    std::fs::write(
+        &policy,
+        "[grants]\neffects = [\"ask_user\", \"answer_user\", \"tool_calls\"]\n",
+    )
+    .unwrap();
+    policy.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_approval_is_shown_by_status_and_answered_by_approve_in_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = tool_policy(dir.path());
+    let wmb = tools_bundle(dir.path(), &store, "cli.desk", "1.0.0");
+    load(&store, &["--policy", &policy], &wmb);
+    let vars = tool_calls_script(json!([
+        {"call_id": "c1", "name": "lookup_order", "arguments": {"order_id": "A1"}},
+        {"call_id": "c2", "name": "refund_order", "arguments": {"order_id": "A1", "amount": 5}},
+        {"call_id": "c3", "name": "refund_order", "arguments": {"order_id": "B2", "amount": 7}},
+    ]));
+    let started = ok_json(
+        &store,
+        &[
+            "--policy",
+            &policy,
+            "run",
+            artifacts::SCRIPTED,
+            "--vars",
+            &vars,
+        ],
+    );
+    assert_eq!(started["status"], "waiting", "{started}");
+    assert_eq!(started["waiting"]["reason"], "approval");
+    let id = started["run_id"].as_str().unwrap();
+
+    let out = waymark(&store, &["--policy", &policy, "status", id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("waiting for approval at node"), "{text}");
+    assert!(text.contains("Approve 2 of 3 tool call(s)?"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("c1")
+            && l.contains("lookup_order")
+            && l.contains("runs without approval")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("c2")
+            && l.contains(r#"{"amount":5,"order_id":"A1"}"#)
+            && l.contains("(needs approval)")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("waymark approve {id}")), "{text}");
+
+    // Mistakes are refused before anything is delivered.
+    let stderr = fails(
+        &store,
+        &["--policy", &policy, "approve", id, "--call", "c9=deny"],
+    );
+    assert!(
+        stderr.contains("c9") && stderr.contains("c1, c2, c3"),
+        "{stderr}"
+    );
+    let stderr = fails(
+        &store,
+        &["--policy", &policy, "approve", id, "--call", "c2=maybe"],
+    );
+    assert!(stderr.contains("approve or deny"), "{stderr}");
+    let stderr = fails(
+        &store,
+        &["--policy", &policy, "approve", id, "--wait-key", "stale"],
+    );
+    assert!(stderr.contains("wrong wait key"), "{stderr}");
+    assert_eq!(ok_json(&store, &["status", id])["status"], "waiting");
+
+    // Approve the batch but one call, from another process.
+    let done = ok_json(
+        &store,
+        &[
+            "--policy",
+            &policy,
+            "approve",
+            id,
+            "--call",
+            "c3=deny",
+            "--reason",
+            "not that one",
+        ],
+    );
+    assert_eq!(done["status"], "completed", "{done}");
+    let results = &done["output"];
+    assert_eq!(results[0]["success"], true, "{results}");
+    assert_eq!(results[0]["output"]["status"], "shipped");
+    assert_eq!(results[1]["success"], true, "{results}");
+    assert_eq!(results[1]["output"]["refunded"], 5.0);
+    assert_eq!(results[2]["success"], false);
+    assert_eq!(results[2]["error"]["code"], "denied");
+    assert!(
+        results[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not that one")
+    );
+    assert!(waymark(&store, &["verify", id]).status.success());
+}
+
+#[test]
+fn serve_offers_the_tools_of_a_bundle_loaded_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = tool_policy(dir.path());
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--store")
+        .arg(&store)
+        .args(["--policy", &policy, "serve", "--poll-ms", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(ready.starts_with("serving"), "{ready}");
+
+    let wmb = tools_bundle(dir.path(), &store, "cli.desk", "1.0.0");
+    load(&store, &["--policy", &policy], &wmb);
+    let vars = tool_calls_script(json!([
+        {"call_id": "c1", "name": "lookup_order", "arguments": {"order_id": "Z9"}},
+    ]));
+    let started = ok_json(
+        &store,
+        &[
+            "--policy",
+            &policy,
+            "run",
+            artifacts::SCRIPTED,
+            "--vars",
+            &vars,
+            "--detach",
+        ],
+    );
+    let id = started["run_id"].as_str().unwrap();
+    let out = waymark(&store, &["--json", "follow", id, "--timeout-ms", "20000"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["output"][0]["success"], true, "{last}");
+    assert_eq!(last["output"][0]["output"]["order_id"], "Z9");
+}
+
+#[test]
+fn llm_config_registers_llm_call_and_the_policy_sets_the_token_budget() {
+    use waymark_llm::ProviderKind;
+    use waymark_llm::testing::{ScriptedReply, TestServer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let server = TestServer::start().unwrap();
+    let config = dir.path().join("llm.toml");
+    std::fs::write(
+        &config,
+        server.config_toml("local", ProviderKind::OpenAi, None),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let p = policy.to_str().unwrap();
+    let vars = json!({"script": [
+        {"op": "effect", "effect": {"llm_call": {"messages": [{"role": "user", "content": "hi"}]}}, "result_key": "r"},
+        {"op": "complete_with_var", "path": "r"}
+    ]})
+    .to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--json", "--policy", p];
+        args.extend_from_slice(extra);
+        args.extend(["run", artifacts::SCRIPTED, "--vars", vars.as_str()]);
+        let out = waymark(&store, &args);
+        let state: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        state
+    };
+
+    std::fs::write(&policy, "[grants]\neffects = [\"llm_call\"]\n").unwrap();
+    // Without a config there is no handler.
+    let state = run(&[]);
+    assert_eq!(state["error"]["kind"], "unknown_effect", "{state}");
+    // With one, the call reaches the provider (18 tokens).
+    server.push(ScriptedReply::openai_text("hello"));
+    let state = run(&["--llm-config", config]);
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(state["output"]["content"], "hello");
+    // Past the policy's budget the run fails.
+    std::fs::write(
+        &policy,
+        "[grants]\neffects = [\"llm_call\"]\n[limits]\nmax_tokens_per_run = 10\n",
+    )
+    .unwrap();
+    server.push(ScriptedReply::openai_text("hello"));
+    let state = run(&["--llm-config", config]);
+    assert_eq!(state["error"]["kind"], "token_budget_exceeded", "{state}");
+
+    // A bad config is an error naming the file, without the key.
+    let bad = dir.path().join("bad-llm.toml");
+    std::fs::write(
+        &bad,
+        "[providers.x]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"sk-not-for-logs\"\n",
+    )
+    .unwrap();
+    let stderr = fails(&store, &["--llm-config", bad.to_str().unwrap(), "list"]);
+    assert!(stderr.contains("bad-llm.toml"), "{stderr}");
+    assert!(!stderr.contains("sk-not-for-logs"), "{stderr}");
+    let stderr = fails(&store, &["--llm-config", "/no/such/llm.toml", "list"]);
+    assert!(stderr.contains("/no/such/llm.toml"), "{stderr}");
+}
+
+/// The agent example end to end from the CLI, every command its own
+/// process: pack the example bundle, run it with the example policy against
+/// a loopback model server, see the approval in `status`, answer it with
+/// `approve`, and get the model's final answer. The API key travels in the
+/// request header only.
+#[test]
+fn the_agent_example_runs_end_to_end_from_the_cli() {
+    use waymark_llm::ProviderKind;
+    use waymark_llm::testing::{ScriptedReply, TestServer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let server = TestServer::start().unwrap();
+    server.push(ScriptedReply::openai_tool_calls(&[
+        ("call_1", "lookup_order", json!({"order_id": "A1"})),
+        (
+            "call_2",
+            "refund_order",
+            json!({"order_id": "A1", "amount": 20, "reason": "arrived broken"}),
+        ),
+    ]));
+    server.push(ScriptedReply::openai_text("I refunded 20 on order A1."));
+    let llm = dir.path().join("llm.toml");
+    std::fs::write(
+        &llm,
+        server.config_toml("loopback", ProviderKind::OpenAi, Some("AGENT_TEST_KEY")),
+    )
+    .unwrap();
+    let key = "sk-agent-test-0123456789";
+
+    // The example's pack file, with the components the build made.
+    let spec = dir.path().join("agent.bundle.toml");
+    let example = std::fs::read_to_string("examples/agent.bundle.toml").unwrap();
+    let spec_text = example
+        .replace(
+            "package = \"agent-guest\"",
+            &format!("component = {:?}", artifacts::AGENT),
+        )
+        .replace(
+            "package = \"support-tools-guest\"",
+            &format!("component = {:?}", artifacts::SUPPORT_TOOLS),
+        );
+    std::fs::write(&spec, spec_text).unwrap();
+    let wmb = dir.path().join("agent.wmb");
+    ok_json(
+        &store,
+        &[
+            "bundle",
+            "pack",
+            spec.to_str().unwrap(),
+            "--out",
+            wmb.to_str().unwrap(),
+        ],
+    );
+
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_waymark"))
+            .arg("--store")
+            .arg(&store)
+            .args(["--policy", "examples/agent.policy.toml"])
+            .arg("--llm-config")
+            .arg(&llm)
+            .args(args)
+            .env("AGENT_TEST_KEY", key)
+            .output()
+            .expect("waymark runs")
+    };
+    let out = cli(&[
+        "--json",
+        "run",
+        wmb.to_str().unwrap(),
+        "--vars",
+        r#"{"question": "My kettle (order A1) arrived broken. Can I get my money back?"}"#,
+    ]);
+    let started: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(started["status"], "waiting", "{started}");
+    assert_eq!(started["waiting"]["reason"], "approval");
+    let id = started["run_id"].as_str().unwrap().to_owned();
+
+    let out = cli(&["status", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("call_2") && text.contains("refund_order"),
+        "{text}"
+    );
+    assert!(text.contains("(needs approval)"), "{text}");
+
+    let out = cli(&["--json", "approve", &id]);
+    let done: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({"status": "answered", "answer": "I refunded 20 on order A1.", "turns": 2})
+    );
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {key}").as_str())
+        );
+    }
+    let tool_results: Vec<&Value> = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
+    assert!(
+        tool_results[1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("\"refunded\":20"),
+        "{tool_results:?}"
+    );
+
+    // The ledger verifies from yet another process, and the key is nowhere
+    // in the store.
+    let verified = waymark(&store, &["verify", &id]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let export = cli(&["export", &id]);
+    assert!(export.status.success());
+    let mut stored = std::fs::read(&store).unwrap();
+    for extra in ["w.db-wal"] {
+        if let Ok(mut more) = std::fs::read(dir.path().join(extra)) {
+            stored.append(&mut more);
+        }
+    }
+    let needle = key.as_bytes();
+    assert!(
+        !stored.windows(needle.len()).any(|w| w == needle),
+        "the API key reached the store"
+    );
+    assert!(!String::from_utf8_lossy(&export.stdout).contains(key));
+}

@@ -3,55 +3,20 @@
 //! pause / resume-run, snapshots and restore, offloading to artifacts, the
 //! command inbox and history export. The kill -9 suite is in `crash`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use waymark_core::{
-    ChildMode, Commit, Durability, Effect, EventScope, FailureKind, GroupCommit, LedgerStore,
-    MemoryStore, RecordKind, RunQuery, RunStatus, RunStore, SnapshotQuery, StepPlan, StepStatus,
-    Store, StoreError, WaitReason,
+    ChildMode, Durability, Effect, EventScope, FailureKind, GroupCommit, LedgerStore, MemoryStore,
+    RecordKind, RunQuery, RunStatus, RunStore, SnapshotQuery, StepPlan, StepStatus, StoreError,
+    WaitReason,
 };
 use waymark_runtime::{
     EffectError, EffectOutcome, NativeWorkflow, RetryPolicy, Runtime, RuntimeConfig, RuntimeError,
 };
 
-use crate::support::{ManualClock, fixture};
-
-/// A store that refuses the next commit touching runs when armed: a crash
-/// between two commits, without the process dying.
-struct FailingStore {
-    inner: MemoryStore,
-    fail_next_run_commit: AtomicBool,
-}
-
-impl FailingStore {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryStore::new(),
-            fail_next_run_commit: AtomicBool::new(false),
-        })
-    }
-    fn arm(&self) {
-        self.fail_next_run_commit.store(true, Ordering::SeqCst);
-    }
-}
-
-waymark_core::forward_store_reads!([] FailingStore => inner);
-
-impl Store for FailingStore {
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
-        if !commit.runs.is_empty() && self.fail_next_run_commit.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Backend(
-                "injected: the process died here".into(),
-            ));
-        }
-        self.inner.commit(commit)
-    }
-    fn durability(&self) -> Durability {
-        Durability::Off
-    }
-}
+use crate::support::{FailingStore, ManualClock, fixture};
 
 fn charge_effect(amount: u64) -> Effect {
     Effect::Custom {

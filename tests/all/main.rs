@@ -15,3 +15,4 @@ mod sandbox;
 mod semantics;
 mod serve;
 mod support;
+mod tools;

@@ -2,10 +2,10 @@
 //! once and shared, SQLite stores in temporary directories, a manual clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use waymark_core::{Clock, Store};
+use waymark_core::{Clock, Commit, Durability, MemoryStore, Store, StoreError};
 use waymark_runtime::{Runtime, Workflow};
 use waymark_sqlite::SqliteStore;
 use waymark_wasm::{EngineConfig, StepLimits, WasmEngine, WasmWorkflow};
@@ -103,5 +103,40 @@ pub fn fixture() -> Fixture {
         sqlite,
         clock,
         _dir: dir,
+    }
+}
+
+/// A store that refuses the next commit touching runs when armed: a crash
+/// between two commits, without the process dying.
+pub struct FailingStore {
+    inner: MemoryStore,
+    fail_next_run_commit: AtomicBool,
+}
+
+impl FailingStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::new(),
+            fail_next_run_commit: AtomicBool::new(false),
+        })
+    }
+    pub fn arm(&self) {
+        self.fail_next_run_commit.store(true, Ordering::SeqCst);
+    }
+}
+
+waymark_core::forward_store_reads!([] FailingStore => inner);
+
+impl Store for FailingStore {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        if !commit.runs.is_empty() && self.fail_next_run_commit.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Backend(
+                "injected: the process died here".into(),
+            ));
+        }
+        self.inner.commit(commit)
+    }
+    fn durability(&self) -> Durability {
+        Durability::Off
     }
 }

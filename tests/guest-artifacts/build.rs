@@ -5,30 +5,44 @@ use std::env;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use waymark_build::GuestBuild;
+use waymark_build::{ComponentKind, GuestBuild};
 
-/// (constant, workflow id, package, directory in the workspace)
-const GUESTS: &[(&str, &str, &str, &str)] = &[
+/// (constant, workflow id, package, directory in the workspace). A tool
+/// component (the `tools` world) has no workflow id: `None`.
+const GUESTS: &[(&str, Option<&str>, &str, &str)] = &[
     (
         "QUICKSTART",
-        "quickstart",
+        Some("quickstart"),
         "quickstart-guest",
         "examples/quickstart",
     ),
-    ("PACKING", "packing", "packing-guest", "examples/packing"),
-    ("ORDER", "order", "order-guest", "examples/order"),
-    ("CHAIN", "chain", "chain-guest", "tests/guests/chain"),
+    (
+        "PACKING",
+        Some("packing"),
+        "packing-guest",
+        "examples/packing",
+    ),
+    ("ORDER", Some("order"), "order-guest", "examples/order"),
+    ("CHAIN", Some("chain"), "chain-guest", "tests/guests/chain"),
     (
         "COMPUTE",
-        "compute",
+        Some("compute"),
         "compute-guest",
         "tests/guests/compute",
     ),
     (
         "SCRIPTED",
-        "scripted",
+        Some("scripted"),
         "scripted-guest",
         "tests/guests/scripted",
+    ),
+    ("AGENT", Some("agent"), "agent-guest", "examples/agent"),
+    ("TOOLS", None, "tools-guest", "tests/guests/tools"),
+    (
+        "SUPPORT_TOOLS",
+        None,
+        "support-tools-guest",
+        "examples/support-tools",
     ),
 ];
 
@@ -59,18 +73,33 @@ fn main() {
 
     let mut code = String::new();
     let mut all = String::new();
+    let mut tools = String::new();
     for ((name, id, package, _), component) in GUESTS.iter().zip(&built) {
         assert_eq!(*package, component.package);
         let path = component.path.to_str().expect("OUT_DIR is not UTF-8");
+        let (what, expected_kind) = match id {
+            Some(id) => {
+                write!(all, "({id:?}, {name}), ").unwrap();
+                (format!("workflow `{id}`"), ComponentKind::Workflow)
+            }
+            None => {
+                write!(tools, "({package:?}, {name}), ").unwrap();
+                ("tool component".to_owned(), ComponentKind::Tools)
+            }
+        };
+        assert_eq!(
+            component.kind, expected_kind,
+            "{package} is not the kind of component GUESTS says"
+        );
         writeln!(
             code,
-            "/// `{package}` (workflow `{id}`): {} bytes, sha256 {}.\npub const {name}: &str = {path:?};",
+            "/// `{package}` ({what}): {} bytes, sha256 {}.\npub const {name}: &str = {path:?};",
             component.bytes_len, component.sha256,
         )
         .unwrap();
-        write!(all, "({id:?}, {name}), ").unwrap();
     }
     writeln!(code, "const ALL: &[(&str, &str)] = &[{all}];").unwrap();
+    writeln!(code, "const ALL_TOOLS: &[(&str, &str)] = &[{tools}];").unwrap();
     let generated = out_dir.join("guests.rs");
     std::fs::write(&generated, code)
         .unwrap_or_else(|e| panic!("writing {}: {e}", generated.display()));

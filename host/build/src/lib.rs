@@ -27,6 +27,11 @@
 //! [`componentize`] and [`component_from_wat`] turn a single core module
 //! into a component, embedding the `workflow` world from [`wit_dir`] when the
 //! module does not carry `wit-bindgen`'s own metadata.
+//!
+//! A guest is either a workflow (the `workflow` world) or a set of tools
+//! (the `tools` world, written with the SDK's `tools!`); a build accepts
+//! both, checks each against its own world ([`check_guest_component`]) and
+//! says which it is in [`BuiltComponent::kind`].
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -38,7 +43,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use wit_component::{ComponentEncoder, DecodedWasm, StringEncoding};
-use wit_parser::{Resolve, WorldId};
+use wit_parser::{PackageId, Resolve, WorldId};
 
 /// The Rust target guests are compiled for.
 pub const GUEST_TARGET: &str = "wasm32-unknown-unknown";
@@ -52,6 +57,10 @@ pub const NODE_INTERFACE: &str = "waymark:workflow/node@0.1.0";
 pub const HOST_INTERFACE: &str = "waymark:workflow/host@0.1.0";
 /// The type-only interface shared by host and guest.
 pub const TYPES_INTERFACE: &str = "waymark:workflow/types@0.1.0";
+/// The WIT world a tool component implements.
+pub const TOOLS_WORLD: &str = "waymark:workflow/tools@0.1.0";
+/// The interface a tool component must export.
+pub const TOOL_INTERFACE: &str = "waymark:workflow/tool@0.1.0";
 
 /// How many lines of cargo's stderr a [`BuildError::CargoFailed`] keeps.
 const STDERR_TAIL_LINES: usize = 60;
@@ -102,7 +111,7 @@ pub enum BuildError {
         path: PathBuf,
     },
     /// `wit-component` could not make a valid component, or the component
-    /// does not implement the `workflow` world.
+    /// implements neither the `workflow` world nor the `tools` world.
     #[error("componentizing {what} failed: {cause}")]
     Componentize {
         /// What was being componentized.
@@ -142,6 +151,17 @@ pub struct BuiltComponent {
     pub bytes_len: usize,
     /// SHA-256 of its bytes, lowercase hex.
     pub sha256: String,
+    /// Which world it implements.
+    pub kind: ComponentKind,
+}
+
+/// The two kinds of guest component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// The `workflow` world: exports [`NODE_INTERFACE`].
+    Workflow,
+    /// The `tools` world: exports [`TOOL_INTERFACE`].
+    Tools,
 }
 
 /// A build of one or more guest packages in a workspace.
@@ -393,7 +413,7 @@ impl GuestBuild {
             source,
         })?;
         let component = componentize_named(&core, &format!("package `{package}`"))?;
-        check_workflow_component(&component).map_err(|e| match e {
+        let (kind, _) = check_guest_component(&component).map_err(|e| match e {
             BuildError::Componentize { cause, .. } => BuildError::Componentize {
                 what: format!("package `{package}`"),
                 cause,
@@ -407,6 +427,7 @@ impl GuestBuild {
             path,
             bytes_len: component.len(),
             sha256: hex::encode(Sha256::digest(&component)),
+            kind,
         })
     }
 }
@@ -506,23 +527,38 @@ pub fn wit_dir() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
-/// The parsed `workflow` world from [`wit_dir`], parsed once per process.
-fn workflow_world() -> Result<&'static (Resolve, WorldId), BuildError> {
-    static WORLD_CACHE: OnceLock<Result<(Resolve, WorldId), String>> = OnceLock::new();
-    WORLD_CACHE
+/// The `waymark:workflow` package from [`wit_dir`], parsed once per
+/// process.
+fn waymark_package() -> Result<&'static (Resolve, PackageId), BuildError> {
+    static PACKAGE_CACHE: OnceLock<Result<(Resolve, PackageId), String>> = OnceLock::new();
+    PACKAGE_CACHE
         .get_or_init(|| {
             let mut resolve = Resolve::default();
             let (package, _) = resolve.push_dir(wit_dir()).map_err(|e| format!("{e:#}"))?;
-            let world = resolve
-                .select_world(&[package], Some("workflow"))
-                .map_err(|e| format!("{e:#}"))?;
-            Ok((resolve, world))
+            Ok((resolve, package))
         })
         .as_ref()
         .map_err(|cause| BuildError::Wit {
             path: wit_dir(),
             cause: cause.clone(),
         })
+}
+
+/// A world of the package from [`wit_dir`] (`workflow` or `tools`).
+fn waymark_world(name: &str) -> Result<(&'static Resolve, WorldId), BuildError> {
+    let (resolve, package) = waymark_package()?;
+    let world = resolve
+        .select_world(&[*package], Some(name))
+        .map_err(|e| BuildError::Wit {
+            path: wit_dir(),
+            cause: format!("{e:#}"),
+        })?;
+    Ok((resolve, world))
+}
+
+/// The `workflow` world, embedded in core modules without metadata.
+fn workflow_world() -> Result<(&'static Resolve, WorldId), BuildError> {
+    waymark_world("workflow")
 }
 
 /// Turns a core wasm module into a validated component.
@@ -551,7 +587,7 @@ fn componentize_named(core_module: &[u8], what: &str) -> Result<Vec<u8>, BuildEr
         wit_component::embed_component_metadata(
             &mut bytes,
             resolve,
-            *world,
+            world,
             StringEncoding::UTF8,
             false,
         )
@@ -623,14 +659,59 @@ pub fn component_world(component: &[u8]) -> Result<ComponentWorld, BuildError> {
 /// [`NODE_INTERFACE`] and imports nothing but [`HOST_INTERFACE`] (and the
 /// type-only [`TYPES_INTERFACE`]).
 pub fn check_workflow_component(component: &[u8]) -> Result<ComponentWorld, BuildError> {
+    check_world(component_world(component)?, NODE_INTERFACE, "workflow")
+}
+
+/// Checks that a component implements the `tools` world: it exports
+/// [`TOOL_INTERFACE`] and imports nothing but [`HOST_INTERFACE`] (and the
+/// type-only [`TYPES_INTERFACE`]).
+pub fn check_tool_component(component: &[u8]) -> Result<ComponentWorld, BuildError> {
+    check_world(component_world(component)?, TOOL_INTERFACE, "tool")
+}
+
+/// Checks a guest against the world its exports name: a component
+/// exporting [`TOOL_INTERFACE`] must be a tool component, anything else a
+/// workflow component (so a broken workflow is reported as one). A
+/// component exporting both is refused: the host loads a component as one
+/// or the other.
+pub fn check_guest_component(
+    component: &[u8],
+) -> Result<(ComponentKind, ComponentWorld), BuildError> {
     let world = component_world(component)?;
+    let exports = |name: &str| world.exports.iter().any(|e| e == name);
+    match (exports(NODE_INTERFACE), exports(TOOL_INTERFACE)) {
+        (true, true) => Err(BuildError::Componentize {
+            what: "component".into(),
+            cause: format!(
+                "it exports both `{NODE_INTERFACE}` and `{TOOL_INTERFACE}`; a component is either \
+                 a workflow or a set of tools"
+            ),
+        }),
+        (false, true) => Ok((
+            ComponentKind::Tools,
+            check_world(world, TOOL_INTERFACE, "tool")?,
+        )),
+        _ => Ok((
+            ComponentKind::Workflow,
+            check_world(world, NODE_INTERFACE, "workflow")?,
+        )),
+    }
+}
+
+/// The checks shared by both worlds: `export` is exported and nothing but
+/// the host interfaces is imported.
+fn check_world(
+    world: ComponentWorld,
+    export: &str,
+    kind: &str,
+) -> Result<ComponentWorld, BuildError> {
     let failed = |cause: String| BuildError::Componentize {
         what: "component".into(),
         cause,
     };
-    if !world.exports.iter().any(|e| e == NODE_INTERFACE) {
+    if !world.exports.iter().any(|e| e == export) {
         return Err(failed(format!(
-            "it does not export `{NODE_INTERFACE}` (exports: {:?})",
+            "it does not export `{export}` (exports: {:?})",
             world.exports
         )));
     }
@@ -641,7 +722,7 @@ pub fn check_workflow_component(component: &[u8]) -> Result<ComponentWorld, Buil
         .collect();
     if !foreign.is_empty() {
         return Err(failed(format!(
-            "it imports {foreign:?}; a workflow component may import only `{HOST_INTERFACE}` \
+            "it imports {foreign:?}; a {kind} component may import only `{HOST_INTERFACE}` \
              (was it built for a WASI target?)"
         )));
     }
@@ -695,7 +776,80 @@ mod tests {
     #[test]
     fn wit_dir_has_the_contract() {
         assert!(wit_dir().join("workflow.wit").is_file(), "{:?}", wit_dir());
-        workflow_world().unwrap();
+        assert!(wit_dir().join("tool.wit").is_file(), "{:?}", wit_dir());
+        let (resolve, world) = workflow_world().unwrap();
+        assert_eq!(
+            resolve.id_of_name(resolve.worlds[world].package.unwrap(), "workflow"),
+            WORLD
+        );
+        let (resolve, world) = waymark_world("tools").unwrap();
+        assert_eq!(
+            resolve.id_of_name(resolve.worlds[world].package.unwrap(), "tools"),
+            TOOLS_WORLD
+        );
+        let exports: Vec<_> = resolve.worlds[world]
+            .exports
+            .keys()
+            .map(|k| resolve.name_world_key(k))
+            .collect();
+        assert_eq!(exports, [TOOL_INTERFACE]);
+    }
+
+    /// A core module implementing the `tools` world by hand: `describe`
+    /// lists one tool, `call` returns an error.
+    const TOOLS_WAT: &str = r#"
+(module
+  (import "waymark:workflow/host@0.1.0" "log" (func $log (param i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "echoEchoes.{}")
+  ;; list<tool-info> at 128: 1 element at 256
+  (data (i32.const 128) "\00\01\00\00\01\00\00\00")
+  ;; tool-info: name, description, parameters (ptr, len each), read-only
+  (data (i32.const 256)
+    "\40\00\00\00\04\00\00\00"
+    "\44\00\00\00\07\00\00\00"
+    "\4b\00\00\00\02\00\00\00"
+    "\01")
+  (func (export "waymark:workflow/tool@0.1.0#describe") (result i32) i32.const 128)
+  (func (export "waymark:workflow/tool@0.1.0#call") (param i32 i32 i32 i32) (result i32)
+    unreachable)
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 1024)
+)
+"#;
+
+    fn tools_component() -> Vec<u8> {
+        let (resolve, world) = waymark_world("tools").unwrap();
+        let mut core = wat::parse_str(TOOLS_WAT).unwrap();
+        wit_component::embed_component_metadata(
+            &mut core,
+            resolve,
+            world,
+            StringEncoding::UTF8,
+            false,
+        )
+        .unwrap();
+        componentize(&core).unwrap()
+    }
+
+    #[test]
+    fn guests_are_checked_against_their_own_world() {
+        let tools = tools_component();
+        let (kind, world) = check_guest_component(&tools).unwrap();
+        assert_eq!(kind, ComponentKind::Tools);
+        assert_eq!(world.exports, [TOOL_INTERFACE]);
+        check_tool_component(&tools).unwrap();
+        let err = check_workflow_component(&tools).unwrap_err();
+        assert!(err.to_string().contains(NODE_INTERFACE), "{err}");
+
+        let workflow = component_from_wat(WAT).unwrap();
+        let (kind, _) = check_guest_component(&workflow).unwrap();
+        assert_eq!(kind, ComponentKind::Workflow);
+        let err = check_tool_component(&workflow).unwrap_err();
+        assert!(err.to_string().contains(TOOL_INTERFACE), "{err}");
+
+        // Neither: reported against the workflow world.
+        let err = check_guest_component(&wat::parse_str("(component)").unwrap()).unwrap_err();
+        assert!(err.to_string().contains(NODE_INTERFACE), "{err}");
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct BundleReport {
     pub digest: String,
     pub source: BundleSource,
     pub workflows: Vec<WorkflowReport>,
+    /// The `[[tools]]` entries (what tools they offer is known only once
+    /// the host loads them).
+    pub tools: Vec<ToolComponentReport>,
     /// Sum of component sizes in bytes.
     pub total_bytes: u64,
 }
@@ -102,6 +105,15 @@ pub struct WorkflowReport {
     pub size: u64,
     pub limits: RequestedLimits,
     pub capabilities: RequestedCapabilities,
+}
+
+/// One tool component in a [`BundleReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolComponentReport {
+    pub component: String,
+    pub sha256: String,
+    pub size: u64,
+    pub limits: RequestedLimits,
 }
 
 impl Bundle {
@@ -168,8 +180,23 @@ impl Bundle {
         self.components.get(&w.component).map(Vec::as_slice)
     }
 
+    /// The bytes of the tool component at this bundle-relative path, if a
+    /// `[[tools]]` entry names it.
+    pub fn tool_component(&self, component: &str) -> Option<&[u8]> {
+        self.manifest.tool(component)?;
+        self.components.get(component).map(Vec::as_slice)
+    }
+
     /// A summary of what the bundle holds and asks for.
     pub fn inspect(&self) -> BundleReport {
+        let sha256 = |path: &str| {
+            self.manifest
+                .components
+                .get(path)
+                .map(|c| c.sha256.clone())
+                .unwrap_or_default()
+        };
+        let size = |path: &str| self.components.get(path).map_or(0, |c| c.len() as u64);
         let workflows = self
             .manifest
             .workflows
@@ -177,18 +204,21 @@ impl Bundle {
             .map(|w| WorkflowReport {
                 id: w.id.clone(),
                 component: w.component.clone(),
-                sha256: self
-                    .manifest
-                    .components
-                    .get(&w.component)
-                    .map(|c| c.sha256.clone())
-                    .unwrap_or_default(),
-                size: self
-                    .components
-                    .get(&w.component)
-                    .map_or(0, |c| c.len() as u64),
+                sha256: sha256(&w.component),
+                size: size(&w.component),
                 limits: w.limits.clone(),
                 capabilities: w.capabilities.clone(),
+            })
+            .collect();
+        let tools = self
+            .manifest
+            .tools
+            .iter()
+            .map(|t| ToolComponentReport {
+                component: t.component.clone(),
+                sha256: sha256(&t.component),
+                size: size(&t.component),
+                limits: t.limits.clone(),
             })
             .collect();
         BundleReport {
@@ -198,6 +228,7 @@ impl Bundle {
             digest: self.digest(),
             source: self.source.clone(),
             workflows,
+            tools,
             total_bytes: self.components.values().map(|c| c.len() as u64).sum(),
         }
     }

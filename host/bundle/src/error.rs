@@ -60,8 +60,8 @@ pub enum BundleError {
         reason: String,
     },
 
-    /// The manifest declares no workflow.
-    #[error("bundle {bundle}: manifest declares no [[workflows]]")]
+    /// The manifest declares neither a workflow nor a tool component.
+    #[error("bundle {bundle}: manifest declares no [[workflows]] (and no [[tools]])")]
     NoWorkflows { bundle: String },
 
     /// Two workflows share an id.
@@ -78,9 +78,31 @@ pub enum BundleError {
         component: String,
     },
 
-    /// `[components]` lists a file that no workflow uses.
-    #[error("bundle {bundle}: component `{component}` is listed but no workflow uses it")]
+    /// `[components]` lists a file that no workflow or tool entry uses.
+    #[error(
+        "bundle {bundle}: component `{component}` is listed but no workflow or [[tools]] entry uses it"
+    )]
     UnusedComponent { bundle: String, component: String },
+
+    /// A `[[tools]]` entry names a component that `[components]` does not
+    /// list.
+    #[error("bundle {bundle}: tool component `{component}` is not listed in [components]")]
+    UnlistedToolComponent { bundle: String, component: String },
+
+    /// The same component appears in two `[[tools]]` entries.
+    #[error("bundle {bundle}: tool component `{component}` is listed twice in [[tools]]")]
+    DuplicateToolComponent { bundle: String, component: String },
+
+    /// A component is both a workflow's and a `[[tools]]` entry's: a
+    /// component implements one world or the other.
+    #[error(
+        "bundle {bundle}: component `{component}` is workflow `{workflow}`'s and also a [[tools]] entry; a component is a workflow or a set of tools, not both"
+    )]
+    ComponentRoleClash {
+        bundle: String,
+        component: String,
+        workflow: String,
+    },
 
     /// A `sha256` value is not 64 lowercase hex digits.
     #[error(

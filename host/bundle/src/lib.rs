@@ -42,21 +42,37 @@
 //! child_workflows = ["packing"]
 //! data = false              # the operator's read-only data directory
 //!
+//! [[tools]]                 # optional: a tool component (wit/tool.wit)
+//! component = "components/order_tools.wasm"
+//!
+//! [tools.limits]            # optional, per call, capped like a workflow's
+//! fuel = 100000000
+//!
 //! [components."components/order.wasm"]
 //! sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
 //! size = 12345              # optional, checked when present
+//!
+//! [components."components/order_tools.wasm"]
+//! sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
 //! ```
 //!
 //! Rules ([`Manifest::validate`]): `schema` is 1; unknown fields are errors;
-//! there is at least one workflow and workflow ids are unique; workflow ids,
-//! effect names and child workflow ids are 1-128 characters of
-//! `[A-Za-z0-9._:-]` starting with a letter or digit, without repeats in one
-//! list; limits are greater than 0; every workflow's component is listed in
-//! `[components]` and every listed component is used; digests are 64
+//! there is at least one workflow or tool component and workflow ids are
+//! unique; workflow ids, effect names and child workflow ids are 1-128
+//! characters of `[A-Za-z0-9._:-]` starting with a letter or digit, without
+//! repeats in one list; limits are greater than 0; every workflow's and
+//! tool entry's component is listed in `[components]`, a component is
+//! either one workflow's or one tool entry's (never both, never two tool
+//! entries'), and every listed component is used; digests are 64
 //! lowercase hex digits; and every component path is safe: relative,
 //! `/`-separated, without `.`, `..` or empty segments, backslashes, colons
 //! (so no drive letters), NUL or control characters, at most 255 bytes, and
 //! ending in `.wasm`.
+//!
+//! `[[tools]]` came after schema 1 was first published and did not change
+//! it: a manifest without tools is read as before and has the same
+//! canonical text (and digest); a host that predates tools refuses a
+//! manifest with them as an unknown field rather than ignoring them.
 //!
 //! # Reading
 //!
@@ -78,12 +94,14 @@ mod tar;
 
 pub use bundle::{
     Bundle, BundleLimits, BundleReport, BundleSource, MANIFEST_FILE, MAX_ARCHIVE_ENTRIES,
-    MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES, MAX_TOTAL_BYTES, WorkflowReport,
+    MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES, MAX_TOTAL_BYTES, ToolComponentReport, WorkflowReport,
 };
 pub use error::{BundleError, EntryProblem, PathProblem};
 pub use manifest::{
     BundleInfo, ComponentEntry, MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, Manifest,
-    RequestedCapabilities, RequestedLimits, SCHEMA_VERSION, WorkflowEntry,
+    RequestedCapabilities, RequestedLimits, SCHEMA_VERSION, ToolEntry, WorkflowEntry,
 };
-pub use pack::{BundleForm, COMPONENTS_DIR, PackSpec, PackWorkflow, PackedBundle, pack, pack_with};
+pub use pack::{
+    BundleForm, COMPONENTS_DIR, PackSpec, PackTool, PackWorkflow, PackedBundle, pack, pack_with,
+};
 pub use path::{MAX_PATH_BYTES, check_component_path, check_entry_path};

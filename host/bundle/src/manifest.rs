@@ -31,6 +31,11 @@ pub struct Manifest {
     pub bundle: BundleInfo,
     #[serde(default)]
     pub workflows: Vec<WorkflowEntry>,
+    /// Tool components (the `tools` world of `wit/tool.wit`). Absent in
+    /// manifests written before tools existed, and left out of the
+    /// canonical text when empty, so those manifests keep their digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolEntry>,
     /// Component files by bundle-relative path.
     #[serde(default)]
     pub components: BTreeMap<String, ComponentEntry>,
@@ -62,6 +67,19 @@ pub struct WorkflowEntry {
     pub limits: RequestedLimits,
     #[serde(default)]
     pub capabilities: RequestedCapabilities,
+}
+
+/// One tool component the bundle provides. The tools it offers are what
+/// the component describes when the host loads it; the manifest only pins
+/// the file and the limits its calls ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolEntry {
+    /// Bundle-relative path of the component, a key of `[components]`.
+    pub component: String,
+    /// Per-call limits, requested like a workflow's per-step limits.
+    #[serde(default)]
+    pub limits: RequestedLimits,
 }
 
 /// Per-step limits a workflow asks for. They are requests: the operator's
@@ -192,7 +210,7 @@ impl Manifest {
         if let Some(d) = &self.bundle.description {
             check_description(d).map_err(|r| invalid(bundle, "bundle.description", r))?;
         }
-        if self.workflows.is_empty() {
+        if self.workflows.is_empty() && self.tools.is_empty() {
             return Err(BundleError::NoWorkflows {
                 bundle: bundle.to_owned(),
             });
@@ -242,26 +260,42 @@ impl Manifest {
                 });
             }
             used.insert(w.component.as_str());
-            for (name, value) in w.limits.entries() {
-                if value == 0 {
-                    return Err(invalid(
-                        bundle,
-                        &at(&format!("limits.{name}")),
-                        "must be greater than 0",
-                    ));
-                }
-                if value > i64::MAX as u64 {
-                    return Err(invalid(
-                        bundle,
-                        &at(&format!("limits.{name}")),
-                        "is too large",
-                    ));
-                }
-            }
+            check_limits(bundle, &at("limits"), &w.limits)?;
             check_names(&w.capabilities.effects)
                 .map_err(|r| invalid(bundle, &at("capabilities.effects"), r))?;
             check_names(&w.capabilities.child_workflows)
                 .map_err(|r| invalid(bundle, &at("capabilities.child_workflows"), r))?;
+        }
+        let mut tool_components = BTreeSet::new();
+        for (i, t) in self.tools.iter().enumerate() {
+            check_component_path(&t.component).map_err(|reason| BundleError::UnsafePath {
+                bundle: bundle.to_owned(),
+                path: t.component.clone(),
+                reason,
+            })?;
+            if !self.components.contains_key(&t.component) {
+                return Err(BundleError::UnlistedToolComponent {
+                    bundle: bundle.to_owned(),
+                    component: t.component.clone(),
+                });
+            }
+            // The host loads a component as a workflow or as tools, never
+            // both (a component exports one world or the other).
+            if let Some(w) = self.workflows.iter().find(|w| w.component == t.component) {
+                return Err(BundleError::ComponentRoleClash {
+                    bundle: bundle.to_owned(),
+                    component: t.component.clone(),
+                    workflow: w.id.clone(),
+                });
+            }
+            if !tool_components.insert(t.component.as_str()) {
+                return Err(BundleError::DuplicateToolComponent {
+                    bundle: bundle.to_owned(),
+                    component: t.component.clone(),
+                });
+            }
+            used.insert(t.component.as_str());
+            check_limits(bundle, &format!("tools[{i}].limits"), &t.limits)?;
         }
         for path in self.components.keys() {
             if !used.contains(path.as_str()) {
@@ -277,6 +311,11 @@ impl Manifest {
     /// The workflow entry with this id.
     pub fn workflow(&self, id: &str) -> Option<&WorkflowEntry> {
         self.workflows.iter().find(|w| w.id == id)
+    }
+
+    /// The `[[tools]]` entry of this component path.
+    pub fn tool(&self, component: &str) -> Option<&ToolEntry> {
+        self.tools.iter().find(|t| t.component == component)
     }
 
     /// The canonical text of the manifest: fixed key order, absent and
@@ -299,13 +338,7 @@ impl Manifest {
             out.push_str("\n[[workflows]]\n");
             kv_str(&mut out, "id", &w.id);
             kv_str(&mut out, "component", &w.component);
-            let limits = w.limits.entries();
-            if !limits.is_empty() {
-                out.push_str("\n[workflows.limits]\n");
-                for (k, v) in limits {
-                    let _ = writeln!(out, "{k} = {v}");
-                }
-            }
+            write_limits(&mut out, "workflows", &w.limits);
             let caps = &w.capabilities;
             if !caps.is_empty() {
                 out.push_str("\n[workflows.capabilities]\n");
@@ -319,6 +352,11 @@ impl Manifest {
                     out.push_str("data = true\n");
                 }
             }
+        }
+        for t in &self.tools {
+            out.push_str("\n[[tools]]\n");
+            kv_str(&mut out, "component", &t.component);
+            write_limits(&mut out, "tools", &t.limits);
         }
         for (path, c) in &self.components {
             out.push_str("\n[components.");
@@ -338,6 +376,36 @@ fn invalid(bundle: &str, field: &str, reason: impl Into<String>) -> BundleError 
         bundle: bundle.to_owned(),
         field: field.to_owned(),
         reason: reason.into(),
+    }
+}
+
+/// Requested limits are greater than 0 and fit TOML's signed integers
+/// (so the canonical text reparses).
+fn check_limits(bundle: &str, at: &str, limits: &RequestedLimits) -> Result<(), BundleError> {
+    for (name, value) in limits.entries() {
+        if value == 0 {
+            return Err(invalid(
+                bundle,
+                &format!("{at}.{name}"),
+                "must be greater than 0",
+            ));
+        }
+        if value > i64::MAX as u64 {
+            return Err(invalid(bundle, &format!("{at}.{name}"), "is too large"));
+        }
+    }
+    Ok(())
+}
+
+/// `[<table>.limits]` with the limits that are set, if any.
+fn write_limits(out: &mut String, table: &str, limits: &RequestedLimits) {
+    let limits = limits.entries();
+    if limits.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n[{table}.limits]");
+    for (k, v) in limits {
+        let _ = writeln!(out, "{k} = {v}");
     }
 }
 

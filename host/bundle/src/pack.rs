@@ -9,19 +9,20 @@ use crate::bundle::{BundleLimits, MANIFEST_FILE, sha256_hex};
 use crate::error::{BundleError, PathProblem};
 use crate::manifest::{
     BundleInfo, ComponentEntry, Manifest, RequestedCapabilities, RequestedLimits, SCHEMA_VERSION,
-    WorkflowEntry,
+    ToolEntry, WorkflowEntry,
 };
 use crate::tar;
 
 /// Folder inside a bundle that `pack` puts components in.
 pub const COMPONENTS_DIR: &str = "components";
 
-/// What to pack: the bundle's identity and its workflows with the component
-/// files they come from.
+/// What to pack: the bundle's identity, its workflows and its tool
+/// components, with the component files they come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackSpec {
     pub bundle: BundleInfo,
     pub workflows: Vec<PackWorkflow>,
+    pub tools: Vec<PackTool>,
 }
 
 /// A workflow to pack: a [`WorkflowEntry`] whose component is a file on disk
@@ -33,6 +34,15 @@ pub struct PackWorkflow {
     pub component_file: PathBuf,
     pub limits: RequestedLimits,
     pub capabilities: RequestedCapabilities,
+}
+
+/// A tool component to pack: a [`ToolEntry`] whose component is a file on
+/// disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackTool {
+    /// Stored as `components/<file name>`, like a workflow's.
+    pub component_file: PathBuf,
+    pub limits: RequestedLimits,
 }
 
 /// Which of the two bundle forms was written.
@@ -78,52 +88,34 @@ pub fn pack_with(
         }
     };
 
-    let mut files: BTreeMap<String, (PathBuf, Vec<u8>)> = BTreeMap::new();
+    let mut files = Files {
+        label: &label,
+        limits,
+        files: BTreeMap::new(),
+        total: 0,
+    };
     let mut workflows = Vec::new();
-    let mut total = 0u64;
     for w in &spec.workflows {
-        let name = match w.component_file.file_name() {
-            None => Err(PathProblem::Empty),
-            Some(n) => n.to_str().ok_or(PathProblem::NotUtf8),
-        }
-        .map_err(|reason| BundleError::UnsafePath {
-            bundle: label.clone(),
-            path: w.component_file.display().to_string(),
-            reason,
-        })?;
-        let path = format!("{COMPONENTS_DIR}/{name}");
-        let data = read_component(&w.component_file, &path, &label, limits)?;
-        match files.get(&path) {
-            Some((first, existing)) if *existing != data => {
-                return Err(BundleError::ComponentNameClash {
-                    name: path,
-                    first: first.clone(),
-                    second: w.component_file.clone(),
-                });
-            }
-            Some(_) => {}
-            None => {
-                total = total.saturating_add(data.len() as u64);
-                if total > limits.total_bytes {
-                    return Err(BundleError::BundleTooLarge {
-                        bundle: label.clone(),
-                        limit: limits.total_bytes,
-                    });
-                }
-                files.insert(path.clone(), (w.component_file.clone(), data));
-            }
-        }
         workflows.push(WorkflowEntry {
             id: w.id.clone(),
-            component: path,
+            component: files.add(&w.component_file)?,
             limits: w.limits.clone(),
             capabilities: w.capabilities.clone(),
         });
     }
+    let mut tools = Vec::new();
+    for t in &spec.tools {
+        tools.push(ToolEntry {
+            component: files.add(&t.component_file)?,
+            limits: t.limits.clone(),
+        });
+    }
+    let Files { files, total, .. } = files;
     let manifest = Manifest {
         schema: SCHEMA_VERSION,
         bundle: spec.bundle.clone(),
         workflows,
+        tools,
         components: files
             .iter()
             .map(|(path, (_, data))| {
@@ -165,6 +157,54 @@ pub fn pack_with(
         manifest,
         total_bytes: total,
     })
+}
+
+/// The component files read so far, by their path in the bundle.
+struct Files<'a> {
+    label: &'a str,
+    limits: &'a BundleLimits,
+    files: BTreeMap<String, (PathBuf, Vec<u8>)>,
+    /// Sum of the sizes of distinct files.
+    total: u64,
+}
+
+impl Files<'_> {
+    /// Reads `file` (once, however many entries share it) and returns its
+    /// path in the bundle, `components/<file name>`.
+    fn add(&mut self, file: &Path) -> Result<String, BundleError> {
+        let name = match file.file_name() {
+            None => Err(PathProblem::Empty),
+            Some(n) => n.to_str().ok_or(PathProblem::NotUtf8),
+        }
+        .map_err(|reason| BundleError::UnsafePath {
+            bundle: self.label.to_owned(),
+            path: file.display().to_string(),
+            reason,
+        })?;
+        let path = format!("{COMPONENTS_DIR}/{name}");
+        let data = read_component(file, &path, self.label, self.limits)?;
+        match self.files.get(&path) {
+            Some((first, existing)) if *existing != data => {
+                return Err(BundleError::ComponentNameClash {
+                    name: path,
+                    first: first.clone(),
+                    second: file.to_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                self.total = self.total.saturating_add(data.len() as u64);
+                if self.total > self.limits.total_bytes {
+                    return Err(BundleError::BundleTooLarge {
+                        bundle: self.label.to_owned(),
+                        limit: self.limits.total_bytes,
+                    });
+                }
+                self.files.insert(path.clone(), (file.to_owned(), data));
+            }
+        }
+        Ok(path)
+    }
 }
 
 fn read_component(

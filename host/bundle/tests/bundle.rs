@@ -52,6 +52,7 @@ fn spec(order: &Path, packing: &Path) -> PackSpec {
                 capabilities: RequestedCapabilities::default(),
             },
         ],
+        tools: Vec::new(),
     }
 }
 

@@ -32,6 +32,8 @@ pub fn sample_run(run_id: &str) -> RunState {
         session_id: run_id.to_owned(),
         steps: 0,
         effect_seq: 0,
+        tokens_used: 0,
+        token_budget: None,
         paused: false,
         artifacts: Vec::new(),
         ledger: LedgerHead::default(),

@@ -161,6 +161,8 @@ pub enum FailureKind {
     LogLimitExceeded,
     /// The run used up its step budget.
     StepLimitExceeded,
+    /// The run's `llm_call` effects used up its token budget.
+    TokenBudgetExceeded,
     /// No handler performs the requested effect.
     UnknownEffect,
     /// The effect is known but not allowed for this workflow.
@@ -188,6 +190,7 @@ impl FailureKind {
             Self::PlanTooLarge => "plan_too_large",
             Self::LogLimitExceeded => "log_limit_exceeded",
             Self::StepLimitExceeded => "step_limit_exceeded",
+            Self::TokenBudgetExceeded => "token_budget_exceeded",
             Self::UnknownEffect => "unknown_effect",
             Self::EffectNotAllowed => "effect_not_allowed",
             Self::EffectFailed => "effect_failed",
@@ -289,6 +292,13 @@ pub struct RunState {
     /// identical request gets a new one.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub effect_seq: u64,
+    /// Model tokens (input + output) the run's `llm_call` effects used.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tokens_used: u64,
+    /// The most tokens the run may use; past it the run fails with
+    /// `token_budget_exceeded`. None: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<u64>,
     /// A paused run is not advanced and its timers do not fire until it is
     /// resumed; it still accepts resume payloads.
     #[serde(default, skip_serializing_if = "is_false")]

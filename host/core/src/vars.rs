@@ -79,7 +79,8 @@ fn truncate(path: &str) -> String {
     format!("{}…", &path[..end])
 }
 
-fn kind_name(v: &Value) -> &'static str {
+/// The JSON type of `v`, as JSON Schema names it.
+pub fn kind_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

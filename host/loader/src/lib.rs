@@ -1,11 +1,18 @@
 //! Turns bundles into registered workflows under an operator [`Policy`]:
 //! each workflow gets the intersection of what its bundle asks for and what
-//! the policy allows, compiled through the verified compile cache.
+//! the policy allows, compiled through the verified compile cache. A
+//! bundle's tool components are loaded the same way and their tools given
+//! the approval the policy's `[tools]` section says ([`register_tools`]
+//! puts them in a host's `ToolRegistry`).
 
 pub mod load;
 pub mod policy;
 
-pub use load::{LoadError, LoadedBundle, LoadedWorkflow, Loader, request_of};
+pub use load::{
+    LoadError, LoadedBundle, LoadedTools, LoadedWorkflow, Loader, ToolOrigin, register_tools,
+    request_of,
+};
 pub use policy::{
-    BundleOverride, ChildPolicy, Effective, GrantPolicy, LimitPolicy, Policy, PolicyError, Request,
+    BundleOverride, ChildPolicy, DefaultApproval, Effective, GrantPolicy, LimitPolicy, Policy,
+    PolicyError, Request, ToolPolicy,
 };

@@ -1,13 +1,17 @@
 //! Loading verified bundles (and bare components) into workflows the
 //! runtime can register, each with its effective limits and grants.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use waymark_bundle::{Bundle, Manifest, WorkflowEntry};
+use waymark_bundle::{Bundle, Manifest, RequestedLimits, ToolEntry, WorkflowEntry};
 use waymark_runtime::{GrantedWorkflow, Workflow};
-use waymark_wasm::{CacheOutcome, CompileCache, WasmEngine, WasmError};
+use waymark_tools::{Approval, RegistryError, ToolRegistry};
+use waymark_wasm::{
+    CacheOutcome, CompileCache, StepLimits, ToolInfo, WasmEngine, WasmError, WasmToolComponent,
+};
 
 use crate::policy::{ChildPolicy, Effective, Policy, Request};
 
@@ -42,6 +46,56 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A `[[tools]]` component does not compile, is not a tool component,
+    /// or describes invalid tools.
+    #[error("tool component '{component}' of bundle '{bundle}': {source}")]
+    ToolComponent {
+        bundle: String,
+        component: String,
+        source: WasmError,
+    },
+    /// The manifest has no `[[tools]]` entry for this component, or the
+    /// bundle lacks its bytes.
+    #[error("bundle '{bundle}' has no tool component '{component}'")]
+    MissingToolComponent { bundle: String, component: String },
+    /// A tool the registry refuses (a name it does not accept, say).
+    #[error("tool component '{component}' of bundle '{bundle}': {source}")]
+    InvalidTool {
+        bundle: String,
+        component: String,
+        source: RegistryError,
+    },
+    /// Two tools of one name: tools are called by name alone, so a name
+    /// may be offered once per host, whichever bundles are loaded.
+    #[error(
+        "tool '{name}' is offered by {first} and by {second}; a tool name must be unique among every bundle a host loads"
+    )]
+    DuplicateTool {
+        name: String,
+        first: ToolOrigin,
+        second: ToolOrigin,
+    },
+}
+
+/// Where a tool came from, for [`LoadError::DuplicateTool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolOrigin {
+    /// A tool component of a bundle.
+    Bundle { bundle: String, component: String },
+    /// Already in the registry, put there by someone else (the embedding
+    /// host, or an earlier registration).
+    Registry,
+}
+
+impl fmt::Display for ToolOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bundle { bundle, component } => {
+                write!(f, "bundle '{bundle}' ({component})")
+            }
+            Self::Registry => f.write_str("a tool already registered on this host"),
+        }
+    }
 }
 
 /// One workflow ready to register.
@@ -51,12 +105,103 @@ pub struct LoadedWorkflow {
     pub cache: CacheOutcome,
 }
 
-/// A bundle's workflows, all loaded.
+/// A bundle's workflows and tool components, all loaded.
 pub struct LoadedBundle {
     pub id: String,
     pub version: String,
     pub digest: String,
     pub workflows: Vec<LoadedWorkflow>,
+    /// In manifest order; their tool names are unique within the bundle.
+    /// Not registered anywhere yet: see [`register_tools`].
+    pub tools: Vec<LoadedTools>,
+}
+
+/// A tool component of a bundle, loaded under its effective limits, with
+/// the approval the policy gives each of its tools.
+pub struct LoadedTools {
+    /// The bundle id.
+    pub bundle: String,
+    /// The component's path in the bundle.
+    pub component: String,
+    pub tools: Arc<WasmToolComponent>,
+    /// By tool name, one for each tool the component describes.
+    pub approvals: BTreeMap<String, Approval>,
+    pub cache: CacheOutcome,
+}
+
+impl LoadedTools {
+    /// SHA-256 of the component's bytes.
+    pub fn digest(&self) -> &str {
+        self.tools.digest()
+    }
+
+    /// Per-call limits: the manifest's request capped by the policy.
+    pub fn limits(&self) -> &StepLimits {
+        self.tools.limits()
+    }
+
+    /// Each tool as the component described it, with its approval, in the
+    /// component's order.
+    pub fn described(&self) -> impl Iterator<Item = (&ToolInfo, Approval)> {
+        self.tools
+            .tools()
+            .iter()
+            .map(|t| (t, self.approval(&t.name)))
+    }
+
+    /// The approval of one of its tools (`Required` for a name it does
+    /// not offer, as the registry treats unknown tools).
+    pub fn approval(&self, name: &str) -> Approval {
+        self.approvals
+            .get(name)
+            .copied()
+            .unwrap_or(Approval::Required)
+    }
+
+    fn origin(&self) -> ToolOrigin {
+        ToolOrigin::Bundle {
+            bundle: self.bundle.clone(),
+            component: self.component.clone(),
+        }
+    }
+}
+
+/// Registers the tools of `loaded` in `registry`, each with its approval:
+/// all of them, or none when any name is taken (by another component in
+/// `loaded` or by a tool already in the registry) or refused.
+pub fn register_tools(registry: &ToolRegistry, loaded: &[LoadedTools]) -> Result<(), LoadError> {
+    let mut seen: BTreeMap<String, ToolOrigin> = registry
+        .list()
+        .into_iter()
+        .map(|(spec, _)| (spec.name, ToolOrigin::Registry))
+        .collect();
+    for l in loaded {
+        for t in l.tools.tools() {
+            if let Some(first) = seen.get(&t.name) {
+                return Err(LoadError::DuplicateTool {
+                    name: t.name.clone(),
+                    first: first.clone(),
+                    second: l.origin(),
+                });
+            }
+            seen.insert(t.name.clone(), l.origin());
+        }
+    }
+    // The registry checks names and schemas one component at a time; a
+    // scratch registry finds a refusal before the real one is touched.
+    let scratch = ToolRegistry::new();
+    for target in [&scratch, registry] {
+        for l in loaded {
+            target
+                .register_component(&l.tools, |spec| l.approval(&spec.name))
+                .map_err(|source| LoadError::InvalidTool {
+                    bundle: l.bundle.clone(),
+                    component: l.component.clone(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
 }
 
 /// Compiles components (through the compile cache when there is one) and
@@ -121,11 +266,93 @@ impl Loader {
             let effective = self.policy.effective(&bundle_id, &ids, &request_of(entry));
             workflows.push(self.load_with(&bundle_id, Some(&entry.id), bytes, effective)?);
         }
+        let mut tools = Vec::with_capacity(manifest.tools.len());
+        for entry in &manifest.tools {
+            let bytes = bundle.tool_component(&entry.component).ok_or_else(|| {
+                LoadError::MissingToolComponent {
+                    bundle: bundle_id.clone(),
+                    component: entry.component.clone(),
+                }
+            })?;
+            tools.push(self.load_tools_with(&bundle_id, entry, bytes)?);
+        }
+        // Refuse a bundle whose own tools clash or that the registry would
+        // refuse now, not when a host registers them.
+        register_tools(&ToolRegistry::new(), &tools)?;
         Ok(LoadedBundle {
             id: bundle_id,
             version: manifest.bundle.version.clone(),
             digest: bundle.digest(),
             workflows,
+            tools,
+        })
+    }
+
+    /// Loads the tool component at `component` of `manifest` from its
+    /// bytes: how a later process reloads the tools a bundle shipped.
+    pub fn load_tools_from_manifest(
+        &self,
+        manifest: &Manifest,
+        component: &str,
+        bytes: &[u8],
+    ) -> Result<LoadedTools, LoadError> {
+        let bundle_id = &manifest.bundle.id;
+        if !self.policy.allows_bundle(bundle_id) {
+            return Err(LoadError::Denied(bundle_id.clone()));
+        }
+        let entry = manifest
+            .tool(component)
+            .ok_or_else(|| LoadError::MissingToolComponent {
+                bundle: bundle_id.clone(),
+                component: component.to_owned(),
+            })?;
+        self.load_tools_with(bundle_id, entry, bytes)
+    }
+
+    /// Per-call limits of each tool component of a bundle under this
+    /// policy (for `bundle inspect`), without compiling anything.
+    pub fn tool_limits(&self, manifest: &Manifest) -> Vec<(String, StepLimits)> {
+        manifest
+            .tools
+            .iter()
+            .map(|t| {
+                (
+                    t.component.clone(),
+                    self.policy.step_limits(&limits_request(&t.limits)),
+                )
+            })
+            .collect()
+    }
+
+    fn load_tools_with(
+        &self,
+        bundle_id: &str,
+        entry: &ToolEntry,
+        bytes: &[u8],
+    ) -> Result<LoadedTools, LoadError> {
+        let limits = self.policy.step_limits(&limits_request(&entry.limits));
+        let (tools, cache) = self
+            .engine
+            .load_tools_cached(bytes, limits, self.cache.as_ref())
+            .map_err(|source| LoadError::ToolComponent {
+                bundle: bundle_id.to_owned(),
+                component: entry.component.clone(),
+                source,
+            })?;
+        let approvals = tools
+            .tools()
+            .iter()
+            .map(|t| {
+                let approval = self.policy.tool_approval(&t.name, t.read_only);
+                (t.name.clone(), approval)
+            })
+            .collect();
+        Ok(LoadedTools {
+            bundle: bundle_id.to_owned(),
+            component: entry.component.clone(),
+            tools: Arc::new(tools),
+            approvals,
+            cache,
         })
     }
 
@@ -225,8 +452,17 @@ fn bundle_workflow_ids(manifest: &Manifest) -> BTreeSet<String> {
 
 /// A manifest entry in the policy's terms.
 pub fn request_of(entry: &WorkflowEntry) -> Request {
-    let l = &entry.limits;
     let c = &entry.capabilities;
+    Request {
+        effects: c.effects.iter().cloned().collect(),
+        child_workflows: c.child_workflows.iter().cloned().collect(),
+        data: c.data,
+        ..limits_request(&entry.limits)
+    }
+}
+
+/// Requested limits in the policy's terms, asking for no rights.
+fn limits_request(l: &RequestedLimits) -> Request {
     Request {
         fuel: l.fuel,
         memory_mb: l.memory_mb.map(u64::from),
@@ -238,8 +474,6 @@ pub fn request_of(entry: &WorkflowEntry) -> Request {
             .max_log_bytes
             .map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
         max_log_lines: l.max_log_lines.map(|v| v as usize),
-        effects: c.effects.iter().cloned().collect(),
-        child_workflows: c.child_workflows.iter().cloned().collect(),
-        data: c.data,
+        ..Request::default()
     }
 }

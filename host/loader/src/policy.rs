@@ -24,6 +24,11 @@
 //!
 //! [bundles."acme.orders"]
 //! effects = ["ask_user", "inventory.reserve"]
+//!
+//! [tools]
+//! approval = "by_read_only"      # or "required"
+//! auto = ["lookup_order"]
+//! required = ["export_report"]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use waymark_runtime::Grants;
+use waymark_tools::Approval;
 use waymark_wasm::StepLimits;
 
 /// Errors reading a policy.
@@ -70,6 +76,9 @@ pub struct Policy {
     /// Per-bundle overrides of `[grants]`, by bundle id.
     #[serde(default)]
     pub bundles: BTreeMap<String, BundleOverride>,
+    /// Which tool calls wait for a person's approval.
+    #[serde(default)]
+    pub tools: ToolPolicy,
 }
 
 /// Ceilings. A bundle may ask for less; it never gets more.
@@ -92,6 +101,9 @@ pub struct LimitPolicy {
     pub max_steps_per_run: u64,
     /// Instances that may exist at once in this host (the pool size).
     pub concurrent_instances: u32,
+    /// Model tokens one run may use (the runtime's token budget); none
+    /// when absent.
+    pub max_tokens_per_run: Option<u64>,
 }
 
 impl Default for LimitPolicy {
@@ -106,6 +118,7 @@ impl Default for LimitPolicy {
             max_log_lines: d.max_log_lines,
             max_steps_per_run: waymark_runtime::RuntimeConfig::default().max_steps_per_run,
             concurrent_instances: 64,
+            max_tokens_per_run: None,
         }
     }
 }
@@ -156,6 +169,34 @@ pub struct BundleOverride {
     #[serde(default)]
     pub deny: bool,
 }
+
+/// The approval a tool gets when the policy does not name it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultApproval {
+    /// Tools that say they only read run at once; the others wait for
+    /// approval.
+    #[default]
+    ByReadOnly,
+    /// Every call waits for approval.
+    Required,
+}
+
+/// `[tools]`: which tool calls wait for approval. A tool named in `auto`
+/// or `required` gets that; any other gets `approval`. Calls of tools no
+/// bundle offers always wait for approval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolPolicy {
+    pub approval: DefaultApproval,
+    /// Tools whose calls run without approval, by name.
+    pub auto: BTreeSet<String>,
+    /// Tools whose calls always wait for approval, by name.
+    pub required: BTreeSet<String>,
+}
+
+/// Longest tool name (what the tool registry accepts).
+const MAX_TOOL_NAME: usize = 64;
 
 /// What a bundle's workflow asks for (the manifest's limits and
 /// capabilities, in the loader's terms).
@@ -214,6 +255,7 @@ impl Policy {
             ("max_log_lines", l.max_log_lines as u64),
             ("max_steps_per_run", l.max_steps_per_run),
             ("concurrent_instances", u64::from(l.concurrent_instances)),
+            ("max_tokens_per_run", l.max_tokens_per_run.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(format!("limits.{name} must be greater than 0"));
@@ -231,7 +273,55 @@ impl Policy {
                 return Err(format!("{scope}: effect name '{bad}' is empty or too long"));
             }
         }
+        let t = &self.tools;
+        for (key, names) in [("tools.auto", &t.auto), ("tools.required", &t.required)] {
+            if let Some(bad) = names.iter().find(|n| !is_tool_name(n)) {
+                return Err(format!(
+                    "{key}: '{}' is not a tool name (1 to {MAX_TOOL_NAME} characters of letters, digits, '_', '-' or '.')",
+                    bad.escape_debug()
+                ));
+            }
+        }
+        if let Some(both) = t.auto.intersection(&t.required).next() {
+            return Err(format!(
+                "tools: '{both}' is listed in both `auto` and `required`; name it in one"
+            ));
+        }
         Ok(())
+    }
+
+    /// The approval the policy gives a tool named `name` that says whether
+    /// it only reads.
+    pub fn tool_approval(&self, name: &str, read_only: bool) -> Approval {
+        let t = &self.tools;
+        if t.auto.contains(name) {
+            Approval::Auto
+        } else if t.required.contains(name) {
+            Approval::Required
+        } else {
+            match t.approval {
+                DefaultApproval::ByReadOnly if read_only => Approval::Auto,
+                DefaultApproval::ByReadOnly | DefaultApproval::Required => Approval::Required,
+            }
+        }
+    }
+
+    /// The per-step (or per-call) limits for a request:
+    /// `min(request, ceiling)` for each, the ceiling when nothing is asked.
+    pub fn step_limits(&self, request: &Request) -> StepLimits {
+        let l = &self.limits;
+        let cap = |asked: Option<u64>, ceiling: u64| asked.map_or(ceiling, |a| a.min(ceiling));
+        let cap_usize =
+            |asked: Option<usize>, ceiling: usize| asked.map_or(ceiling, |a| a.min(ceiling));
+        StepLimits {
+            fuel: cap(request.fuel, l.fuel),
+            max_memory_bytes: (cap(request.memory_mb, l.memory_mb) as usize) << 20,
+            timeout: Duration::from_millis(cap(request.timeout_ms, l.timeout_ms)),
+            max_plan_bytes: cap_usize(request.max_plan_bytes, l.max_plan_bytes),
+            max_log_bytes: cap_usize(request.max_log_bytes, l.max_log_bytes),
+            max_log_lines: cap_usize(request.max_log_lines, l.max_log_lines),
+            ..StepLimits::default()
+        }
     }
 
     /// Whether the policy lets this bundle be loaded at all.
@@ -248,19 +338,7 @@ impl Policy {
         request: &Request,
     ) -> Effective {
         let over = self.bundles.get(bundle_id);
-        let l = &self.limits;
-        let cap = |asked: Option<u64>, ceiling: u64| asked.map_or(ceiling, |a| a.min(ceiling));
-        let cap_usize =
-            |asked: Option<usize>, ceiling: usize| asked.map_or(ceiling, |a| a.min(ceiling));
-        let limits = StepLimits {
-            fuel: cap(request.fuel, l.fuel),
-            max_memory_bytes: (cap(request.memory_mb, l.memory_mb) as usize) << 20,
-            timeout: Duration::from_millis(cap(request.timeout_ms, l.timeout_ms)),
-            max_plan_bytes: cap_usize(request.max_plan_bytes, l.max_plan_bytes),
-            max_log_bytes: cap_usize(request.max_log_bytes, l.max_log_bytes),
-            max_log_lines: cap_usize(request.max_log_lines, l.max_log_lines),
-            ..StepLimits::default()
-        };
+        let limits = self.step_limits(request);
 
         let mut refused = Vec::new();
         let grantable = over
@@ -321,6 +399,15 @@ impl Policy {
             refused,
         }
     }
+}
+
+/// The names the tool registry accepts.
+fn is_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TOOL_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]
@@ -398,6 +485,99 @@ mod tests {
         assert_eq!(e.data_dir, Some(PathBuf::from("/data")));
         let e = p.effective("other", &set(&["x"]), &req);
         assert_eq!(e.grants.effects, Some(set(&["ask_user"])));
+    }
+
+    #[test]
+    fn tool_approvals_follow_the_default_and_the_named_overrides() {
+        let p = Policy::default();
+        assert_eq!(p.tools.approval, DefaultApproval::ByReadOnly);
+        assert_eq!(p.tool_approval("lookup", true), Approval::Auto);
+        assert_eq!(p.tool_approval("refund", false), Approval::Required);
+
+        let p = Policy::parse(
+            "[tools]\nauto = [\"refund\"]\nrequired = [\"lookup\"]\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(p.tool_approval("refund", false), Approval::Auto);
+        assert_eq!(p.tool_approval("lookup", true), Approval::Required);
+        assert_eq!(p.tool_approval("other", true), Approval::Auto);
+        assert_eq!(p.tool_approval("other", false), Approval::Required);
+
+        let p = Policy::parse(
+            "[tools]\napproval = \"required\"\nauto = [\"weather.now\"]\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(p.tools.approval, DefaultApproval::Required);
+        assert_eq!(p.tool_approval("lookup", true), Approval::Required);
+        assert_eq!(p.tool_approval("weather.now", false), Approval::Auto);
+
+        let p = Policy::parse("[tools]\napproval = \"by_read_only\"\n", "test").unwrap();
+        assert_eq!(p, Policy::default());
+    }
+
+    #[test]
+    fn tool_policy_mistakes_are_refused() {
+        for (text, needles) in [
+            (
+                "[tools]\nauto = [\"a\", \"b\"]\nrequired = [\"b\"]\n",
+                &["'b'", "both"][..],
+            ),
+            (
+                "[tools]\nauto = [\"\"]\n",
+                &["tools.auto", "not a tool name"],
+            ),
+            (
+                "[tools]\nrequired = [\"two words\"]\n",
+                &["tools.required", "two words"],
+            ),
+            ("[tools]\napproval = \"never\"\n", &["never"]),
+            ("[tools]\nallow = [\"x\"]\n", &["allow"]),
+            (
+                "[limits]\nmax_tokens_per_run = 0\n",
+                &["limits.max_tokens_per_run"],
+            ),
+            (
+                "[limits]\nmax_tokens_per_run = -5\n",
+                &["max_tokens_per_run"],
+            ),
+        ] {
+            let e = Policy::parse(text, "p.toml").unwrap_err().to_string();
+            assert!(e.contains("p.toml"), "{text:?}: {e}");
+            for n in needles {
+                assert!(e.contains(n), "{text:?}: {e} lacks {n}");
+            }
+        }
+        let long = format!("[tools]\nauto = [\"{}\"]\n", "t".repeat(65));
+        assert!(Policy::parse(&long, "p").is_err());
+        let ok = format!("[tools]\nauto = [\"{}\"]\n", "t".repeat(64));
+        assert!(Policy::parse(&ok, "p").is_ok());
+    }
+
+    #[test]
+    fn the_token_budget_is_optional() {
+        assert_eq!(Policy::default().limits.max_tokens_per_run, None);
+        let p = Policy::parse("[limits]\nmax_tokens_per_run = 20_000\n", "p").unwrap();
+        assert_eq!(p.limits.max_tokens_per_run, Some(20_000));
+        // The other ceilings keep their defaults.
+        assert_eq!(p.limits.fuel, LimitPolicy::default().fuel);
+    }
+
+    #[test]
+    fn step_limits_are_the_request_capped_by_the_ceilings() {
+        let p = Policy::parse("[limits]\nfuel = 1000\ntimeout_ms = 300\n", "p").unwrap();
+        let l = p.step_limits(&Request {
+            fuel: Some(10),
+            timeout_ms: Some(9_000),
+            max_log_lines: Some(3),
+            ..Request::default()
+        });
+        assert_eq!(l.fuel, 10);
+        assert_eq!(l.timeout, Duration::from_millis(300));
+        assert_eq!(l.max_log_lines, 3);
+        assert_eq!(l.max_memory_bytes, 64 << 20);
+        assert_eq!(p.step_limits(&Request::default()).fuel, 1000);
     }
 
     #[test]

@@ -124,8 +124,33 @@ impl RetryPolicy {
 
 /// Performs one kind of effect. Registered with the runtime under the
 /// effect's name (`llm_call`, `tool_calls`, or a custom name).
+///
+/// A handler may make the run wait ([`EffectOutcome::Wait`]), for example
+/// for a person's approval. Whoever resumes the run hands a payload back;
+/// it goes to [`EffectHandler::resume`] with the same effect, and what that
+/// returns is the effect's result. By default the payload itself is the
+/// result. The resume's outcome goes through the effect log like any other
+/// (its `idempotency_key` names the wait), so a crash after it is recorded
+/// never performs it again.
 pub trait EffectHandler: Send + Sync {
     fn handle(&self, call: &EffectCall<'_>) -> Result<EffectOutcome, EffectError>;
+
+    /// Refuses a resume payload this handler cannot act on (a malformed
+    /// approval, say). The caller gets
+    /// [`RuntimeError::InvalidResponse`](crate::RuntimeError::InvalidResponse)
+    /// and the run keeps waiting, unchanged.
+    fn check_resume(&self, _call: &EffectCall<'_>, _payload: &Value) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Finishes the effect after a wait this handler asked for.
+    fn resume(
+        &self,
+        _call: &EffectCall<'_>,
+        payload: &Value,
+    ) -> Result<EffectOutcome, EffectError> {
+        Ok(EffectOutcome::Done(payload.clone()))
+    }
 }
 
 impl<F> EffectHandler for F

@@ -47,6 +47,9 @@ pub struct RuntimeConfig {
     pub node_retry: RetryPolicy,
     /// Retries of host effects whose name has no policy of its own.
     pub default_effect_retry: RetryPolicy,
+    /// Model tokens a run may use unless started with a budget of its own;
+    /// None: no budget.
+    pub token_budget: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -59,6 +62,7 @@ impl Default for RuntimeConfig {
             offload_threshold_bytes: Some(256 * 1024),
             node_retry: RetryPolicy::default(),
             default_effect_retry: RetryPolicy::default(),
+            token_budget: None,
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct StartOptions {
     /// Join an existing session; default: the run's own id.
     pub session_id: Option<String>,
     pub parent_run_id: Option<String>,
+    /// The run's token budget; None takes `RuntimeConfig::token_budget`.
+    pub token_budget: Option<u64>,
 }
 
 /// What a runtime tells the driver that schedules it. Without one, the
@@ -307,6 +313,8 @@ impl Runtime {
             session_id: opts.session_id.unwrap_or_else(|| run_id.clone()),
             steps: 0,
             effect_seq: 0,
+            tokens_used: 0,
+            token_budget: opts.token_budget.or(self.config.token_budget),
             paused: false,
             artifacts: Vec::new(),
             ledger: LedgerHead::default(),
@@ -756,7 +764,7 @@ impl Runtime {
             let err = RunError::new(FailureKind::InvalidPlan, msg).at_node(node);
             return self.fail_step(run, rec, err, batch);
         }
-        self.apply_plan(wf, run, node, plan, attempt, rec, batch)
+        self.apply_plan(wf, run, node, plan, attempt, rec, batch, None)
     }
 
     /// Acts on a validated plan: applies its writes, performs its effect,
@@ -771,6 +779,7 @@ impl Runtime {
         attempt: u32,
         mut rec: StepRecord,
         batch: &mut Batch,
+        resumed: Option<Resumed<'_>>,
     ) -> Result<()> {
         // Apply writes to a copy: a write that fails leaves vars untouched.
         let mut old_vars = None;
@@ -815,7 +824,27 @@ impl Runtime {
                 let err = RunError::new(FailureKind::EffectNotAllowed, reason).at_node(node);
                 return self.fail_step(run, rec, err, batch);
             }
-            let outcome = if is_host_effect(&effect) {
+            let host = is_host_effect(&effect);
+            let outcome = if let Some(resumed) = &resumed {
+                // Finishing an effect whose handler made the run wait: the
+                // resume record is in `batch` and must land with this step,
+                // or a crash between them would leave the run at the node
+                // that is never to run again.
+                let key = resume_key(&run.run_id, resumed.wait_key);
+                rec.idempotency_key = Some(key.clone());
+                self.perform_host(
+                    run,
+                    &node,
+                    &effect,
+                    &key,
+                    attempt,
+                    &mut rec,
+                    Some(resumed.payload),
+                )?
+            } else if let Some(err) = over_budget(run, &effect) {
+                rec.effect = Some(effect);
+                return self.fail_step(run, rec, err.at_node(node), batch);
+            } else if host {
                 // A durability point: the steps before it land before the
                 // world outside is touched.
                 if !batch.is_empty() {
@@ -824,7 +853,8 @@ impl Runtime {
                 }
                 let key = effect_key(&run.run_id, &node, &effect, run.effect_seq);
                 rec.idempotency_key = Some(key.clone());
-                let outcome = self.perform_host(run, &node, &effect, &key, attempt, &mut rec)?;
+                let outcome =
+                    self.perform_host(run, &node, &effect, &key, attempt, &mut rec, None)?;
                 if !matches!(outcome, Ok(Performed::Retry { .. })) {
                     run.effect_seq += 1;
                 }
@@ -849,6 +879,10 @@ impl Runtime {
                     return self.wait_to_retry(run, rec, err, wait, delay_ms, batch);
                 }
                 Ok(Performed::Done(mut value)) => {
+                    if let Some(err) = spend_tokens(run, rec.effect.as_ref(), &value) {
+                        rec.result = Some(value);
+                        return self.fail_step(run, rec, err.at_node(node), batch);
+                    }
                     if let Some(key) = &plan.result_key {
                         let touched = touched_keys(std::iter::once(key.as_str()));
                         let mut v = run.vars.clone();
@@ -877,6 +911,16 @@ impl Runtime {
                         return self.fail_step(run, rec, err, batch);
                     };
                     wait.resume_to_node = next.clone();
+                    if host {
+                        // The resume goes back to the handler with this
+                        // effect (see `EffectHandler::resume`).
+                        wait.pending_plan = Some(Box::new(StepPlan {
+                            writes: Vec::new(),
+                            effect: rec.effect.clone(),
+                            result_key: plan.result_key.clone(),
+                            transition: plan.transition.clone(),
+                        }));
+                    }
                     wait.result_key = plan.result_key;
                     wait.wait_key = format!(
                         "{}:{}:{}",
@@ -953,7 +997,16 @@ impl Runtime {
                 rec.node_id = Some(node.clone());
                 rec.attempt = attempt;
                 rec.component_digest = wf.digest().map(str::to_owned);
-                self.apply_plan(wf.as_ref(), &mut run, node, *plan, attempt, rec, batch)?;
+                self.apply_plan(
+                    wf.as_ref(),
+                    &mut run,
+                    node,
+                    *plan,
+                    attempt,
+                    rec,
+                    batch,
+                    None,
+                )?;
             }
         }
         if run.status == RunStatus::Running {
@@ -1056,6 +1109,11 @@ impl Runtime {
                 reason,
             }
         })?;
+        if let Some(plan) = wait.pending_plan.as_deref()
+            && let Some(effect) = &plan.effect
+        {
+            return self.deliver_to_handler(run, &wait, plan.clone(), effect, payload, batch);
+        }
         let now = self.clock.now_ms();
         let mut rec = StepRecord::new(&run.run_id, RecordKind::Resume, StepStatus::Completed, now);
         rec.node_id = Some(run.current_node.clone());
@@ -1087,6 +1145,83 @@ impl Runtime {
         batch.record(&mut run, rec);
         batch.follow.push(run.run_id.clone());
         Ok(())
+    }
+
+    /// Resumes a run whose host effect handler made it wait: the payload
+    /// goes to the handler, whose outcome is the effect's result. The
+    /// resume record and the step finishing the effect land together.
+    fn deliver_to_handler(
+        &self,
+        mut run: RunState,
+        wait: &WaitState,
+        plan: StepPlan,
+        effect: &Effect,
+        payload: Value,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        let node = run.current_node.clone();
+        if let Some(handler) = self.handler(effect.name()) {
+            let call = EffectCall {
+                run: &run,
+                node_id: &node,
+                effect,
+                now_ms: self.clock.now_ms(),
+                idempotency_key: &resume_key(&run.run_id, &wait.wait_key),
+                attempt: 1,
+            };
+            handler.check_resume(&call, &payload).map_err(|reason| {
+                RuntimeError::InvalidResponse {
+                    run_id: run.run_id.clone(),
+                    reason,
+                }
+            })?;
+        }
+        let wf = match self.workflow_of(&run) {
+            Ok(wf) => wf,
+            Err(err) => return self.fail_outside_step(run, err, batch),
+        };
+        let now = self.clock.now_ms();
+        let mut rec = StepRecord::new(&run.run_id, RecordKind::Resume, StepStatus::Completed, now);
+        rec.node_id = Some(node.clone());
+        let mut recorded = payload.clone();
+        self.offload_value(&mut run, &mut recorded)?;
+        rec.result = Some(recorded);
+        rec.wait = Some(wait.clone());
+        run.waiting = None;
+        run.status = RunStatus::Running;
+        run.updated_at_ms = now;
+        batch.record(&mut run, rec);
+
+        let mut step = StepRecord::new(&run.run_id, RecordKind::Step, StepStatus::Completed, now);
+        step.node_id = Some(node.clone());
+        step.attempt = 1;
+        step.component_digest = wf.digest().map(str::to_owned);
+        let resumed = Resumed {
+            wait_key: &wait.wait_key,
+            payload: &payload,
+        };
+        self.apply_plan(
+            wf.as_ref(),
+            &mut run,
+            node,
+            plan,
+            1,
+            step,
+            batch,
+            Some(resumed),
+        )?;
+        if run.status == RunStatus::Running {
+            batch.follow.push(run.run_id.clone());
+        }
+        Ok(())
+    }
+
+    fn handler(&self, name: &str) -> Option<Arc<dyn EffectHandler>> {
+        self.handlers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     fn deliver_event(
@@ -1179,6 +1314,7 @@ impl Runtime {
     /// key: an outcome already recorded for the key is reused, not
     /// performed again; a new outcome is recorded durably before the step
     /// goes on, so a crash after this point never repeats it.
+    #[allow(clippy::too_many_arguments)]
     fn perform_host(
         &self,
         run: &RunState,
@@ -1187,6 +1323,7 @@ impl Runtime {
         key: &str,
         attempt: u32,
         rec: &mut StepRecord,
+        resume_payload: Option<&Value>,
     ) -> Result<std::result::Result<Performed, RunError>> {
         let name = effect.name();
         if let Some(entry) = self.store.effect_entry(key)? {
@@ -1195,13 +1332,7 @@ impl Runtime {
             tracing::info!(run_id = %run.run_id, node, effect = name, "effect outcome replayed from the effect log");
             return Ok(decode_outcome(&entry.outcome, &run.run_id));
         }
-        let Some(handler) = self
-            .handlers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-        else {
+        let Some(handler) = self.handler(name) else {
             return Ok(Err(RunError::new(
                 FailureKind::UnknownEffect,
                 format!("no handler is registered for effect '{name}'"),
@@ -1216,11 +1347,17 @@ impl Runtime {
             idempotency_key: key,
             attempt,
         };
-        let outcome = match handler.handle(&call) {
+        let performed = match resume_payload {
+            None => handler.handle(&call),
+            Some(payload) => handler.resume(&call, payload),
+        };
+        let outcome = match performed {
             Ok(outcome) => outcome,
             Err(e) => {
                 let policy = self.retry_policy(name);
-                if e.retryable && attempt < policy.max_attempts {
+                // A resume is not retried: the retry wait would perform the
+                // effect from the start, not finish it.
+                if e.retryable && resume_payload.is_none() && attempt < policy.max_attempts {
                     return Ok(Ok(Performed::Retry {
                         error: format!("effect '{name}' attempt {attempt}: {e}"),
                         delay_ms: policy.backoff_ms(attempt, key),
@@ -1357,6 +1494,9 @@ impl Runtime {
                         run_id: None,
                         session_id: Some(run.session_id.clone()),
                         parent_run_id: Some(run.run_id.clone()),
+                        // A child spends under the same budget as its
+                        // parent, so starting children cannot lift it.
+                        token_budget: run.token_budget,
                     },
                     batch,
                 );
@@ -1433,6 +1573,58 @@ fn is_host_effect(effect: &Effect) -> bool {
         effect,
         Effect::LlmCall { .. } | Effect::ToolCalls { .. } | Effect::Custom { .. }
     )
+}
+
+/// Refuses an `llm_call` from a run that has used up its token budget.
+fn over_budget(run: &RunState, effect: &Effect) -> Option<RunError> {
+    let budget = run.token_budget?;
+    (matches!(effect, Effect::LlmCall { .. }) && run.tokens_used >= budget).then(|| {
+        RunError::new(
+            FailureKind::TokenBudgetExceeded,
+            format!(
+                "the run has used {} of its {budget} tokens; no further llm_call",
+                run.tokens_used
+            ),
+        )
+    })
+}
+
+/// Adds an `llm_call` result's `usage.total_tokens` (or input + output) to
+/// the run; an error once the run is past its budget. The tokens were
+/// spent either way, so they count even on a replayed outcome's first
+/// landing.
+fn spend_tokens(run: &mut RunState, effect: Option<&Effect>, result: &Value) -> Option<RunError> {
+    if !matches!(effect, Some(Effect::LlmCall { .. })) {
+        return None;
+    }
+    let usage = result.get("usage")?;
+    let count = |k: &str| usage.get(k).and_then(Value::as_u64);
+    let used = count("total_tokens")
+        .or_else(|| Some(count("input_tokens")?.saturating_add(count("output_tokens")?)))?;
+    run.tokens_used = run.tokens_used.saturating_add(used);
+    let budget = run.token_budget?;
+    (run.tokens_used > budget).then(|| {
+        RunError::new(
+            FailureKind::TokenBudgetExceeded,
+            format!(
+                "the run used {} tokens; its budget is {budget}",
+                run.tokens_used
+            ),
+        )
+    })
+}
+
+/// A resume handed back to the handler that made the run wait.
+struct Resumed<'a> {
+    wait_key: &'a str,
+    payload: &'a Value,
+}
+
+/// The idempotency key of finishing a handler's wait: one per wait (wait
+/// keys are unique within a run), whatever the payload.
+fn resume_key(run_id: &str, wait_key: &str) -> String {
+    let material = canonical_json(&json!([run_id, wait_key, "resume"]));
+    waymark_core::ledger::sha256_hex(material.as_bytes())
 }
 
 /// The idempotency key of one issuance: sha256 over the run, the node, the

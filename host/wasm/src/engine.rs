@@ -94,10 +94,16 @@ pub enum WasmError {
     Link(String),
     #[error("component does not implement the waymark:workflow world: {0}")]
     Contract(String),
+    /// Loaded as a tool component, but it does not export the `tool`
+    /// interface (a workflow component, say).
+    #[error("component does not implement the waymark:workflow tools world: {0}")]
+    ToolContract(String),
     #[error("component's describe failed: {0}")]
     Describe(String),
     #[error("component describes an invalid workflow: {0}")]
     InvalidInfo(String),
+    #[error("component describes invalid tools: {0}")]
+    InvalidTools(String),
     #[error("compile cache unusable: {0}")]
     Cache(String),
 }
@@ -221,6 +227,18 @@ impl WasmEngine {
         limits: StepLimits,
         cache: Option<&CompileCache>,
     ) -> Result<(WasmWorkflow, CacheOutcome), WasmError> {
+        let (component, digest, outcome) = self.compile(bytes, cache)?;
+        let wf = self.link_and_describe(&component, digest, limits)?;
+        Ok((wf, outcome))
+    }
+
+    /// Compiles a component, or takes it from `cache` (see
+    /// [`load_cached`](Self::load_cached)), with the SHA-256 of its bytes.
+    pub(crate) fn compile(
+        &self,
+        bytes: &[u8],
+        cache: Option<&CompileCache>,
+    ) -> Result<(Component, String, CacheOutcome), WasmError> {
         let sha = Sha256::digest(bytes);
         let compile = || {
             Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))
@@ -239,8 +257,30 @@ impl WasmEngine {
                 }
             }
         };
-        let wf = self.link_and_describe(&component, hex::encode(sha), limits)?;
-        Ok((wf, outcome))
+        Ok((component, hex::encode(sha), outcome))
+    }
+
+    /// Links a compiled component against the host interfaces (shared by
+    /// both worlds), checking its imports.
+    pub(crate) fn instantiate_pre(
+        &self,
+        component: &Component,
+    ) -> Result<wasmtime::component::InstancePre<StepState>, WasmError> {
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| WasmError::Link(format!("{e:#}")))
+    }
+
+    /// The sandbox every call of a component loaded with `limits` runs in.
+    pub(crate) fn sandbox(&self, limits: StepLimits) -> Sandbox {
+        Sandbox {
+            limits,
+            data: None,
+            slots: self.slots.clone(),
+            epoch_tick: self.config.epoch_tick,
+            consume_fuel: self.config.consume_fuel,
+            epoch_interruption: self.config.epoch_interruption,
+        }
     }
 
     /// Links a compiled component against the host and asks it to describe
@@ -251,10 +291,7 @@ impl WasmEngine {
         digest: String,
         limits: StepLimits,
     ) -> Result<WasmWorkflow, WasmError> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = self.instantiate_pre(component)?;
         let pre = WorkflowPre::new(pre).map_err(|e| WasmError::Contract(format!("{e:#}")))?;
         let mut wf = WasmWorkflow {
             info: WorkflowInfo {
@@ -265,12 +302,7 @@ impl WasmEngine {
             },
             digest,
             pre,
-            limits,
-            data: None,
-            slots: self.slots.clone(),
-            epoch_tick: self.config.epoch_tick,
-            consume_fuel: self.config.consume_fuel,
-            epoch_interruption: self.config.epoch_interruption,
+            sandbox: self.sandbox(limits),
         };
         let info = wf
             .call(|store, inst| inst.waymark_workflow_node().call_describe(store))
@@ -294,24 +326,18 @@ pub struct WasmWorkflow {
     info: WorkflowInfo,
     digest: String,
     pre: WorkflowPre<StepState>,
-    limits: StepLimits,
-    /// The read-only data directory granted to this workflow, if any.
-    data: Option<Arc<cap_std::fs::Dir>>,
-    slots: Arc<Slots>,
-    epoch_tick: Duration,
-    consume_fuel: bool,
-    epoch_interruption: bool,
+    sandbox: Sandbox,
 }
 
 impl WasmWorkflow {
     pub fn limits(&self) -> &StepLimits {
-        &self.limits
+        &self.sandbox.limits
     }
 
     /// Grants the workflow read-only access to `dir` through the host's
     /// `read-data` function.
     pub fn with_data_dir(mut self, dir: Arc<cap_std::fs::Dir>) -> Self {
-        self.data = Some(dir);
+        self.sandbox.data = Some(dir);
         self
     }
 
@@ -328,15 +354,86 @@ impl WasmWorkflow {
         &self,
         f: impl FnOnce(&mut Store<StepState>, &WorkflowBindings) -> wasmtime::Result<R>,
     ) -> Result<(R, Vec<LogLine>, Option<u64>), StepFailure> {
+        let ran = self
+            .sandbox
+            .run(self.pre.engine(), |store| self.pre.instantiate(store), f);
+        match ran.result {
+            Ok(r) => Ok((r, ran.state.logs, ran.fuel_used)),
+            Err(e) => {
+                let mut failure = classify(&e, &ran.state, ran.entered);
+                failure.logs = ran.state.logs;
+                failure.fuel_consumed = ran.fuel_used;
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// What every call into a component runs under: its limits, the pool's
+/// slots and the engine's metering settings. Workflows and tool components
+/// share it, so both are held to the same sandbox.
+pub(crate) struct Sandbox {
+    pub(crate) limits: StepLimits,
+    /// The read-only data directory granted to the component, if any.
+    pub(crate) data: Option<Arc<cap_std::fs::Dir>>,
+    slots: Arc<Slots>,
+    epoch_tick: Duration,
+    consume_fuel: bool,
+    epoch_interruption: bool,
+}
+
+/// How one call in the [`Sandbox`] ended.
+pub(crate) struct Ran<R> {
+    pub(crate) result: wasmtime::Result<R>,
+    /// The store's data: what was logged and which limit was hit.
+    pub(crate) state: StepState,
+    /// The guest was instantiated and called (see [`classify`]).
+    pub(crate) entered: bool,
+    pub(crate) fuel_used: Option<u64>,
+}
+
+impl Sandbox {
+    /// Instantiates the component in a fresh store under the limits and
+    /// runs `f` on the instance. A store that cannot be set up is reported
+    /// as an error before anything was entered, which [`classify`] names a
+    /// host error.
+    pub(crate) fn run<I, R>(
+        &self,
+        engine: &Engine,
+        instantiate: impl FnOnce(&mut Store<StepState>) -> wasmtime::Result<I>,
+        f: impl FnOnce(&mut Store<StepState>, &I) -> wasmtime::Result<R>,
+    ) -> Ran<R> {
         let limits = &self.limits;
+        // Wait for a pool slot rather than failing the call when every slot
+        // is taken by concurrent calls. Held until the store (and with it
+        // the instance's pool slot) is dropped, at the end.
+        let _slot = self.slots.acquire();
         let mut state = StepState::new(limits.clone());
         state.data = self.data.clone();
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(engine, state);
         store.limiter(|s| s);
-        let host_err =
-            |e: wasmtime::Error| StepFailure::new(FailureKind::HostError, format!("{e:#}"));
+        let mut entered = false;
+        let result = self.prepare(&mut store).and_then(|()| {
+            let inst = instantiate(&mut store)?;
+            entered = true;
+            f(&mut store, &inst)
+        });
+        let fuel_used = self
+            .consume_fuel
+            .then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
+        Ran {
+            result,
+            state: store.into_data(),
+            entered,
+            fuel_used,
+        }
+    }
+
+    /// Sets the store's fuel, hostcall budget and epoch deadline.
+    fn prepare(&self, store: &mut Store<StepState>) -> wasmtime::Result<()> {
+        let limits = &self.limits;
         if self.consume_fuel {
-            store.set_fuel(limits.fuel).map_err(host_err)?;
+            store.set_fuel(limits.fuel)?;
         }
         // Bounds what the host copies out of the guest in one call (the plan,
         // a log line): without it a guest could make the host allocate far
@@ -347,31 +444,7 @@ impl WasmWorkflow {
             let ticks = (limits.timeout.as_millis().div_ceil(tick_ms) as u64).max(1);
             store.set_epoch_deadline(ticks);
         }
-
-        // Wait for a pool slot rather than failing the step when every slot
-        // is taken by concurrent steps.
-        let _slot = self.slots.acquire();
-        let mut entered = false;
-        let result = match self.pre.instantiate(&mut store) {
-            Ok(inst) => {
-                entered = true;
-                f(&mut store, &inst)
-            }
-            Err(e) => Err(e),
-        };
-        let fuel_used = self
-            .consume_fuel
-            .then(|| limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
-        let state = store.into_data();
-        match result {
-            Ok(r) => Ok((r, state.logs, fuel_used)),
-            Err(e) => {
-                let mut failure = classify(&e, &state, entered);
-                failure.logs = state.logs;
-                failure.fuel_consumed = fuel_used;
-                Err(failure)
-            }
-        }
+        Ok(())
     }
 }
 
@@ -431,7 +504,7 @@ impl Drop for SlotGuard<'_> {
 /// is not a trap is wasmtime refusing what the guest handed back (a string or
 /// list outside its memory, invalid UTF-8, a bad discriminant, a bad
 /// `cabi_realloc` result), which is the guest's fault, not the host's.
-fn classify(e: &wasmtime::Error, state: &StepState, entered: bool) -> StepFailure {
+pub(crate) fn classify(e: &wasmtime::Error, state: &StepState, entered: bool) -> StepFailure {
     let limits = &state.limits;
     if state.log_limit_exceeded {
         return StepFailure::new(
@@ -521,7 +594,7 @@ impl Workflow for WasmWorkflow {
             f
         };
         match result {
-            Ok(plan) => match convert::plan_from_wit(plan, self.limits.max_plan_bytes) {
+            Ok(plan) => match convert::plan_from_wit(plan, self.sandbox.limits.max_plan_bytes) {
                 Ok(plan) => Ok(StepOutput {
                     plan,
                     logs,

@@ -9,15 +9,22 @@
 //! Each step then runs in a fresh store and instance made from a
 //! pre-instantiated component, under the [`StepLimits`]: nothing survives
 //! from one step to the next, and a trapped instance is simply dropped.
+//!
+//! [`WasmEngine::load_tools`] loads a component of the `tools` world
+//! instead, giving a [`WasmToolComponent`]: a set of tools, each call run in
+//! the same sandbox under the same [`StepLimits`] (the plan limit bounds a
+//! tool's output), failing with a typed [`ToolCallError`].
 
 mod cache;
 mod convert;
 mod engine;
 mod limits;
+mod tool;
 
 pub use cache::{CacheOutcome, CompileCache};
 pub use engine::{EngineConfig, WasmEngine, WasmError, WasmWorkflow};
 pub use limits::StepLimits;
+pub use tool::{ToolCallError, ToolCallReport, ToolInfo, WasmToolComponent};
 
 /// Generated host-side bindings of `wit/workflow.wit`.
 pub mod bindings {
@@ -25,5 +32,20 @@ pub mod bindings {
         path: "../../wit",
         world: "waymark:workflow/workflow",
         imports: { default: trappable },
+    });
+}
+
+/// Generated host-side bindings of the `tools` world (`wit/tool.wit`). Its
+/// imports are the `host` and `types` interfaces of [`bindings`], so one
+/// linker serves both worlds.
+pub mod tool_bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "waymark:workflow/tools",
+        imports: { default: trappable },
+        with: {
+            "waymark:workflow/types": crate::bindings::waymark::workflow::types,
+            "waymark:workflow/host": crate::bindings::waymark::workflow::host,
+        },
     });
 }

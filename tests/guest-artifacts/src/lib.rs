@@ -3,7 +3,8 @@
 //! wasm32-unknown-unknown`, then `wit-component`).
 //!
 //! Each constant is the absolute path of a component implementing the
-//! `waymark:workflow/workflow` world:
+//! `waymark:workflow/workflow` world, except [`TOOLS`], which implements the
+//! `waymark:workflow/tools` world:
 //!
 //! ```
 //! let bytes = std::fs::read(waymark_guest_artifacts::QUICKSTART).unwrap();
@@ -12,15 +13,21 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
-/// Every guest as `(workflow id, component path)`.
+/// Every workflow guest as `(workflow id, component path)`.
 pub fn all() -> &'static [(&'static str, &'static str)] {
     ALL
+}
+
+/// Every tool component as `(package, component path)`.
+pub fn tool_components() -> &'static [(&'static str, &'static str)] {
+    ALL_TOOLS
 }
 
 #[cfg(test)]
 mod tests {
     use waymark_build::{
-        HOST_INTERFACE, NODE_INTERFACE, TYPES_INTERFACE, check_workflow_component,
+        HOST_INTERFACE, NODE_INTERFACE, TOOL_INTERFACE, TYPES_INTERFACE, check_tool_component,
+        check_workflow_component,
     };
 
     #[test]
@@ -34,7 +41,8 @@ mod tests {
                 "order",
                 "chain",
                 "compute",
-                "scripted"
+                "scripted",
+                "agent"
             ]
         );
         for (id, path) in super::all() {
@@ -46,6 +54,22 @@ mod tests {
             let mut imports = world.imports.clone();
             imports.sort();
             assert_eq!(imports, [HOST_INTERFACE, TYPES_INTERFACE], "{id}");
+        }
+    }
+
+    #[test]
+    fn every_tool_guest_is_a_tool_component() {
+        let packages: Vec<_> = super::tool_components().iter().map(|(p, _)| *p).collect();
+        assert_eq!(packages, ["tools-guest", "support-tools-guest"]);
+        for (package, path) in super::tool_components() {
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{package}: {path}: {e}"));
+            let world = check_tool_component(&bytes).unwrap_or_else(|e| panic!("{package}: {e}"));
+            assert_eq!(world.exports, [TOOL_INTERFACE], "{package}");
+            let mut imports = world.imports.clone();
+            imports.sort();
+            assert_eq!(imports, [HOST_INTERFACE, TYPES_INTERFACE], "{package}");
+            // Not a workflow: the strict workflow check refuses it.
+            assert!(check_workflow_component(&bytes).is_err(), "{package}");
         }
     }
 }
