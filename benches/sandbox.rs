@@ -115,5 +115,46 @@ fn compute(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, load, instance_step, compute);
+/// A tool call: a fresh instance of the example's tool component and one
+/// `lookup_order`, alone and as a `tool_calls` batch of one auto-approved
+/// call through the registry (schema check, per-call key, result entry).
+fn tool_call(c: &mut Criterion) {
+    use std::sync::Arc;
+    use waymark_tools::{Approval, ToolRegistry};
+    let engine = engine(true, true);
+    let tools = Arc::new(
+        engine
+            .load_tools_file(
+                waymark_guest_artifacts::SUPPORT_TOOLS,
+                StepLimits::default(),
+            )
+            .unwrap(),
+    );
+    let args = json!({"order_id": "A2"});
+    let mut group = c.benchmark_group("tool");
+    group.bench_function("fresh_instance_plus_call", |b| {
+        b.iter(|| tools.call("lookup_order", &args).unwrap())
+    });
+    let registry = ToolRegistry::new();
+    registry
+        .register_component(&tools, Approval::by_read_only)
+        .unwrap();
+    let call = waymark_core::ToolCall {
+        call_id: "c1".into(),
+        name: "lookup_order".into(),
+        arguments: args.clone(),
+    };
+    let ctx = waymark_tools::ToolContext {
+        run_id: "bench",
+        node_id: "act",
+        call_id: "c1",
+        idempotency_key: "k",
+    };
+    group.bench_function("registry_call", |b| {
+        b.iter(|| registry.run(&call, &ctx).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, load, instance_step, compute, tool_call);
 criterion_main!(benches);
