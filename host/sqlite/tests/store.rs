@@ -510,7 +510,16 @@ fn a_version_2_file_is_migrated_in_place() {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
+        // Version 4's partial indexes replaced the old full ones.
+        let parent_index: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = 'runs_parent'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(parent_index.contains("IS NOT NULL"), "{parent_index}");
         let leases: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'leases'",
