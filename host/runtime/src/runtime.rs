@@ -833,13 +833,12 @@ impl Runtime {
                 // resume record is in `batch` and must land with this step,
                 // or a crash between them would leave the run at the node
                 // that is never to run again.
-                let key = resume_key(&run.run_id, resumed.wait_key);
-                rec.idempotency_key = Some(key.clone());
+                rec.idempotency_key = Some(resumed.key.clone());
                 self.perform_host(
                     run,
                     &node,
                     &effect,
-                    &key,
+                    &resumed.key,
                     attempt,
                     &mut rec,
                     Some(resumed.payload),
@@ -1163,13 +1162,14 @@ impl Runtime {
         batch: &mut Batch,
     ) -> Result<()> {
         let node = run.current_node.clone();
+        let key = resume_key(&run.run_id, &wait.wait_key);
         if let Some(handler) = self.handler(effect.name()) {
             let call = EffectCall {
                 run: &run,
                 node_id: &node,
                 effect,
                 now_ms: self.clock.now_ms(),
-                idempotency_key: &resume_key(&run.run_id, &wait.wait_key),
+                idempotency_key: &key,
                 attempt: 1,
             };
             handler.check_resume(&call, &payload).map_err(|reason| {
@@ -1200,7 +1200,7 @@ impl Runtime {
         step.attempt = 1;
         step.component_digest = wf.digest().map(str::to_owned);
         let resumed = Resumed {
-            wait_key: &wait.wait_key,
+            key,
             payload: &payload,
         };
         self.apply_plan(
@@ -1619,7 +1619,8 @@ fn spend_tokens(run: &mut RunState, effect: Option<&Effect>, result: &Value) -> 
 
 /// A resume handed back to the handler that made the run wait.
 struct Resumed<'a> {
-    wait_key: &'a str,
+    /// The idempotency key of finishing the effect ([`resume_key`]).
+    key: String,
     payload: &'a Value,
 }
 
