@@ -10,7 +10,6 @@ use waymark_bundle::{
 };
 use waymark_runtime::Workflow;
 
-use crate::tools::approval_text;
 use crate::{BundleCommand, Cli, loader};
 
 /// A pack file: a manifest whose workflows and tool components name a
@@ -210,7 +209,7 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
                             "name": info.name,
                             "description": info.description,
                             "read_only": info.read_only,
-                            "approval": approval_text(approval),
+                            "approval": approval.as_str(),
                         })
                     })
                     .collect();
@@ -291,7 +290,7 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
             println!(
                 "    {:<width$}  {:<8}  {:<9}  {}",
                 info.name,
-                approval_text(approval),
+                approval.as_str(),
                 if info.read_only {
                     "read-only"
                 } else {

@@ -1072,9 +1072,6 @@ fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// How much of a call's arguments `status` shows.
-const SHOWN_ARGUMENT_CHARS: usize = 200;
-
 /// A run waiting for the approval of tool calls: the prompt, each call
 /// (the wait's `details.calls`), and how to answer.
 fn show_approval(out: &mut dyn Write, s: &RunState, w: &waymark_core::WaitState) -> Result<()> {
@@ -1090,10 +1087,7 @@ fn show_approval(out: &mut dyn Write, s: &RunState, w: &waymark_core::WaitState)
         let width = calls.iter().map(|c| c.call_id.len()).max().unwrap_or(0);
         let name_width = calls.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &calls {
-            let mut args = c.arguments.to_string();
-            if args.chars().count() > SHOWN_ARGUMENT_CHARS {
-                args = args.chars().take(SHOWN_ARGUMENT_CHARS).collect::<String>() + "…";
-            }
+            let args = waymark_tools::shown_arguments(&c.arguments);
             let what = match (c.needs_approval, c.known) {
                 (true, true) => "needs approval",
                 (true, false) => "needs approval; no such tool",

@@ -156,13 +156,6 @@ impl EffectHandler for CatalogTools {
     }
 }
 
-pub fn approval_text(a: Approval) -> &'static str {
-    match a {
-        Approval::Auto => "auto",
-        Approval::Required => "required",
-    }
-}
-
 pub fn run(tools: &CatalogTools, cmd: &ToolsCommand, json: bool) -> Result<i32> {
     match cmd {
         ToolsCommand::List => {
@@ -173,7 +166,7 @@ pub fn run(tools: &CatalogTools, cmd: &ToolsCommand, json: bool) -> Result<i32> 
                     .map(|r| {
                         json!({
                             "name": r.name,
-                            "approval": approval_text(r.approval),
+                            "approval": r.approval.as_str(),
                             "read_only": r.read_only,
                             "bundle": r.bundle,
                             "bundle_version": r.bundle_version,
@@ -189,7 +182,7 @@ pub fn run(tools: &CatalogTools, cmd: &ToolsCommand, json: bool) -> Result<i32> 
                     println!(
                         "{:<width$}  {:<8}  {:<9}  {}@{}  {}",
                         r.name,
-                        approval_text(r.approval),
+                        r.approval.as_str(),
                         if r.read_only { "read-only" } else { "writes" },
                         r.bundle,
                         r.bundle_version,

@@ -52,8 +52,19 @@ pub const EFFECT_NAME: &str = "tool_calls";
 /// Calls one `tool_calls` effect may carry.
 pub const MAX_CALLS_PER_BATCH: usize = 64;
 
-/// How much of a call's arguments an approval prompt shows.
-const PROMPT_ARGUMENT_CHARS: usize = 200;
+/// How much of a call's arguments an approval prompt (or a listing of the
+/// calls waiting) shows.
+pub const SHOWN_ARGUMENT_CHARS: usize = 200;
+
+/// A call's arguments as one line for people: compact JSON, cut after
+/// [`SHOWN_ARGUMENT_CHARS`] characters.
+pub fn shown_arguments(arguments: &Value) -> String {
+    let text = arguments.to_string();
+    if text.chars().count() <= SHOWN_ARGUMENT_CHARS {
+        return text;
+    }
+    text.chars().take(SHOWN_ARGUMENT_CHARS).collect::<String>() + "…"
+}
 
 /// What a tool is, as models and approvers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +126,8 @@ impl Approval {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// `"auto"` or `"required"`, as policies and listings write it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Required => "required",
@@ -267,6 +279,29 @@ struct Entry {
     approval: Approval,
 }
 
+/// The policy for a call of the tool `entry` (None: nobody registered the
+/// name, so it needs approval).
+fn approval_of(entry: Option<&Entry>) -> Approval {
+    entry.map_or(Approval::Required, |e| e.approval)
+}
+
+/// Runs one call of the tool `entry`: checks the arguments against its
+/// schema, then calls it.
+fn run_entry(
+    entry: Option<&Entry>,
+    call: &ToolCall,
+    ctx: &ToolContext<'_>,
+) -> Result<Value, ToolError> {
+    let Some(entry) = entry else {
+        return Err(ToolError::UnknownTool {
+            name: call.name.clone(),
+        });
+    };
+    check_arguments(&entry.tool.spec().parameters, &call.arguments)
+        .map_err(|reason| ToolError::InvalidArguments { reason })?;
+    entry.tool.call(&call.arguments, ctx)
+}
+
 /// The tools a host offers, by name, each with its approval policy.
 #[derive(Default)]
 pub struct ToolRegistry {
@@ -376,20 +411,13 @@ impl ToolRegistry {
 
     /// The policy for a call of `name`: unknown tools need approval.
     pub fn approval(&self, name: &str) -> Approval {
-        self.get(name).map_or(Approval::Required, |e| e.approval)
+        approval_of(self.get(name).as_deref())
     }
 
     /// Runs one call (no approval check): checks the arguments against the
     /// tool's schema, then calls it.
     pub fn run(&self, call: &ToolCall, ctx: &ToolContext<'_>) -> Result<Value, ToolError> {
-        let Some(entry) = self.get(&call.name) else {
-            return Err(ToolError::UnknownTool {
-                name: call.name.clone(),
-            });
-        };
-        check_arguments(&entry.tool.spec().parameters, &call.arguments)
-            .map_err(|reason| ToolError::InvalidArguments { reason })?;
-        entry.tool.call(&call.arguments, ctx)
+        run_entry(self.get(&call.name).as_deref(), call, ctx)
     }
 }
 
@@ -475,7 +503,9 @@ impl ToolCallsHandler {
     ) -> Value {
         let mut results = Vec::with_capacity(calls.len());
         for tc in calls {
-            let needs = self.registry.approval(&tc.name) == Approval::Required;
+            // Looked up once: the policy and the tool that runs are one.
+            let entry = self.registry.get(&tc.name);
+            let needs = approval_of(entry.as_deref()) == Approval::Required;
             let outcome = match decision {
                 Some(d) if needs && !d.approves(&tc.call_id) => Err(ToolError::Denied {
                     reason: d
@@ -493,7 +523,7 @@ impl ToolCallsHandler {
                         idempotency_key: &key,
                     };
                     let started = Instant::now();
-                    let out = self.registry.run(tc, &ctx);
+                    let out = run_entry(entry.as_deref(), tc, &ctx);
                     tracing::info!(
                         run_id = %call.run.run_id,
                         tool = %tc.name,
@@ -554,39 +584,40 @@ fn calls_of<'a>(call: &EffectCall<'a>) -> Result<&'a [ToolCall], EffectError> {
 impl EffectHandler for ToolCallsHandler {
     fn handle(&self, call: &EffectCall<'_>) -> Result<EffectOutcome, EffectError> {
         let calls = calls_of(call)?;
-        let gated: Vec<&ToolCall> = calls
+        let entries: Vec<Option<Arc<Entry>>> =
+            calls.iter().map(|c| self.registry.get(&c.name)).collect();
+        let gated: Vec<(&ToolCall, bool)> = calls
             .iter()
-            .filter(|c| self.registry.approval(&c.name) == Approval::Required)
+            .zip(&entries)
+            .filter(|(_, e)| approval_of(e.as_deref()) == Approval::Required)
+            .map(|(c, e)| (c, e.is_some()))
             .collect();
         if gated.is_empty() {
             return Ok(EffectOutcome::Done(self.execute(call, calls, None)));
         }
         let listed: Vec<Value> = calls
             .iter()
-            .map(|c| {
-                let known = self.registry.get(&c.name).is_some();
+            .zip(&entries)
+            .map(|(c, e)| {
                 json!({
                     "call_id": c.call_id,
                     "name": c.name,
                     "arguments": c.arguments,
-                    "approval": self.registry.approval(&c.name).as_str(),
-                    "known": known,
+                    "approval": approval_of(e.as_deref()).as_str(),
+                    "known": e.is_some(),
                 })
             })
             .collect();
         let lines: Vec<String> = gated
             .iter()
-            .map(|c| {
-                let mut args = c.arguments.to_string();
-                if args.chars().count() > PROMPT_ARGUMENT_CHARS {
-                    args = args.chars().take(PROMPT_ARGUMENT_CHARS).collect::<String>() + "…";
-                }
-                let unknown = if self.registry.get(&c.name).is_none() {
-                    " (unknown tool)"
-                } else {
-                    ""
-                };
-                format!("{} {}{unknown} {args}", c.call_id, c.name)
+            .map(|(c, known)| {
+                let unknown = if *known { "" } else { " (unknown tool)" };
+                format!(
+                    "{} {}{unknown} {}",
+                    c.call_id,
+                    c.name,
+                    shown_arguments(&c.arguments)
+                )
             })
             .collect();
         let prompt = format!(
