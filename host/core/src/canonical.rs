@@ -320,6 +320,15 @@ items_impl!(SerializeTuple, serialize_element);
 items_impl!(SerializeTupleStruct, serialize_field);
 items_impl!(SerializeTupleVariant, serialize_field);
 
+macro_rules! integers_as_text {
+    ($($method:ident: $ty:ty),*) => {
+        $(fn $method(self, v: $ty) -> Result<()> {
+            let _ = write!(self.out, "{v}");
+            Ok(())
+        })*
+    };
+}
+
 impl<'a> ser::Serializer for Canon<'a> {
     type Ok = ();
     type Error = CanonicalError;
@@ -335,40 +344,12 @@ impl<'a> ser::Serializer for Canon<'a> {
         self.out.push_str(if v { "true" } else { "false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        let _ = write!(self.out, "{v}");
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        let _ = write!(self.out, "{v}");
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        let _ = write!(self.out, "{v}");
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        let _ = write!(self.out, "{v}");
-        Ok(())
-    }
+    // Integers as their decimal text, which is what serde_json writes.
+    integers_as_text!(
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128
+    );
     fn serialize_f32(self, v: f32) -> Result<()> {
         self.serialize_f64(v.into())
     }
