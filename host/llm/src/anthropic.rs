@@ -1,15 +1,12 @@
 //! Anthropic messages: OpenAI-shaped requests converted on the way out,
 //! answers normalised on the way back.
 
-use std::time::Instant;
-
 use serde_json::{Map, Value, json};
 
 use crate::config::{DEFAULT_ANTHROPIC_MAX_TOKENS, ProviderConfig};
 use crate::error::LlmError;
-use crate::http::Transport;
 use crate::keys::KeySource;
-use crate::provider::{LlmProvider, finish_call, resolve_model};
+use crate::provider::{Endpoint, LlmProvider, Wire};
 use crate::types::{
     LlmRequest, LlmResponse, LlmToolCall, RequestContext, Usage, kind_of, normalize_finish_reason,
     token_count,
@@ -34,70 +31,49 @@ const PASSED_PARAMS: &[&str] = &[
 /// A client of `POST {base_url}/v1/messages`.
 #[derive(Debug)]
 pub struct AnthropicProvider {
-    name: String,
-    base_url: String,
-    model: Option<String>,
-    api_key_env: Option<String>,
+    endpoint: Endpoint,
     max_tokens: u32,
-    keys: KeySource,
-    transport: Transport,
 }
 
 impl AnthropicProvider {
     /// A client named `name` (the name answers carry as `provider`).
     pub fn new(name: impl Into<String>, config: &ProviderConfig, keys: KeySource) -> Self {
         Self {
-            name: name.into(),
-            base_url: config.base_url.trim_end_matches('/').to_owned(),
-            model: config.model.clone(),
-            api_key_env: config.api_key_env.clone(),
+            endpoint: Endpoint::new(name, config, keys),
             max_tokens: config.max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS),
-            keys,
-            transport: Transport::new(config),
         }
     }
 
     /// The endpoint called (a base URL that already ends in `/v1` is not
     /// given a second one).
     pub fn url(&self) -> String {
-        if self.base_url.ends_with("/v1") {
-            format!("{}/messages", self.base_url)
+        let base = &self.endpoint.base_url;
+        if base.ends_with("/v1") {
+            format!("{base}/messages")
         } else {
-            format!("{}/v1/messages", self.base_url)
+            format!("{base}/v1/messages")
         }
     }
 }
 
 impl LlmProvider for AnthropicProvider {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn default_model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.endpoint.model.as_deref()
     }
 
     fn complete(&self, req: &LlmRequest, ctx: &RequestContext) -> Result<LlmResponse, LlmError> {
-        req.validate()?;
-        let model = resolve_model(req, self.model.as_deref(), &self.name)?;
-        let body = build_body(req, &model, self.max_tokens)?;
-        let key = self.keys.resolve(self.api_key_env.as_deref())?;
-        let mut headers: Vec<(&str, &str)> = vec![
-            ("anthropic-version", ANTHROPIC_VERSION),
-            ("idempotency-key", &ctx.idempotency_key),
-        ];
-        if let Some(key) = &key {
-            headers.push(("x-api-key", key.expose()));
-        }
-        let started = Instant::now();
-        let result = self
-            .transport
-            .post_json(&self.url(), &headers, &body, key.as_ref())
-            .and_then(|reply| {
-                let response = parse_response(&reply.body, &model, &self.name)?;
-                Ok((reply, response))
-            });
-        finish_call(&self.name, &model, started, result, key.as_ref())
+        let wire = Wire {
+            url: self.url(),
+            headers: &[("anthropic-version", ANTHROPIC_VERSION)],
+            auth: |key| ("x-api-key", key.to_owned()),
+            body: |model: &str| build_body(req, model, self.max_tokens),
+            parse: parse_response,
+        };
+        self.endpoint.call(req, ctx, wire)
     }
 }
 

@@ -1,15 +1,12 @@
 //! OpenAI chat completions, and every server that speaks it (Ollama,
 //! llama.cpp server, vLLM, LM Studio, ...).
 
-use std::time::Instant;
-
 use serde_json::{Map, Value, json};
 
 use crate::config::ProviderConfig;
 use crate::error::LlmError;
-use crate::http::Transport;
 use crate::keys::KeySource;
-use crate::provider::{LlmProvider, finish_call, resolve_model};
+use crate::provider::{Endpoint, LlmProvider, Wire};
 use crate::types::{
     LlmRequest, LlmResponse, LlmToolCall, RequestContext, Usage, kind_of, normalize_finish_reason,
     token_count,
@@ -18,63 +15,43 @@ use crate::types::{
 /// A client of `POST {base_url}/chat/completions`.
 #[derive(Debug)]
 pub struct OpenAiProvider {
-    name: String,
-    base_url: String,
-    model: Option<String>,
-    api_key_env: Option<String>,
+    endpoint: Endpoint,
     max_tokens: Option<u32>,
-    keys: KeySource,
-    transport: Transport,
 }
 
 impl OpenAiProvider {
     /// A client named `name` (the name answers carry as `provider`).
     pub fn new(name: impl Into<String>, config: &ProviderConfig, keys: KeySource) -> Self {
         Self {
-            name: name.into(),
-            base_url: config.base_url.trim_end_matches('/').to_owned(),
-            model: config.model.clone(),
-            api_key_env: config.api_key_env.clone(),
+            endpoint: Endpoint::new(name, config, keys),
             max_tokens: config.max_tokens,
-            keys,
-            transport: Transport::new(config),
         }
     }
 
     /// The endpoint called.
     pub fn url(&self) -> String {
-        format!("{}/chat/completions", self.base_url)
+        format!("{}/chat/completions", self.endpoint.base_url)
     }
 }
 
 impl LlmProvider for OpenAiProvider {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn default_model(&self) -> Option<&str> {
-        self.model.as_deref()
+        self.endpoint.model.as_deref()
     }
 
     fn complete(&self, req: &LlmRequest, ctx: &RequestContext) -> Result<LlmResponse, LlmError> {
-        req.validate()?;
-        let model = resolve_model(req, self.model.as_deref(), &self.name)?;
-        let key = self.keys.resolve(self.api_key_env.as_deref())?;
-        let body = build_body(req, &model, self.max_tokens);
-        let bearer = key.as_ref().map(|k| format!("Bearer {}", k.expose()));
-        let mut headers: Vec<(&str, &str)> = vec![("idempotency-key", &ctx.idempotency_key)];
-        if let Some(bearer) = &bearer {
-            headers.push(("authorization", bearer));
-        }
-        let started = Instant::now();
-        let result = self
-            .transport
-            .post_json(&self.url(), &headers, &body, key.as_ref())
-            .and_then(|reply| {
-                let response = parse_response(&reply.body, &model, &self.name)?;
-                Ok((reply, response))
-            });
-        finish_call(&self.name, &model, started, result, key.as_ref())
+        let wire = Wire {
+            url: self.url(),
+            headers: &[],
+            auth: |key| ("authorization", format!("Bearer {key}")),
+            body: |model: &str| Ok(build_body(req, model, self.max_tokens)),
+            parse: parse_response,
+        };
+        self.endpoint.call(req, ctx, wire)
     }
 }
 

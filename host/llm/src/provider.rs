@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::anthropic::AnthropicProvider;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::LlmError;
-use crate::http::HttpReply;
+use crate::http::{HttpReply, Transport};
 use crate::keys::{ApiKey, KeySource};
 use crate::openai::OpenAiProvider;
 use crate::types::{LlmRequest, LlmResponse, RequestContext};
@@ -41,8 +41,80 @@ pub fn build_provider(
     }
 }
 
+/// What both clients hold, and the one call flow they share: validate the
+/// request, pick the model, build the body, look the key up, POST, parse,
+/// then scrub and log the outcome. The wire formats differ only in the
+/// pieces handed to [`Endpoint::call`].
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub name: String,
+    /// Without a trailing `/`.
+    pub base_url: String,
+    pub model: Option<String>,
+    api_key_env: Option<String>,
+    keys: KeySource,
+    transport: Transport,
+}
+
+/// The wire format's parts of one call.
+pub(crate) struct Wire<'a, B, P> {
+    pub url: String,
+    /// Sent before `idempotency-key` and the key's header.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The header carrying the key, and its value for a key.
+    pub auth: fn(&str) -> (&'static str, String),
+    /// The body for the chosen model.
+    pub body: B,
+    /// Reads a 2xx answer: `(text, requested model, provider name)`.
+    pub parse: P,
+}
+
+impl Endpoint {
+    pub fn new(name: impl Into<String>, config: &ProviderConfig, keys: KeySource) -> Self {
+        Self {
+            name: name.into(),
+            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            model: config.model.clone(),
+            api_key_env: config.api_key_env.clone(),
+            keys,
+            transport: Transport::new(config),
+        }
+    }
+
+    pub fn call<B, P>(
+        &self,
+        req: &LlmRequest,
+        ctx: &RequestContext,
+        wire: Wire<'_, B, P>,
+    ) -> Result<LlmResponse, LlmError>
+    where
+        B: FnOnce(&str) -> Result<serde_json::Value, LlmError>,
+        P: FnOnce(&str, &str, &str) -> Result<LlmResponse, LlmError>,
+    {
+        req.validate()?;
+        let model = resolve_model(req, self.model.as_deref(), &self.name)?;
+        let body = (wire.body)(&model)?;
+        let key = self.keys.resolve(self.api_key_env.as_deref())?;
+        let auth = key.as_ref().map(|k| (wire.auth)(k.expose()));
+        let mut headers: Vec<(&str, &str)> = wire.headers.to_vec();
+        headers.push(("idempotency-key", &ctx.idempotency_key));
+        if let Some((name, value)) = &auth {
+            headers.push((name, value));
+        }
+        let started = Instant::now();
+        let result = self
+            .transport
+            .post_json(&wire.url, &headers, &body, key.as_ref())
+            .and_then(|reply| {
+                let response = (wire.parse)(&reply.body, &model, &self.name)?;
+                Ok((reply, response))
+            });
+        finish_call(&self.name, &model, started, result, key.as_ref())
+    }
+}
+
 /// The request's model, else the provider's.
-pub(crate) fn resolve_model(
+fn resolve_model(
     req: &LlmRequest,
     default: Option<&str>,
     provider: &str,
@@ -61,7 +133,7 @@ pub(crate) fn resolve_model(
 
 /// Scrubs a failure of the key and logs the outcome: provider, model,
 /// status, latency and tokens; never the key or message bodies.
-pub(crate) fn finish_call(
+fn finish_call(
     provider: &str,
     model: &str,
     started: Instant,
