@@ -1038,20 +1038,12 @@ fn llm_config_registers_llm_call_and_the_policy_sets_the_token_budget() {
 #[test]
 fn the_agent_example_runs_end_to_end_from_the_cli() {
     use waymark_llm::ProviderKind;
-    use waymark_llm::testing::{ScriptedReply, TestServer};
+    use waymark_llm::testing::TestServer;
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("w.db");
     let server = TestServer::start().unwrap();
-    server.push(ScriptedReply::openai_tool_calls(&[
-        ("call_1", "lookup_order", json!({"order_id": "A1"})),
-        (
-            "call_2",
-            "refund_order",
-            json!({"order_id": "A1", "amount": 20, "reason": "arrived broken"}),
-        ),
-    ]));
-    server.push(ScriptedReply::openai_text("I refunded 20 on order A1."));
+    crate::support::script_agent_model(&server, "arrived broken", "I refunded 20 on order A1.");
     let llm = dir.path().join("llm.toml");
     std::fs::write(
         &llm,
@@ -1135,12 +1127,7 @@ fn the_agent_example_runs_end_to_end_from_the_cli() {
             Some(format!("Bearer {key}").as_str())
         );
     }
-    let tool_results: Vec<&Value> = requests[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "tool")
-        .collect();
+    let tool_results = crate::support::tool_messages(&requests[1]);
     assert!(
         tool_results[1]["content"]
             .as_str()

@@ -18,6 +18,8 @@ use waymark_driver::{Driver, DriverConfig};
 use waymark_runtime::{EffectCall, EffectOutcome, NativeWorkflow, Runtime, StartOptions};
 use waymark_sqlite::{SqliteOptions, SqliteStore};
 
+use crate::support::counter;
+
 fn sqlite(dir: &std::path::Path) -> Arc<dyn Store> {
     let store = SqliteStore::open_with(
         dir.join("waymark.db"),
@@ -49,21 +51,6 @@ fn sleeper() -> NativeWorkflow {
         })
         .node("done", |ctx| {
             Ok(StepPlan::complete(ctx.vars["woke"].clone()))
-        })
-        .build()
-        .unwrap()
-}
-
-/// Counts to `vars.to`, one step per increment.
-fn counter() -> NativeWorkflow {
-    NativeWorkflow::builder("counter")
-        .node("inc", |ctx| {
-            let n = ctx.vars["n"].as_u64().unwrap_or(0);
-            if n >= ctx.vars["to"].as_u64().unwrap_or(0) {
-                Ok(StepPlan::complete(json!(n)))
-            } else {
-                Ok(StepPlan::next("inc").set("n", json!(n + 1)))
-            }
         })
         .build()
         .unwrap()

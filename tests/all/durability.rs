@@ -16,7 +16,7 @@ use waymark_runtime::{
     EffectError, EffectOutcome, NativeWorkflow, RetryPolicy, Runtime, RuntimeConfig, RuntimeError,
 };
 
-use crate::support::{FailingStore, ManualClock, fixture};
+use crate::support::{FailingStore, ManualClock, counter, fixture};
 
 fn charge_effect(amount: u64) -> Effect {
     Effect::Custom {
@@ -102,19 +102,8 @@ fn pure_steps_land_in_batches_and_a_lost_batch_is_redone() {
         ..RuntimeConfig::default()
     };
     let rt = Runtime::new(store.clone()).with_config(config);
-    let wf = NativeWorkflow::builder("count")
-        .node("inc", |ctx| {
-            let n = ctx.vars["n"].as_u64().unwrap_or(0);
-            if n >= 25 {
-                Ok(StepPlan::complete(json!(n)))
-            } else {
-                Ok(StepPlan::next("inc").set("n", json!(n + 1)))
-            }
-        })
-        .build()
-        .unwrap();
-    rt.register(Arc::new(wf)).unwrap();
-    let id = rt.start("count", json!({"n": 0})).unwrap();
+    rt.register(Arc::new(counter())).unwrap();
+    let id = rt.start("counter", json!({"n": 0, "to": 25})).unwrap();
     store.arm();
     rt.tick(&id).unwrap_err();
     let s = rt.get_state(&id).unwrap();
@@ -722,20 +711,9 @@ fn concurrent_steps_share_group_commits() {
         max_steps_per_commit: 1,
         ..RuntimeConfig::default()
     }));
-    let wf = NativeWorkflow::builder("count")
-        .node("inc", |ctx| {
-            let n = ctx.vars["n"].as_u64().unwrap_or(0);
-            if n >= 20 {
-                Ok(StepPlan::complete(json!(n)))
-            } else {
-                Ok(StepPlan::next("inc").set("n", json!(n + 1)))
-            }
-        })
-        .build()
-        .unwrap();
-    rt.register(Arc::new(wf)).unwrap();
+    rt.register(Arc::new(counter())).unwrap();
     let ids: Vec<String> = (0..8)
-        .map(|_| rt.start("count", json!({"n": 0})).unwrap())
+        .map(|_| rt.start("counter", json!({"n": 0, "to": 20})).unwrap())
         .collect();
     std::thread::scope(|s| {
         for id in &ids {

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use serde_json::json;
+use waymark_core::StepPlan;
 use waymark_core::{Clock, Commit, Durability, MemoryStore, Store, StoreError};
-use waymark_runtime::{Runtime, Workflow};
+use waymark_runtime::{NativeWorkflow, Runtime, Workflow};
 use waymark_sqlite::SqliteStore;
 use waymark_wasm::{EngineConfig, StepLimits, WasmEngine, WasmWorkflow};
 
@@ -139,4 +141,46 @@ impl Store for FailingStore {
     fn durability(&self) -> Durability {
         Durability::Off
     }
+}
+
+/// Counts to `vars.to`, one step per increment.
+pub fn counter() -> NativeWorkflow {
+    NativeWorkflow::builder("counter")
+        .node("inc", |ctx| {
+            let n = ctx.vars["n"].as_u64().unwrap_or(0);
+            if n >= ctx.vars["to"].as_u64().unwrap_or(0) {
+                Ok(StepPlan::complete(json!(n)))
+            } else {
+                Ok(StepPlan::next("inc").set("n", json!(n + 1)))
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+/// The loopback model's side of the agent example: it first calls
+/// `lookup_order` and a refund of 20 on order A1 (with `reason`), then,
+/// shown the results, answers `answer`.
+pub fn script_agent_model(server: &waymark_llm::testing::TestServer, reason: &str, answer: &str) {
+    use waymark_llm::testing::ScriptedReply;
+    server.push(ScriptedReply::openai_tool_calls(&[
+        ("call_1", "lookup_order", json!({"order_id": "A1"})),
+        (
+            "call_2",
+            "refund_order",
+            json!({"order_id": "A1", "amount": 20, "reason": reason}),
+        ),
+    ]));
+    server.push(ScriptedReply::openai_text(answer));
+}
+
+/// The `tool` messages (tool results) of a request the agent sent.
+pub fn tool_messages(request: &waymark_llm::testing::RecordedRequest) -> Vec<serde_json::Value> {
+    request.body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "tool")
+        .cloned()
+        .collect()
 }

@@ -618,17 +618,9 @@ fn agent_runtime(
 
 #[test]
 fn the_agent_example_calls_the_model_waits_for_approval_and_answers() {
-    use waymark_llm::testing::{ScriptedReply, TestServer};
+    use waymark_llm::testing::TestServer;
     let server = TestServer::start().unwrap();
-    server.push(ScriptedReply::openai_tool_calls(&[
-        ("call_1", "lookup_order", json!({"order_id": "A1"})),
-        (
-            "call_2",
-            "refund_order",
-            json!({"order_id": "A1", "amount": 20, "reason": "broken"}),
-        ),
-    ]));
-    server.push(ScriptedReply::openai_text("Refunded 20 on order A1."));
+    crate::support::script_agent_model(&server, "broken", "Refunded 20 on order A1.");
     let dir = tempfile::tempdir().unwrap();
     let rt = agent_runtime(
         dir.path(),
@@ -659,8 +651,7 @@ fn the_agent_example_calls_the_model_waits_for_approval_and_answers() {
     // The second request showed the model both results as tool messages.
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
-    let messages = requests[1].body["messages"].as_array().unwrap().clone();
-    let tool_messages: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
+    let tool_messages = crate::support::tool_messages(&requests[1]);
     assert_eq!(tool_messages.len(), 2);
     assert!(
         tool_messages[1]["content"]
