@@ -142,6 +142,35 @@ fn main() {
                 Err(f) => println!("done FAILED: {f:?}"),
             }
         }
+        // Extra nodes of a probe variant (print, raise, random, time, ...):
+        // each run twice on fresh instances, to see what WASI stubs and
+        // guest errors turn into.
+        if let Ok(extra) = std::env::var("PROBE_EXTRA_NODES") {
+            for node in extra.split(',').filter(|n| wf.info().nodes.iter().any(|m| m == n)) {
+                for _ in 0..2 {
+                    let ctx = StepContext { node_id: node, ..ask };
+                    let t = Instant::now();
+                    let out = wf.run_node(&ctx);
+                    let dt = t.elapsed();
+                    match out {
+                        Ok(out) => println!(
+                            "node {node}: ok in {}: {} logs {:?} fuel {:?}",
+                            ms(dt),
+                            serde_json::to_string(&out.plan.transition).unwrap(),
+                            out.logs,
+                            out.fuel_consumed
+                        ),
+                        Err(f) => println!(
+                            "node {node}: FAILED in {}: {:?}: {} (fuel {:?})",
+                            ms(dt),
+                            f.error.kind,
+                            f.error.message,
+                            f.fuel_consumed
+                        ),
+                    }
+                }
+            }
+        }
         let cache_bytes: u64 = std::fs::read_dir(cache.dir())
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len())
