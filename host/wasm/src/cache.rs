@@ -26,6 +26,13 @@
 //! reader sees a whole entry or none; a torn write (a crash) fails the tag.
 //! Nothing is fsynced: losing an entry costs one compilation.
 //!
+//! The directory has a size budget ([`DEFAULT_BUDGET_BYTES`], or
+//! [`CompileCache::with_budget`]): after writing an entry, the least recently
+//! used entries (by modification time, which a hit refreshes) are deleted
+//! until the entries fit. An interpreter inside a component makes entries of
+//! 50-90 MB (Python, JavaScript guests), so an unbounded cache would grow by
+//! that much with every rebuilt guest.
+//!
 //! Whoever can write `cache.key` can forge entries; [`CompileCache::open`]
 //! refuses a directory writable by group or others and a key file readable
 //! by them.
@@ -56,6 +63,10 @@ const DOMAIN: &[u8] = b"waymark compile cache v1\0";
 /// Extension of an entry file.
 const ENTRY_EXT: &str = "cwasm";
 
+/// Default size budget of a cache directory's entries: room for a few dozen
+/// compiled interpreters, or thousands of compiled Rust guests.
+pub const DEFAULT_BUDGET_BYTES: u64 = 2 << 30;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Where [`WasmEngine::load_cached`](crate::WasmEngine::load_cached) found
@@ -76,6 +87,7 @@ pub enum CacheOutcome {
 pub struct CompileCache {
     dir: PathBuf,
     secret: [u8; SECRET_LEN],
+    budget_bytes: u64,
 }
 
 impl fmt::Debug for CompileCache {
@@ -99,7 +111,24 @@ impl CompileCache {
         create_private_dir(&dir).map_err(|e| cache_err(&dir, e))?;
         check_dir(&dir)?;
         let secret = load_or_create_secret(&dir)?;
-        Ok(Self { dir, secret })
+        Ok(Self {
+            dir,
+            secret,
+            budget_bytes: DEFAULT_BUDGET_BYTES,
+        })
+    }
+
+    /// Sets the size budget of the entries (see the module docs). The entry
+    /// just written is always kept, even when it alone is larger.
+    #[must_use]
+    pub fn with_budget(mut self, bytes: u64) -> Self {
+        self.budget_bytes = bytes;
+        self
+    }
+
+    /// The size budget of the entries.
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
     }
 
     /// The cache directory.
@@ -159,7 +188,10 @@ impl CompileCache {
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(engine, artifact) };
         match component {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                touch(&path);
+                Some(component)
+            }
             Err(e) => {
                 self.discard(&path, &format!("wasmtime refused it: {e:#}"));
                 None
@@ -197,6 +229,45 @@ impl CompileCache {
         let path = self.entry_path(key);
         if let Err(e) = write_atomically(&self.dir, &path, &entry) {
             tracing::warn!(path = %path.display(), "cannot write compile cache entry: {e}");
+            return;
+        }
+        self.trim(&path);
+    }
+
+    /// Deletes the least recently used entries other than `keep` until the
+    /// entries fit the budget. Races with other processes are harmless: an
+    /// entry deleted under a reader costs that reader a compilation.
+    fn trim(&self, keep: &Path) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, u64, PathBuf)> = dir
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == ENTRY_EXT))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+        if total <= self.budget_bytes {
+            return;
+        }
+        entries.sort();
+        for (_, len, path) in entries {
+            if total <= self.budget_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => total = total.saturating_sub(len),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => total = total.saturating_sub(len),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot evict compile cache entry: {e}")
+                }
+            }
         }
     }
 
@@ -224,6 +295,13 @@ impl Hasher for Sha256Hasher {
     fn finish(&self) -> u64 {
         let digest = self.0.clone().finalize();
         u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// Marks an entry as just used, for eviction order. Best effort.
+fn touch(path: &Path) {
+    if let Ok(file) = OpenOptions::new().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
     }
 }
 

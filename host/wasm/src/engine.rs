@@ -135,17 +135,18 @@ impl WasmEngine {
         }
         if config.pooling {
             let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(config.pool_instances)
-                .total_core_instances(config.pool_instances * 4)
-                .total_memories(config.pool_instances * 2)
-                .total_tables(config.pool_instances * 4)
+            let totals = PoolTotals::of(&config);
+            pool.total_component_instances(totals.components)
+                .total_core_instances(totals.core_instances)
+                .total_memories(totals.memories)
+                .total_tables(totals.tables)
                 .max_tables_per_module(4)
                 // Per component: the memory cap applies to each linear
                 // memory, so bound how many one component may have; and
                 // bound its core instances so one component cannot drain
                 // the pool (Python components need more than 16).
-                .max_memories_per_component(4)
-                .max_core_instances_per_component(64)
+                .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+                .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
                 .max_memory_size(config.pool_max_memory_bytes)
                 .linear_memory_keep_resident(config.keep_resident_bytes)
                 .table_keep_resident(config.keep_resident_bytes.min(64 << 10))
@@ -182,7 +183,7 @@ impl WasmEngine {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
-            slots: Arc::new(Slots::new(config.pool_instances as usize)),
+            slots: Arc::new(Slots::new(PoolTotals::of(&config))),
             config,
             stop_ticker,
         })
@@ -228,7 +229,7 @@ impl WasmEngine {
         cache: Option<&CompileCache>,
     ) -> Result<(WasmWorkflow, CacheOutcome), WasmError> {
         let (component, digest, outcome) = self.compile(bytes, cache)?;
-        let wf = self.link_and_describe(&component, digest, limits)?;
+        let wf = self.link_and_describe(bytes, &component, digest, limits)?;
         Ok((wf, outcome))
     }
 
@@ -272,21 +273,37 @@ impl WasmEngine {
     }
 
     /// The sandbox every call of a component loaded with `limits` runs in.
-    pub(crate) fn sandbox(&self, limits: StepLimits) -> Sandbox {
-        Sandbox {
+    /// `bytes` and `component` tell how much of the pool one instance takes.
+    pub(crate) fn sandbox(
+        &self,
+        limits: StepLimits,
+        bytes: &[u8],
+        component: &Component,
+    ) -> Result<Sandbox, WasmError> {
+        let need = PoolNeed::of(bytes, component);
+        let totals = PoolTotals::of(&self.config);
+        if self.config.pooling && !need.fits_in(&totals) {
+            return Err(WasmError::Config(format!(
+                "one instance of this component needs {need:?} of the instance pool, which \
+                 holds only {totals:?}: raise EngineConfig::pool_instances"
+            )));
+        }
+        Ok(Sandbox {
+            need,
             limits,
             data: None,
             slots: self.slots.clone(),
             epoch_tick: self.config.epoch_tick,
             consume_fuel: self.config.consume_fuel,
             epoch_interruption: self.config.epoch_interruption,
-        }
+        })
     }
 
     /// Links a compiled component against the host and asks it to describe
     /// itself.
     fn link_and_describe(
         &self,
+        bytes: &[u8],
         component: &Component,
         digest: String,
         limits: StepLimits,
@@ -302,7 +319,7 @@ impl WasmEngine {
             },
             digest,
             pre,
-            sandbox: self.sandbox(limits),
+            sandbox: self.sandbox(limits, bytes, component)?,
         };
         let info = wf
             .call(|store, inst| inst.waymark_workflow_node().call_describe(store))
@@ -373,6 +390,8 @@ impl WasmWorkflow {
 /// slots and the engine's metering settings. Workflows and tool components
 /// share it, so both are held to the same sandbox.
 pub(crate) struct Sandbox {
+    /// What one instance takes from the pool.
+    need: PoolNeed,
     pub(crate) limits: StepLimits,
     /// The read-only data directory granted to the component, if any.
     pub(crate) data: Option<Arc<cap_std::fs::Dir>>,
@@ -407,7 +426,7 @@ impl Sandbox {
         // Wait for a pool slot rather than failing the call when every slot
         // is taken by concurrent calls. Held until the store (and with it
         // the instance's pool slot) is dropped, at the end.
-        let _slot = self.slots.acquire();
+        let _slot = self.slots.acquire(self.need);
         let mut state = StepState::new(limits.clone());
         state.data = self.data.clone();
         let mut store = Store::new(engine, state);
@@ -463,36 +482,140 @@ fn hostcall_budget(limits: &StepLimits) -> usize {
         .saturating_add(64 << 10)
 }
 
-/// A counting semaphore over the instance pool's slots.
+/// Most linear memories one component may define; the per-step memory cap
+/// applies to each of them.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+/// Most core instances one component may create. A Python component
+/// (componentize-py) creates about 40: the interpreter, libc, adapters and
+/// the shims between them.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
+/// What the instance pool holds in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolTotals {
+    components: u32,
+    core_instances: u32,
+    memories: u32,
+    tables: u32,
+}
+
+impl PoolTotals {
+    /// Sized so `pool_instances` small components (a Rust guest: two core
+    /// instances, one memory, one table) run at once, and components with
+    /// many core instances (an interpreter: about 40) run an eighth as many
+    /// at once: each takes a share of the pool in proportion to what it
+    /// uses (see [`PoolNeed`]). Core instance slots cost address space, not
+    /// memory, until used.
+    pub(crate) fn of(config: &EngineConfig) -> Self {
+        let n = config.pool_instances.max(1);
+        Self {
+            components: n,
+            core_instances: n.saturating_mul(8).max(MAX_CORE_INSTANCES_PER_COMPONENT),
+            memories: n.saturating_mul(2).max(MAX_MEMORIES_PER_COMPONENT),
+            tables: n.saturating_mul(4).max(MAX_CORE_INSTANCES_PER_COMPONENT),
+        }
+    }
+}
+
+/// What one instance of a component takes from the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolNeed {
+    core_instances: u32,
+    memories: u32,
+    tables: u32,
+}
+
+impl PoolNeed {
+    /// Counted from the component: its core instantiations (from the
+    /// binary: wasmtime does not expose the count), and the memories and
+    /// tables its core modules define (from wasmtime). A count that cannot
+    /// be made falls back to the per-component maximum, which is safe.
+    pub(crate) fn of(bytes: &[u8], component: &Component) -> Self {
+        let resources = component.resources_required();
+        Self {
+            core_instances: count_core_instantiations(bytes)
+                .unwrap_or(MAX_CORE_INSTANCES_PER_COMPONENT)
+                .max(1),
+            memories: resources
+                .as_ref()
+                .map_or(MAX_MEMORIES_PER_COMPONENT, |r| r.num_memories),
+            tables: resources
+                .as_ref()
+                .map_or(MAX_CORE_INSTANCES_PER_COMPONENT, |r| r.num_tables),
+        }
+    }
+
+    fn fits_in(&self, free: &PoolTotals) -> bool {
+        free.components >= 1
+            && free.core_instances >= self.core_instances
+            && free.memories >= self.memories
+            && free.tables >= self.tables
+    }
+}
+
+/// Core module instantiations in a component binary, nested components
+/// included; `None` when the binary cannot be read.
+fn count_core_instantiations(bytes: &[u8]) -> Option<u32> {
+    let mut count = 0u32;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::InstanceSection(section) = payload.ok()? {
+            for instance in section {
+                if matches!(instance.ok()?, wasmparser::Instance::Instantiate { .. }) {
+                    count = count.saturating_add(1);
+                }
+            }
+        }
+    }
+    Some(count)
+}
+
+/// A semaphore over the instance pool: a call waits until the pool has room
+/// for its instance (one component instance, plus the core instances,
+/// memories and tables it needs) rather than failing when concurrent calls
+/// hold the rest.
 pub(crate) struct Slots {
-    free: std::sync::Mutex<usize>,
+    free: std::sync::Mutex<PoolTotals>,
     freed: std::sync::Condvar,
 }
 
-pub(crate) struct SlotGuard<'a>(&'a Slots);
+pub(crate) struct SlotGuard<'a> {
+    slots: &'a Slots,
+    need: PoolNeed,
+}
 
 impl Slots {
-    pub(crate) fn new(n: usize) -> Self {
+    pub(crate) fn new(totals: PoolTotals) -> Self {
         Self {
-            free: std::sync::Mutex::new(n.max(1)),
+            free: std::sync::Mutex::new(totals),
             freed: std::sync::Condvar::new(),
         }
     }
 
-    fn acquire(&self) -> SlotGuard<'_> {
+    /// Waits for room for one instance. `need` was checked against the
+    /// pool's totals at load, so the wait ends once other calls finish.
+    fn acquire(&self, need: PoolNeed) -> SlotGuard<'_> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
+        while !need.fits_in(&free) {
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
-        *free -= 1;
-        SlotGuard(self)
+        free.components -= 1;
+        free.core_instances -= need.core_instances;
+        free.memories -= need.memories;
+        free.tables -= need.tables;
+        SlotGuard { slots: self, need }
     }
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.freed.notify_one();
+        let mut free = self.slots.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.components += 1;
+        free.core_instances += self.need.core_instances;
+        free.memories += self.need.memories;
+        free.tables += self.need.tables;
+        drop(free);
+        // Waiters need different amounts: let each check.
+        self.slots.freed.notify_all();
     }
 }
 
@@ -673,5 +796,67 @@ impl host::Host for StepState {
         }
         self.data_bytes += bytes.len();
         Ok(Ok(bytes))
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn core_instantiations_are_counted_in_nested_components_too() {
+        let wat = r#"(component
+            (core module $m)
+            (core instance (instantiate $m))
+            (core instance (instantiate $m))
+            (core instance)
+            (component $inner
+                (core module $n)
+                (core instance (instantiate $n)))
+            (instance (instantiate $inner)))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        assert_eq!(count_core_instantiations(&bytes), Some(3));
+        assert_eq!(count_core_instantiations(b"\0asm garbage"), None);
+    }
+
+    #[test]
+    fn a_large_instance_waits_for_room_and_small_ones_share_the_rest() {
+        let totals = PoolTotals {
+            components: 4,
+            core_instances: 10,
+            memories: 8,
+            tables: 8,
+        };
+        let slots = Arc::new(Slots::new(totals));
+        let big = PoolNeed {
+            core_instances: 8,
+            memories: 1,
+            tables: 1,
+        };
+        let small = PoolNeed {
+            core_instances: 2,
+            memories: 1,
+            tables: 1,
+        };
+        assert!(big.fits_in(&totals));
+        let held = slots.acquire(small);
+        let _also = slots.acquire(small);
+        // 6 core instances left: the big one must wait for a small one.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = slots.clone();
+        let waiter = std::thread::spawn(move || {
+            let _big = waiting.acquire(big);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(100))
+                .is_err()
+        );
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the big instance gets its room");
+        waiter.join().unwrap();
+        let free = *slots.free.lock().unwrap();
+        assert_eq!((free.components, free.core_instances), (3, 8));
     }
 }

@@ -21,7 +21,7 @@ mod engine;
 mod limits;
 mod tool;
 
-pub use cache::{CacheOutcome, CompileCache};
+pub use cache::{CacheOutcome, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_COMPILE_CACHE_BUDGET};
 pub use engine::{EngineConfig, WasmEngine, WasmError, WasmWorkflow};
 pub use limits::StepLimits;
 pub use tool::{ToolCallError, ToolCallReport, ToolInfo, WasmToolComponent};

@@ -179,7 +179,7 @@ impl WasmEngine {
             tools: Vec::new(),
             digest,
             pre,
-            sandbox: self.sandbox(limits),
+            sandbox: self.sandbox(limits, bytes, &component)?,
         };
         let ran = tools.run(|store, inst| inst.waymark_workflow_tool().call_describe(store));
         let described = match ran.result {

@@ -291,3 +291,67 @@ fn fuel_and_epoch_switches() {
         );
     }
 }
+
+/// The budget evicts the least recently used entries, never the one just
+/// written, and a hit counts as a use.
+#[test]
+fn the_budget_evicts_the_least_recently_used_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine();
+    let quickstart = std::fs::read(waymark_guest_artifacts::QUICKSTART).unwrap();
+    let packing = std::fs::read(waymark_guest_artifacts::PACKING).unwrap();
+    let open = || CompileCache::open(dir.path().join("cache")).unwrap();
+    let load = |cache: &CompileCache, bytes: &[u8]| {
+        engine
+            .load_cached(bytes, StepLimits::default(), Some(cache))
+            .unwrap()
+            .1
+    };
+    let size = |path: &Path| std::fs::metadata(path).unwrap().len();
+    let age = |path: &Path, secs: u64| {
+        let file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        file.set_modified(then).unwrap();
+    };
+
+    // Three entries under the default budget.
+    let cache = open();
+    assert_eq!(
+        cache.budget_bytes(),
+        waymark_wasm::DEFAULT_COMPILE_CACHE_BUDGET
+    );
+    let mut made = Vec::new();
+    for bytes in [chain_bytes(), &quickstart, &packing] {
+        assert_eq!(load(&cache, bytes), CacheOutcome::Miss);
+        let new: Vec<_> = entries(cache.dir())
+            .into_iter()
+            .filter(|e| !made.contains(e))
+            .collect();
+        made.push(new.into_iter().next().unwrap());
+    }
+    let [chain_entry, quickstart_entry, packing_entry] = made.try_into().unwrap();
+
+    // Oldest first: quickstart, chain, packing. Then a hit makes the
+    // quickstart the most recently used.
+    age(&quickstart_entry, 3 * 3600);
+    age(&chain_entry, 2 * 3600);
+    age(&packing_entry, 3600);
+    assert_eq!(load(&cache, &quickstart), CacheOutcome::Hit);
+
+    // Room for two of them: a new entry evicts the least recently used
+    // (the chain's), not the one just hit.
+    let budget = size(&quickstart_entry) + size(&packing_entry);
+    std::fs::remove_file(&packing_entry).unwrap();
+    let cache = open().with_budget(budget);
+    assert_eq!(load(&cache, &packing), CacheOutcome::Miss);
+    assert_eq!(entries(cache.dir()), {
+        let mut kept = vec![quickstart_entry.clone(), packing_entry.clone()];
+        kept.sort();
+        kept
+    });
+
+    // A budget smaller than any entry keeps only the one just written.
+    let cache = open().with_budget(1);
+    assert_eq!(load(&cache, chain_bytes()), CacheOutcome::Miss);
+    assert_eq!(entries(cache.dir()), [chain_entry]);
+}
