@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use waymark_build::lang::{LangGuestBuild, Language, Toolchains};
 use waymark_bundle::{
     Bundle, BundleInfo, PackSpec, PackTool, PackWorkflow, RequestedCapabilities, RequestedLimits,
     pack,
@@ -12,9 +13,11 @@ use waymark_runtime::Workflow;
 
 use crate::{BundleCommand, Cli, loader};
 
-/// A pack file: a manifest whose workflows and tool components name a
-/// component file (relative to the pack file) or a guest package to build,
-/// instead of a path inside the bundle and a digest.
+/// A pack file: a manifest whose workflows and tool components name, instead
+/// of a path inside the bundle and a digest, where the component comes from:
+/// a component file (relative to the pack file), a Rust guest package to
+/// build, or a Python or JavaScript guest's source directory (relative to
+/// the pack file) to build.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PackFile {
@@ -40,21 +43,44 @@ struct PackFileWorkflow {
     id: String,
     component: Option<PathBuf>,
     package: Option<String>,
+    python: Option<PathBuf>,
+    javascript: Option<PathBuf>,
     #[serde(default)]
     limits: RequestedLimits,
     #[serde(default)]
     capabilities: RequestedCapabilities,
 }
 
+/// Builds a Python or JavaScript guest into `target/lang-guests`.
+fn build_lang_guest(language: Language, source: &Path, toolchains: &Toolchains) -> Result<PathBuf> {
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "guest".into());
+    let suffix = match language {
+        Language::Python => "py",
+        Language::JavaScript => "js",
+    };
+    let built = LangGuestBuild::new(language, source)
+        .out(format!("target/lang-guests/{name}-{suffix}.wasm"))
+        .build(toolchains)
+        .with_context(|| format!("building the {language} guest {}", source.display()))?;
+    Ok(built.path)
+}
+
 pub fn run(cli: &Cli, cmd: &BundleCommand) -> Result<i32> {
     match cmd {
-        BundleCommand::Pack { spec, out } => pack_cmd(cli, spec, out),
+        BundleCommand::Pack {
+            spec,
+            out,
+            install_toolchains,
+        } => pack_cmd(cli, spec, out, *install_toolchains),
         BundleCommand::Inspect { bundle } => inspect(cli, bundle),
         BundleCommand::Verify { bundle } => verify(cli, bundle),
     }
 }
 
-fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path) -> Result<i32> {
+fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -> Result<i32> {
     let text = std::fs::read_to_string(spec_path)
         .with_context(|| format!("cannot read pack file {}", spec_path.display()))?;
     let file: PackFile = toml::from_str(&text)
@@ -76,13 +102,23 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path) -> Result<i32> {
             .out_dir(&built_dir)
             .build()?;
     }
+    // Python and JavaScript guests: one build each, reused while their
+    // sources are unchanged (the tools do not build reproducibly).
+    let toolchains = Toolchains::new("target/lang-toolchains").install_missing(install_toolchains);
     let mut workflows = Vec::new();
     for w in file.workflows {
-        let component_file = match (w.component, w.package) {
-            (Some(c), None) => base.join(c),
-            (None, Some(p)) => built_dir.join(format!("{p}.wasm")),
+        let component_file = match (w.component, w.package, w.python, w.javascript) {
+            (Some(c), None, None, None) => base.join(c),
+            (None, Some(p), None, None) => built_dir.join(format!("{p}.wasm")),
+            (None, None, Some(dir), None) => {
+                build_lang_guest(Language::Python, &base.join(dir), &toolchains)?
+            }
+            (None, None, None, Some(dir)) => {
+                build_lang_guest(Language::JavaScript, &base.join(dir), &toolchains)?
+            }
             _ => bail!(
-                "workflow '{}': name exactly one of `component` and `package`",
+                "workflow '{}': name exactly one of `component`, `package`, `python` and \
+                 `javascript`",
                 w.id
             ),
         };

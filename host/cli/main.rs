@@ -283,10 +283,23 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Build Rust guest crates into components.
+    /// Build guests into components: Rust guest crates of this workspace,
+    /// and Python or JavaScript guests from their source directories.
     Build {
         /// Package names in this workspace (e.g. quickstart-guest).
         packages: Vec<String>,
+        /// A Python guest: a directory holding `app.py` (componentize-py).
+        #[arg(long, value_name = "DIR")]
+        python: Vec<PathBuf>,
+        /// A JavaScript guest: a directory holding `app.js`
+        /// (componentize-js).
+        #[arg(long, value_name = "DIR")]
+        javascript: Vec<PathBuf>,
+        /// Install componentize-py / componentize-js into
+        /// target/lang-toolchains when missing (needs python3 or npm, and
+        /// network access to PyPI or npm).
+        #[arg(long)]
+        install_toolchains: bool,
         /// Where to write the components.
         #[arg(long, default_value = "target/components")]
         out: PathBuf,
@@ -296,12 +309,18 @@ enum Command {
 #[derive(Subcommand)]
 enum BundleCommand {
     /// Pack a bundle from a pack file (a manifest whose workflows name a
-    /// component file or a guest package to build); `.wmb` output gives a
-    /// single file, anything else a directory.
+    /// component file, a Rust guest package, or a Python or JavaScript
+    /// source directory to build); `.wmb` output gives a single file,
+    /// anything else a directory.
     Pack {
         spec: PathBuf,
         #[arg(short, long)]
         out: PathBuf,
+        /// Install componentize-py / componentize-js into
+        /// target/lang-toolchains when a Python or JavaScript guest needs
+        /// them and they are missing (needs python3 or npm and network).
+        #[arg(long)]
+        install_toolchains: bool,
     },
     /// Show a bundle's manifest summary and what the policy would grant.
     Inspect { bundle: PathBuf },
@@ -539,7 +558,20 @@ fn is_bundle(path: &Path) -> bool {
 
 fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
-        Command::Build { packages, out } => return build(packages, out, cli.json),
+        Command::Build {
+            packages,
+            python,
+            javascript,
+            install_toolchains,
+            out,
+        } => {
+            let guests = LangGuests {
+                python,
+                javascript,
+                install_toolchains: *install_toolchains,
+            };
+            return build(packages, &guests, out, cli.json);
+        }
         Command::Bundle(cmd) => return bundle::run(&cli, cmd),
         Command::Describe { component } => {
             let engine = WasmEngine::new(EngineConfig::default())?;
@@ -906,15 +938,59 @@ fn load_path(host: &Host, path: &Path, json: bool) -> Result<Vec<Arc<dyn Workflo
     Ok(out)
 }
 
-fn build(packages: &[String], out: &Path, json: bool) -> Result<i32> {
-    if packages.is_empty() {
-        bail!("name the guest packages to build, e.g. quickstart-guest");
+/// The Python and JavaScript guests `waymark build` was asked for.
+struct LangGuests<'a> {
+    python: &'a [PathBuf],
+    javascript: &'a [PathBuf],
+    install_toolchains: bool,
+}
+
+fn build(packages: &[String], guests: &LangGuests<'_>, out: &Path, json: bool) -> Result<i32> {
+    use waymark_build::lang::{LangGuestBuild, Language, Toolchains};
+    if packages.is_empty() && guests.python.is_empty() && guests.javascript.is_empty() {
+        bail!(
+            "name the guests to build: Rust packages (e.g. quickstart-guest), \
+             --python DIR or --javascript DIR"
+        );
     }
     let workspace = std::env::current_dir()?;
-    let built = waymark_build::GuestBuild::new(&workspace)
-        .packages(packages.iter().cloned())
-        .out_dir(out)
-        .build()?;
+    let mut built = if packages.is_empty() {
+        Vec::new()
+    } else {
+        waymark_build::GuestBuild::new(&workspace)
+            .packages(packages.iter().cloned())
+            .out_dir(out)
+            .build()?
+    };
+    let toolchains =
+        Toolchains::new("target/lang-toolchains").install_missing(guests.install_toolchains);
+    let lang = guests
+        .python
+        .iter()
+        .map(|dir| (Language::Python, dir))
+        .chain(
+            guests
+                .javascript
+                .iter()
+                .map(|dir| (Language::JavaScript, dir)),
+        );
+    for (language, dir) in lang {
+        let guest = LangGuestBuild::new(language, dir);
+        let name = format!(
+            "{}.wasm",
+            guest
+                .out_path()
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+        built.push(
+            guest
+                .out(out.join(name))
+                .build(&toolchains)
+                .with_context(|| format!("building the {language} guest {}", dir.display()))?,
+        );
+    }
     for c in &built {
         if json {
             println!(

@@ -33,6 +33,8 @@
 //! both, checks each against its own world ([`check_guest_component`]) and
 //! says which it is in [`BuiltComponent::kind`].
 
+pub mod lang;
+
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
@@ -126,6 +128,26 @@ pub enum BuildError {
         path: PathBuf,
         /// The cause, with its context chain.
         cause: String,
+    },
+    /// A language toolchain (componentize-py, componentize-js) is missing
+    /// or could not be installed.
+    #[error("{tool}: {cause}")]
+    Toolchain {
+        /// The tool.
+        tool: String,
+        /// What went wrong, and what to do about it.
+        cause: String,
+    },
+    /// A language toolchain ran and failed (a syntax error in the guest, an
+    /// import the WIT does not have...).
+    #[error("`{command}` failed ({status}); last lines of its output:\n{stderr_tail}")]
+    ToolFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it wrote to stderr.
+        stderr_tail: String,
     },
     /// The WAT text could not be parsed.
     #[error("invalid WAT: {0}")]
@@ -360,44 +382,18 @@ impl GuestBuild {
 
     fn run_cargo(&self) -> Result<(), BuildError> {
         let mut cmd = self.command();
-        let shown = CommandLine(&cmd).to_string();
-        if self.echo {
-            eprintln!("waymark-build: running {shown}");
-        }
-        // Stdout stays away from ours: in a build script, cargo parses it.
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|source| BuildError::Spawn {
-            program: cmd.get_program().to_string_lossy().into_owned(),
-            source,
-        })?;
-        let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
-        if let Some(stderr) = child.stderr.take() {
-            let mut echo = self.echo.then(io::stderr);
-            for line in BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
-                if let Some(out) = echo.as_mut() {
-                    // Echo failures must not fail the build.
-                    let _ = out.write_all(&line).and_then(|()| out.write_all(b"\n"));
-                }
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(String::from_utf8_lossy(&line).into_owned());
-            }
-        }
-        let status = child.wait().map_err(|source| BuildError::Spawn {
-            program: cmd.get_program().to_string_lossy().into_owned(),
-            source,
-        })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(BuildError::CargoFailed {
-                command: shown,
-                status: status.to_string(),
-                stderr_tail: Vec::from(tail).join("\n"),
-            })
-        }
+        run_logged(&mut cmd, self.echo).map_err(|failure| match failure {
+            RunFailure::Spawn { program, source } => BuildError::Spawn { program, source },
+            RunFailure::Status {
+                command,
+                status,
+                stderr_tail,
+            } => BuildError::CargoFailed {
+                command,
+                status,
+                stderr_tail,
+            },
+        })
     }
 
     fn finish_package(&self, package: &str) -> Result<BuiltComponent, BuildError> {
@@ -506,7 +502,63 @@ fn check_target_installed(workspace_dir: &Path, target: &str) -> Result<(), Buil
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+/// How a command run by [`run_logged`] failed.
+pub(crate) enum RunFailure {
+    Spawn {
+        program: String,
+        source: io::Error,
+    },
+    Status {
+        command: String,
+        status: String,
+        stderr_tail: String,
+    },
+}
+
+/// Runs `cmd` with stdout discarded (in a build script cargo parses ours)
+/// and stderr kept: echoed as it comes when `echo`, and its last lines
+/// returned when the command fails.
+pub(crate) fn run_logged(cmd: &mut Command, echo: bool) -> Result<(), RunFailure> {
+    let shown = CommandLine(cmd).to_string();
+    if echo {
+        eprintln!("waymark-build: running {shown}");
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.spawn().map_err(|source| RunFailure::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let mut tail = VecDeque::with_capacity(STDERR_TAIL_LINES);
+    if let Some(stderr) = child.stderr.take() {
+        let mut out = echo.then(io::stderr);
+        for line in BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { break };
+            if let Some(out) = out.as_mut() {
+                // Echo failures must not fail the build.
+                let _ = out.write_all(&line).and_then(|()| out.write_all(b"\n"));
+            }
+            if tail.len() == STDERR_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|source| RunFailure::Spawn { program, source })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(RunFailure::Status {
+            command: shown,
+            status: status.to_string(),
+            stderr_tail: Vec::from(tail).join("\n"),
+        })
+    }
+}
+
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     let io_err = |source| BuildError::Io {
         path: path.to_path_buf(),
         source,

@@ -1,0 +1,583 @@
+//! Builds Python and JavaScript guests into workflow components.
+//!
+//! Both languages put an interpreter inside the component, so the tools are
+//! the languages' own: [componentize-py] for Python and [componentize-js]
+//! for JavaScript. Neither is a Rust crate, so [`Toolchains`] finds them
+//! (an explicit path in an environment variable, or a copy under its own
+//! directory) and, when asked to, installs pinned versions there with the
+//! machine's `python3 -m venv` + `pip` and `npm`.
+//!
+//! ```no_run
+//! use waymark_build::lang::{LangGuestBuild, Language, Toolchains};
+//! let tools = Toolchains::new("target/lang-toolchains").install_missing(true);
+//! let built = LangGuestBuild::new(Language::Python, "examples/python/quickstart")
+//!     .out("target/lang-guests/quickstart-py.wasm")
+//!     .build(&tools)?;
+//! println!("{} bytes, sha256 {}", built.bytes_len, built.sha256);
+//! # Ok::<(), waymark_build::BuildError>(())
+//! ```
+//!
+//! Neither tool builds reproducibly (the same sources give a component with
+//! another digest each time), so [`LangGuestBuild::build`] keeps a
+//! fingerprint of everything that went into a component beside it and reuses
+//! the component while the fingerprint matches: a bundle's digest then stays
+//! put across rebuilds of an unchanged guest.
+//!
+//! [componentize-py]: https://pypi.org/project/componentize-py/
+//! [componentize-js]: https://www.npmjs.com/package/@bytecodealliance/componentize-js
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    BuildError, BuiltComponent, RunFailure, check_guest_component, run_logged, wit_dir,
+    write_atomically,
+};
+
+/// The componentize-py release the toolchain installs and the docs use.
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+/// The componentize-js release the toolchain installs and the docs use.
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+
+/// WASI interfaces componentize-js leaves out (`-d`): the host offers no
+/// WASI, so a workflow component may import only Waymark's interfaces.
+const JS_DISABLED_FEATURES: &[&str] = &["stdio", "random", "clocks", "http", "fetch-event"];
+
+/// A guest language other than Rust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    /// An `app` module (`app.py` in the source directory) exporting the
+    /// class `Node`, built with componentize-py.
+    Python,
+    /// An ES module (`app.js` in the source directory) exporting `node`,
+    /// built with componentize-js.
+    JavaScript,
+}
+
+impl Language {
+    /// The language's name in pack files and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+        }
+    }
+
+    /// The entry file in a guest's source directory.
+    pub fn entry_file(self) -> &'static str {
+        match self {
+            Language::Python => "app.py",
+            Language::JavaScript => "app.js",
+        }
+    }
+
+    /// The helper module's directory, `guest-sdk/<language>` in this
+    /// repository: `waymark.py` or `waymark.js`.
+    pub fn sdk_dir(self) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../guest-sdk")
+            .join(self.as_str());
+        dir.canonicalize().unwrap_or(dir)
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Language {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "python" | "py" => Ok(Language::Python),
+            "javascript" | "js" => Ok(Language::JavaScript),
+            other => Err(format!(
+                "unknown guest language `{other}` (expected python or javascript)"
+            )),
+        }
+    }
+}
+
+/// Where the language toolchains are, and whether to install them.
+///
+/// Lookup order for each tool: its environment variable
+/// (`WAYMARK_COMPONENTIZE_PY`, `WAYMARK_COMPONENTIZE_JS`), then the copy
+/// under [`Toolchains::dir`] (`python/bin/componentize-py`,
+/// `node/node_modules/.bin/componentize-js`), then, with
+/// [`install_missing`](Toolchains::install_missing), a fresh install there.
+#[derive(Debug)]
+pub struct Toolchains {
+    dir: PathBuf,
+    install: bool,
+    echo: bool,
+    /// One install at a time per process (tests build guests in parallel).
+    installing: Mutex<()>,
+}
+
+impl Toolchains {
+    /// Toolchains under `dir` (the repository uses `target/lang-toolchains`),
+    /// not installed when missing, with the tools' output echoed to stderr.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            install: false,
+            echo: true,
+            installing: Mutex::new(()),
+        }
+    }
+
+    /// Install a missing tool under the directory (needs `python3` with
+    /// `venv`, or `npm`, and access to PyPI or the npm registry).
+    #[must_use]
+    pub fn install_missing(mut self, install: bool) -> Self {
+        self.install = install;
+        self
+    }
+
+    /// Whether to copy the tools' stderr to ours as they run (default true).
+    #[must_use]
+    pub fn echo(mut self, echo: bool) -> Self {
+        self.echo = echo;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The `componentize-py` program, installed if missing and allowed.
+    pub fn componentize_py(&self) -> Result<PathBuf, BuildError> {
+        self.find_or_install(
+            "WAYMARK_COMPONENTIZE_PY",
+            self.dir.join("python/bin/componentize-py"),
+            || self.install_python(),
+        )
+    }
+
+    /// The `componentize-js` program, installed if missing and allowed.
+    pub fn componentize_js(&self) -> Result<PathBuf, BuildError> {
+        self.find_or_install(
+            "WAYMARK_COMPONENTIZE_JS",
+            self.dir.join("node/node_modules/.bin/componentize-js"),
+            || self.install_node(),
+        )
+    }
+
+    fn find_or_install(
+        &self,
+        var: &str,
+        local: PathBuf,
+        install: impl FnOnce() -> Result<(), BuildError>,
+    ) -> Result<PathBuf, BuildError> {
+        if let Some(path) = std::env::var_os(var) {
+            return Ok(PathBuf::from(path));
+        }
+        let tool = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _one_at_a_time = self.installing.lock().unwrap_or_else(|e| e.into_inner());
+        if local.is_file() {
+            return Ok(local);
+        }
+        if !self.install {
+            return Err(BuildError::Toolchain {
+                tool,
+                cause: format!(
+                    "not found at {} and ${var} is not set (install it there, or let the \
+                     build install it: `waymark bundle pack --install-toolchains`)",
+                    local.display()
+                ),
+            });
+        }
+        install()?;
+        if local.is_file() {
+            Ok(local)
+        } else {
+            Err(BuildError::Toolchain {
+                tool,
+                cause: format!("installed, but {} does not exist", local.display()),
+            })
+        }
+    }
+
+    fn install_python(&self) -> Result<(), BuildError> {
+        let venv = self.dir.join("python");
+        let python = std::env::var_os("WAYMARK_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut create = Command::new(python);
+        create.arg("-m").arg("venv").arg(&venv);
+        self.run_tool("componentize-py", &mut create)?;
+        let mut pip = Command::new(venv.join("bin/pip"));
+        pip.args(["install", "--disable-pip-version-check", "--quiet"])
+            .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}"));
+        self.run_tool("componentize-py", &mut pip)
+    }
+
+    fn install_node(&self) -> Result<(), BuildError> {
+        let prefix = self.dir.join("node");
+        std::fs::create_dir_all(&prefix).map_err(|source| BuildError::Io {
+            path: prefix.clone(),
+            source,
+        })?;
+        let manifest = prefix.join("package.json");
+        if !manifest.exists() {
+            write_atomically(&manifest, b"{\"private\": true}\n")?;
+        }
+        let mut npm = Command::new(std::env::var_os("WAYMARK_NPM").unwrap_or_else(|| "npm".into()));
+        npm.current_dir(&prefix)
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .arg(format!(
+                "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
+            ));
+        self.run_tool("componentize-js", &mut npm)
+    }
+
+    fn run_tool(&self, tool: &str, cmd: &mut Command) -> Result<(), BuildError> {
+        run_logged(cmd, self.echo).map_err(|failure| tool_error(tool, failure))
+    }
+}
+
+fn tool_error(tool: &str, failure: RunFailure) -> BuildError {
+    match failure {
+        RunFailure::Spawn { program, source } => BuildError::Toolchain {
+            tool: tool.into(),
+            cause: format!("cannot run `{program}`: {source}"),
+        },
+        RunFailure::Status {
+            command,
+            status,
+            stderr_tail,
+        } => BuildError::ToolFailed {
+            command,
+            status,
+            stderr_tail,
+        },
+    }
+}
+
+/// A build of one Python or JavaScript guest from its source directory.
+#[derive(Debug, Clone)]
+pub struct LangGuestBuild {
+    language: Language,
+    source_dir: PathBuf,
+    out: Option<PathBuf>,
+    wit_dir: PathBuf,
+    sdk_dir: PathBuf,
+}
+
+impl LangGuestBuild {
+    /// A build of the guest in `source_dir` (holding `app.py` or `app.js`)
+    /// against this repository's WIT and helper module. Written by default
+    /// to `<source_dir's name>-<py|js>.wasm` in the current directory.
+    pub fn new(language: Language, source_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            language,
+            source_dir: source_dir.into(),
+            out: None,
+            wit_dir: wit_dir(),
+            sdk_dir: language.sdk_dir(),
+        }
+    }
+
+    /// Where to write the component.
+    #[must_use]
+    pub fn out(mut self, path: impl Into<PathBuf>) -> Self {
+        self.out = Some(path.into());
+        self
+    }
+
+    /// The directory of the helper module (default: [`Language::sdk_dir`]).
+    #[must_use]
+    pub fn sdk_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.sdk_dir = dir.into();
+        self
+    }
+
+    /// The guest's name: its source directory's name.
+    pub fn name(&self) -> String {
+        self.source_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "guest".into())
+    }
+
+    /// Where the component goes.
+    pub fn out_path(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            let suffix = match self.language {
+                Language::Python => "py",
+                Language::JavaScript => "js",
+            };
+            PathBuf::from(format!("{}-{suffix}.wasm", self.name()))
+        })
+    }
+
+    /// Builds the component (or reuses the one from an earlier build of the
+    /// same inputs), then checks that it implements a Waymark world and
+    /// imports nothing else.
+    pub fn build(&self, tools: &Toolchains) -> Result<BuiltComponent, BuildError> {
+        let entry = self.source_dir.join(self.language.entry_file());
+        if !entry.is_file() {
+            return Err(BuildError::Io {
+                path: entry,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("a {} guest needs this entry file", self.language),
+                ),
+            });
+        }
+        let out = self.out_path();
+        let fingerprint = self.fingerprint()?;
+        let stamp = stamp_path(&out);
+        let reusable = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == fingerprint);
+        let component = match std::fs::read(&out) {
+            Ok(bytes) if reusable => bytes,
+            _ => {
+                let bytes = self.compile(tools, &out)?;
+                write_atomically(&stamp, fingerprint.as_bytes())?;
+                bytes
+            }
+        };
+        let what = format!("{} guest {}", self.language, self.source_dir.display());
+        let (kind, _) = check_guest_component(&component).map_err(|e| match e {
+            BuildError::Componentize { cause, .. } => BuildError::Componentize { what, cause },
+            other => other,
+        })?;
+        Ok(BuiltComponent {
+            package: self.name(),
+            path: out,
+            bytes_len: component.len(),
+            sha256: hex::encode(Sha256::digest(&component)),
+            kind,
+        })
+    }
+
+    /// Runs the language's tool into a temporary file beside `out`, then
+    /// renames it into place.
+    fn compile(&self, tools: &Toolchains, out: &Path) -> Result<Vec<u8>, BuildError> {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let mut tmp = out.as_os_str().to_owned();
+        tmp.push(format!(".building{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let mut cmd = match self.language {
+            Language::Python => {
+                let mut cmd = Command::new(tools.componentize_py()?);
+                cmd.arg("-d")
+                    .arg(&self.wit_dir)
+                    .args(["-w", "workflow", "componentize", "app", "-p"])
+                    .arg(&self.source_dir)
+                    .arg("-p")
+                    .arg(&self.sdk_dir)
+                    // The host links no WASI: stub it inside the component.
+                    .arg("--stub-wasi")
+                    .arg("-o")
+                    .arg(&tmp);
+                // Keep `__pycache__` out of the source tree.
+                cmd.env("PYTHONDONTWRITEBYTECODE", "1");
+                cmd
+            }
+            Language::JavaScript => {
+                // componentize-js resolves the app's imports (the helper
+                // module, by relative path) only inside its working
+                // directory, which it maps as `/`: run it from the nearest
+                // directory holding both the app and the helper, and name
+                // the entry relative to it.
+                let source = absolute(&self.source_dir)?;
+                let sdk = absolute(&self.sdk_dir)?;
+                let root = common_ancestor(&source, &sdk)
+                    .filter(|root| root.parent().is_some())
+                    .unwrap_or_else(|| source.clone());
+                let entry = source.join(self.language.entry_file());
+                let entry = entry.strip_prefix(&root).unwrap_or(&entry).to_owned();
+                let mut cmd = Command::new(tools.componentize_js()?);
+                cmd.current_dir(&root)
+                    .arg("--wit")
+                    .arg(absolute(&self.wit_dir)?)
+                    .args(["--world-name", "workflow", "-d"])
+                    .args(JS_DISABLED_FEATURES)
+                    .arg("-o")
+                    .arg(absolute(&tmp)?)
+                    .arg(entry);
+                cmd
+            }
+        };
+        let tool = match self.language {
+            Language::Python => "componentize-py",
+            Language::JavaScript => "componentize-js",
+        };
+        let result = tools.run_tool(tool, &mut cmd).and_then(|()| {
+            let bytes = std::fs::read(&tmp).map_err(|source| BuildError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+            std::fs::rename(&tmp, out).map_err(|source| BuildError::Io {
+                path: out.to_owned(),
+                source,
+            })?;
+            Ok(bytes)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// SHA-256 over the tool and its version, the WIT, the helper module and
+    /// the guest's sources (paths and contents, in sorted order).
+    fn fingerprint(&self) -> Result<String, BuildError> {
+        let mut hash = Sha256::new();
+        let (tool, version) = match self.language {
+            Language::Python => ("componentize-py", COMPONENTIZE_PY_VERSION),
+            Language::JavaScript => ("componentize-js", COMPONENTIZE_JS_VERSION),
+        };
+        hash.update(format!("{tool} {version} {JS_DISABLED_FEATURES:?}\n"));
+        for (label, dir) in [
+            ("wit", &self.wit_dir),
+            ("sdk", &self.sdk_dir),
+            ("src", &self.source_dir),
+        ] {
+            let mut files = Vec::new();
+            source_files(dir, dir, &mut files)?;
+            files.sort();
+            for (relative, path) in files {
+                let bytes = std::fs::read(&path).map_err(|source| BuildError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                hash.update(format!("{label}/{} {}\n", relative, bytes.len()));
+                hash.update(&bytes);
+            }
+        }
+        Ok(hex::encode(hash.finalize()))
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, BuildError> {
+    std::path::absolute(path).map_err(|source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The longest path both `a` and `b` lie under.
+fn common_ancestor(a: &Path, b: &Path) -> Option<PathBuf> {
+    let mut common = PathBuf::new();
+    for (x, y) in a.components().zip(b.components()) {
+        if x != y {
+            break;
+        }
+        common.push(x);
+    }
+    (!common.as_os_str().is_empty()).then_some(common)
+}
+
+/// The fingerprint file kept beside a component.
+fn stamp_path(out: &Path) -> PathBuf {
+    let mut stamp = OsString::from(out.as_os_str());
+    stamp.push(".inputs");
+    PathBuf::from(stamp)
+}
+
+/// Every file under `dir` as (path relative to `root`, path), skipping
+/// caches (`__pycache__`, `node_modules`) and hidden entries.
+fn source_files(
+    root: &Path,
+    dir: &Path,
+    files: &mut Vec<(String, PathBuf)>,
+) -> Result<(), BuildError> {
+    let io = |source| BuildError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "__pycache__" || name == "node_modules" {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().map_err(io)?.is_dir() {
+            source_files(root, &path, files)?;
+        } else {
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            files.push((relative, path));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_parse_and_name_their_entry() {
+        assert_eq!("python".parse::<Language>(), Ok(Language::Python));
+        assert_eq!("js".parse::<Language>(), Ok(Language::JavaScript));
+        assert!("ruby".parse::<Language>().is_err());
+        assert_eq!(Language::JavaScript.entry_file(), "app.js");
+        assert!(Language::Python.sdk_dir().ends_with("guest-sdk/python"));
+    }
+
+    #[test]
+    fn a_missing_tool_is_a_typed_error_unless_installing_is_allowed() {
+        let dir = std::env::temp_dir().join(format!("waymark-no-tools-{}", std::process::id()));
+        let tools = Toolchains::new(&dir);
+        // The variable would short-cut the lookup.
+        if std::env::var_os("WAYMARK_COMPONENTIZE_PY").is_none() {
+            let err = tools.componentize_py().unwrap_err();
+            assert!(
+                matches!(&err, BuildError::Toolchain { tool, .. } if tool == "componentize-py"),
+                "{err}"
+            );
+        }
+        assert!(!dir.exists(), "nothing is installed without being asked");
+    }
+
+    #[test]
+    fn the_common_ancestor_is_the_deepest_shared_directory() {
+        let found = |a: &str, b: &str| common_ancestor(Path::new(a), Path::new(b));
+        assert_eq!(
+            found("/w/examples/javascript/order", "/w/guest-sdk/javascript"),
+            Some(PathBuf::from("/w"))
+        );
+        assert_eq!(found("/w/app", "/w/app/sdk"), Some(PathBuf::from("/w/app")));
+        assert_eq!(found("/a", "/b"), Some(PathBuf::from("/")));
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_sources() {
+        let dir = std::env::temp_dir().join(format!("waymark-fp-{}", std::process::id()));
+        let src = dir.join("hello");
+        std::fs::create_dir_all(src.join("__pycache__")).unwrap();
+        std::fs::write(src.join("app.py"), "A = 1\n").unwrap();
+        let build = LangGuestBuild::new(Language::Python, &src).sdk_dir(dir.join("sdk"));
+        std::fs::create_dir_all(dir.join("sdk")).unwrap();
+        let first = build.fingerprint().unwrap();
+        std::fs::write(src.join("__pycache__/app.pyc"), "ignored").unwrap();
+        assert_eq!(build.fingerprint().unwrap(), first);
+        std::fs::write(src.join("app.py"), "A = 2\n").unwrap();
+        assert_ne!(build.fingerprint().unwrap(), first);
+        assert_eq!(build.name(), "hello");
+        assert_eq!(build.out_path(), PathBuf::from("hello-py.wasm"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
