@@ -1,69 +1,36 @@
 // The quickstart workflow in JavaScript: ask a person a question, then
-// finish with the answer (the same graph as examples/quickstart/src/lib.rs).
+// finish with the answer (a port of examples/quickstart/src/lib.rs).
 //
-// Build (from the repository root, with componentize-js 0.23.0):
+// Build from the repository root (componentize-js 0.23.0; it resolves the
+// relative import of guest-sdk/javascript/waymark.js only inside the
+// current directory):
 //
-//   npx componentize-js --wit wit --world-name workflow \
+//   componentize-js --wit wit --world-name workflow \
 //       -d stdio random clocks http fetch-event \
 //       -o quickstart-js.wasm examples/javascript/quickstart/app.js
 //
 // Resume the run with {"text": "yes"} (or just "yes"); the output is
 // {"answer": "yes"}.
 
+import { workflow, Plan, Effect, jsonType } from "../../../guest-sdk/javascript/waymark.js";
+
 // Asks "Continue?"; the answer lands in the var `answer`.
-function ask(_ctx, _vars) {
-  return {
-    writes: [],
-    effect: {
-      effect: {
-        tag: "ask-user",
-        val: { prompt: "Continue?", choices: ["yes", "no"], allowFreeText: true },
-      },
-      resultKey: "answer",
-    },
-    transition: { tag: "next-node", val: "done" },
-  };
+function ask(_ctx) {
+  const question = Effect.askUser("Continue?").choices(["yes", "no"]).allowFreeText(true);
+  return Plan.next("done").effect(question, "answer");
 }
 
 // Completes with the answer's `text`, or the answer itself when it is a
 // plain string.
-function done(_ctx, vars) {
-  let answer = vars.answer === undefined ? null : vars.answer;
-  if (answer !== null && typeof answer === "object" && !Array.isArray(answer)) {
-    answer = answer.text === undefined ? null : answer.text;
-  }
-  return {
-    writes: [],
-    effect: undefined,
-    transition: { tag: "complete-output", val: JSON.stringify({ answer }) },
-  };
+function done(ctx) {
+  let answer = ctx.varOr("answer", null);
+  if (jsonType(answer) === "object") answer = answer.text ?? null;
+  return Plan.complete({ answer });
 }
 
-const NODES = { ask, done };
-
-export const node = {
-  describe() {
-    return {
-      workflowId: "quickstart",
-      entryNode: "ask",
-      nodes: Object.keys(NODES),
-      version: "0.1.0",
-    };
-  },
-
-  // A thrown value becomes the `err` case of the result (jco convention:
-  // throw the error payload itself, or a ComponentError with a payload).
-  step(ctx) {
-    const run = NODES[ctx.nodeId];
-    if (!run) {
-      throw { code: "unknown-node", message: `no node ${ctx.nodeId}`, retryable: false };
-    }
-    let vars;
-    try {
-      vars = JSON.parse(ctx.vars);
-    } catch (e) {
-      throw { code: "invalid-vars", message: String(e), retryable: false };
-    }
-    return run(ctx, vars);
-  },
-};
+export const node = workflow({
+  id: "quickstart",
+  version: "0.1.0",
+  entry: "ask",
+  nodes: { ask, done },
+});
