@@ -9,6 +9,7 @@ mod driver;
 mod durability;
 mod effects;
 mod hostile;
+mod lang;
 mod ledger;
 mod policy;
 mod sandbox;

@@ -37,6 +37,12 @@ const GUESTS: &[(&str, Option<&str>, &str, &str)] = &[
         "tests/guests/scripted",
     ),
     ("AGENT", Some("agent"), "agent-guest", "examples/agent"),
+    (
+        "POLYGLOT",
+        Some("polyglot"),
+        "polyglot-guest",
+        "examples/polyglot",
+    ),
     ("TOOLS", None, "tools-guest", "tests/guests/tools"),
     (
         "SUPPORT_TOOLS",

@@ -13,6 +13,81 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+/// Guests written in Python and JavaScript, built on first use.
+///
+/// Unlike the Rust guests these are not built by the build script: their
+/// toolchains (componentize-py, componentize-js) come from PyPI and npm and
+/// are installed into `target/lang-toolchains` the first time a test asks
+/// for such a guest, and a build takes 20-40 s. Components land in
+/// `target/lang-guests` and are reused while their sources, the WIT and the
+/// helper modules are unchanged (see [`waymark_build::lang`]).
+pub mod lang {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, OnceLock};
+
+    pub use waymark_build::lang::Language;
+    use waymark_build::lang::{LangGuestBuild, Toolchains};
+
+    /// The repository's root directory.
+    pub fn workspace() -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        dir.canonicalize().unwrap_or(dir)
+    }
+
+    /// The component of `examples/<language>/<name>`, built if needed.
+    /// Panics with the build's error (a test cannot go on without it).
+    pub fn component(language: Language, name: &str) -> PathBuf {
+        // One build at a time: the machine's cores are the limit anyway,
+        // and the toolchain install must happen once.
+        static BUILT: OnceLock<Mutex<HashMap<(Language, String), PathBuf>>> = OnceLock::new();
+        let mut built = BUILT
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = built.get(&(language, name.to_owned())) {
+            return path.clone();
+        }
+        let workspace = workspace();
+        let tools = toolchains();
+        let suffix = match language {
+            Language::Python => "py",
+            Language::JavaScript => "js",
+        };
+        let source = workspace
+            .join("examples")
+            .join(language.as_str())
+            .join(name);
+        let component = LangGuestBuild::new(language, &source)
+            .out(workspace.join(format!("target/lang-guests/{name}-{suffix}.wasm")))
+            .build(tools)
+            .unwrap_or_else(|e| panic!("building {}: {e}", source.display()));
+        built.insert((language, name.to_owned()), component.path.clone());
+        component.path
+    }
+
+    /// The toolchains under `target/lang-toolchains`, installed when
+    /// missing.
+    pub fn toolchains() -> &'static Toolchains {
+        static TOOLS: OnceLock<Toolchains> = OnceLock::new();
+        TOOLS.get_or_init(|| {
+            Toolchains::new(workspace().join("target/lang-toolchains"))
+                .install_missing(true)
+                .echo(false)
+        })
+    }
+
+    /// `examples/python/<name>` as a component.
+    pub fn python(name: &str) -> PathBuf {
+        component(Language::Python, name)
+    }
+
+    /// `examples/javascript/<name>` as a component.
+    pub fn javascript(name: &str) -> PathBuf {
+        component(Language::JavaScript, name)
+    }
+}
+
 /// Every workflow guest as `(workflow id, component path)`.
 pub fn all() -> &'static [(&'static str, &'static str)] {
     ALL
@@ -42,7 +117,8 @@ mod tests {
                 "chain",
                 "compute",
                 "scripted",
-                "agent"
+                "agent",
+                "polyglot"
             ]
         );
         for (id, path) in super::all() {
