@@ -597,3 +597,96 @@ fn the_python_helper_passes_its_own_unit_tests() {
     assert!(out.status.success(), "{report}");
     assert!(report.contains("OK"), "{report}");
 }
+
+/// A hostile guest in each language (tests/guests/<language>/hostile): each
+/// misbehaviour ends the step with a typed failure, never a panic or a
+/// poisoned host, and the next step on a fresh instance runs normally. Also
+/// print() / console.log become log lines, and exceptions node errors.
+#[test]
+fn hostile_interpreted_guests_fail_typed_and_the_next_step_runs() {
+    use waymark_core::FailureKind as K;
+    for language in LANGUAGES {
+        // The default fuel budget (500 M) and a 64 KiB plan limit:
+        // componentize-js's bindings copy a returned string out in a
+        // JavaScript loop, about 2,600 fuel per byte, so an oversized plan
+        // runs out of the suite's 50 M before the host sees it.
+        let path = artifacts::lang::component_in(language, "tests/guests", "hostile");
+        let bytes = std::fs::read(&path).unwrap();
+        let cache = CompileCache::open(path.parent().unwrap().join("compile-cache")).unwrap();
+        let limits = StepLimits {
+            fuel: StepLimits::default().fuel,
+            max_plan_bytes: 64 << 10,
+            ..lang_limits()
+        };
+        let (wf, _) = engine().load_cached(&bytes, limits, Some(&cache)).unwrap();
+        let vars = json!({});
+        let run = |node: &str| {
+            wf.run_node(&StepContext {
+                run_id: "r",
+                workflow_id: "hostile",
+                node_id: node,
+                attempt: 1,
+                vars: &vars,
+                now_ms: 1,
+            })
+        };
+        let printed = run("print").unwrap_or_else(|f| panic!("{language}: {f:?}"));
+        assert!(
+            printed.logs.iter().any(|l| l.message == "hello from print"),
+            "{language}: {:?}",
+            printed.logs
+        );
+        for (node, kinds) in [
+            ("raise", &[K::NodeError][..]),
+            ("spin", &[K::OutOfFuel, K::Timeout]),
+            // Refused memory: the sandbox names it, or the interpreter
+            // turns the failed allocation into its own error first.
+            ("bomb", &[K::OutOfMemory, K::NodeError]),
+            ("huge", &[K::PlanTooLarge]),
+        ] {
+            let started = std::time::Instant::now();
+            let failure = match run(node) {
+                Ok(out) => panic!("{language} {node}: ran: {:?}", out.plan),
+                Err(failure) => failure,
+            };
+            eprintln!(
+                "{language} {node}: {:?} in {:?}: {}",
+                failure.error.kind,
+                started.elapsed(),
+                failure.error.message
+            );
+            assert!(
+                kinds.contains(&failure.error.kind),
+                "{language} {node}: {:?}: {}",
+                failure.error.kind,
+                failure.error.message
+            );
+            if node == "bomb" && failure.error.kind == K::NodeError {
+                let message = &failure.error.message;
+                assert!(
+                    ["MemoryError", "RangeError", "out of memory"]
+                        .iter()
+                        .any(|m| message.contains(m)),
+                    "{language}: {message}"
+                );
+            }
+            if node == "raise" {
+                assert_eq!(failure.error.code.as_deref(), Some("exception"));
+                let expected = match language {
+                    Language::Python => "ZeroDivisionError",
+                    Language::JavaScript => "TypeError",
+                };
+                assert!(
+                    failure.error.message.starts_with(expected),
+                    "{}",
+                    failure.error.message
+                );
+                // The traceback went to an error log line.
+                assert!(failure.logs.iter().any(|l| l.level == "error"));
+                assert!(!failure.retryable);
+            }
+            // The host is unharmed: a fresh instance runs the next step.
+            assert!(run("print").is_ok(), "{language} after {node}");
+        }
+    }
+}

@@ -38,6 +38,12 @@ pub mod lang {
     /// The component of `examples/<language>/<name>`, built if needed.
     /// Panics with the build's error (a test cannot go on without it).
     pub fn component(language: Language, name: &str) -> PathBuf {
+        component_in(language, "examples", name)
+    }
+
+    /// The component of `<dir>/<language>/<name>` (`dir` relative to the
+    /// repository, such as `tests/guests`), built if needed.
+    pub fn component_in(language: Language, dir: &str, name: &str) -> PathBuf {
         // One build at a time: the machine's cores are the limit anyway,
         // and the toolchain install must happen once.
         static BUILT: OnceLock<Mutex<HashMap<(Language, String), PathBuf>>> = OnceLock::new();
@@ -45,7 +51,8 @@ pub mod lang {
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(path) = built.get(&(language, name.to_owned())) {
+        let key = (language, format!("{dir}/{name}"));
+        if let Some(path) = built.get(&key) {
             return path.clone();
         }
         let workspace = workspace();
@@ -54,15 +61,17 @@ pub mod lang {
             Language::Python => "py",
             Language::JavaScript => "js",
         };
-        let source = workspace
-            .join("examples")
-            .join(language.as_str())
-            .join(name);
+        let source = workspace.join(dir).join(language.as_str()).join(name);
+        // Examples keep their plain names; others say where they come from.
+        let stem = match dir {
+            "examples" => name.to_owned(),
+            other => format!("{}-{name}", other.replace('/', "-")),
+        };
         let component = LangGuestBuild::new(language, &source)
-            .out(workspace.join(format!("target/lang-guests/{name}-{suffix}.wasm")))
+            .out(workspace.join(format!("target/lang-guests/{stem}-{suffix}.wasm")))
             .build(tools)
             .unwrap_or_else(|e| panic!("building {}: {e}", source.display()));
-        built.insert((language, name.to_owned()), component.path.clone());
+        built.insert(key, component.path.clone());
         component.path
     }
 
