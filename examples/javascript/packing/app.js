@@ -14,10 +14,11 @@
 // loops to itself until every item is packed; `seal` then completes with
 // {"boxes": ceil(units / 10), "units": units}.
 
-import { workflow, Plan, Type, log } from "../../../guest-sdk/javascript/waymark.js";
+import { workflow, Plan, Type, NodeError, log } from "../../../guest-sdk/javascript/waymark.js";
 
 // How many units fit in one box.
 const UNITS_PER_BOX = 10n;
+const U64_MAX = (1n << 64n) - 1n;
 
 const Item = Type.struct("Item", { sku: "string", qty: "u64" });
 
@@ -29,9 +30,10 @@ function pack(ctx) {
     // No item here: nothing (left) to pack.
     return Plan.next("seal");
   }
-  // u64 arithmetic in BigInts, exact beyond 2^53 and wrapping like Rust's
-  // release build.
-  const packed = BigInt.asUintN(64, BigInt(ctx.varOr("packed_units", 0, "u64")) + BigInt(item.qty));
+  // u64 arithmetic in BigInts, exact beyond 2^53; an overflow is an error,
+  // as in the Rust guest.
+  const packed = BigInt(ctx.varOr("packed_units", 0, "u64")) + BigInt(item.qty);
+  if (packed > U64_MAX) throw new NodeError("invalid-input", "packed units overflow a u64");
   log.withFields("info", `packed ${item.qty} x ${item.sku}`, [
     ["sku", item.sku],
     ["qty", item.qty],

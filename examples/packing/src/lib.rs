@@ -32,7 +32,10 @@ fn pack(ctx: &Context) -> NodeResult {
         // No item here: nothing (left) to pack.
         return Ok(Plan::next("seal"));
     };
-    let packed: u64 = ctx.var_or::<u64>("packed_units", 0)? + item.qty;
+    let packed = ctx
+        .var_or::<u64>("packed_units", 0)?
+        .checked_add(item.qty)
+        .ok_or_else(|| NodeError::new("invalid-input", "packed units overflow a u64"))?;
     log::with_fields(
         log::Level::Info,
         format!("packed {} x {}", item.qty, item.sku),
@@ -95,5 +98,12 @@ mod tests {
             r#"{"boxes":0,"units":0}"#
         );
         assert_eq!(run_to_end(json!({})), r#"{"boxes":0,"units":0}"#);
+    }
+
+    #[test]
+    fn an_overflowing_count_is_an_error() {
+        let vars = json!({"items": [{"sku": "A", "qty": u64::MAX}], "packed_units": 1});
+        let err = pack(&Context::for_node("pack", vars)).unwrap_err();
+        assert_eq!(err.code(), "invalid-input");
     }
 }

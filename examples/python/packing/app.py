@@ -17,7 +17,7 @@ to itself until every item is packed; `seal` then completes with
 from dataclasses import dataclass
 
 import waymark
-from waymark import Context, Plan, log, u64, usize
+from waymark import NodeError, Context, Plan, log, u64, usize
 
 UNITS_PER_BOX = 10
 """How many units fit in one box."""
@@ -37,6 +37,8 @@ def pack(ctx: Context) -> Plan:
         # No item here: nothing (left) to pack.
         return Plan.next("seal")
     packed = ctx.var_or("packed_units", 0, u64) + item.qty
+    if packed > waymark.U64_MAX:
+        raise NodeError("invalid-input", "packed units overflow a u64")
     log.with_fields(
         log.INFO,
         f"packed {item.qty} x {item.sku}",
