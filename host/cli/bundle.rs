@@ -150,10 +150,15 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -
     // packed as.
     let loader = loader(cli)?;
     for w in &spec.workflows {
-        let wf = loader
+        // Through the store's compile cache: a component with an
+        // interpreter inside takes seconds to compile, and running the
+        // bundle next would compile it again.
+        let label = || format!("workflow '{}': {}", w.id, w.component_file.display());
+        let bytes = std::fs::read(&w.component_file).with_context(label)?;
+        let (wf, _) = loader
             .engine()
-            .load_file(&w.component_file, Default::default())
-            .with_context(|| format!("workflow '{}': {}", w.id, w.component_file.display()))?;
+            .load_cached(&bytes, Default::default(), loader.cache())
+            .with_context(label)?;
         if wf.info().workflow_id != w.id {
             bail!(
                 "{} describes workflow '{}', but the pack file lists it as '{}'",

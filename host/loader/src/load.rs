@@ -225,6 +225,11 @@ impl Loader {
         &self.policy
     }
 
+    /// The compile cache, if there is one.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
+    }
+
     pub fn engine(&self) -> &Arc<WasmEngine> {
         &self.engine
     }
