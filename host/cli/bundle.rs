@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use waymark_build::lang::{LangGuestBuild, Language, Toolchains};
+use waymark_build::lang::{
+    DEFAULT_OUT_DIR, DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Language, Toolchains,
+};
 use waymark_bundle::{
     Bundle, BundleInfo, PackSpec, PackTool, PackWorkflow, RequestedCapabilities, RequestedLimits,
     pack,
@@ -51,18 +53,12 @@ struct PackFileWorkflow {
     capabilities: RequestedCapabilities,
 }
 
-/// Builds a Python or JavaScript guest into `target/lang-guests`.
+/// Builds a Python or JavaScript guest into [`DEFAULT_OUT_DIR`].
 fn build_lang_guest(language: Language, source: &Path, toolchains: &Toolchains) -> Result<PathBuf> {
-    let name = source
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "guest".into());
-    let suffix = match language {
-        Language::Python => "py",
-        Language::JavaScript => "js",
-    };
-    let built = LangGuestBuild::new(language, source)
-        .out(format!("target/lang-guests/{name}-{suffix}.wasm"))
+    let guest = LangGuestBuild::new(language, source);
+    let out = Path::new(DEFAULT_OUT_DIR).join(guest.file_name());
+    let built = guest
+        .out(out)
         .build(toolchains)
         .with_context(|| format!("building the {language} guest {}", source.display()))?;
     Ok(built.path)
@@ -104,7 +100,7 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -
     }
     // Python and JavaScript guests: one build each, reused while their
     // sources are unchanged (the tools do not build reproducibly).
-    let toolchains = Toolchains::new("target/lang-toolchains").install_missing(install_toolchains);
+    let toolchains = Toolchains::new(DEFAULT_TOOLCHAINS_DIR).install_missing(install_toolchains);
     let mut workflows = Vec::new();
     for w in file.workflows {
         let component_file = match (w.component, w.package, w.python, w.javascript) {

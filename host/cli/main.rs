@@ -946,7 +946,7 @@ struct LangGuests<'a> {
 }
 
 fn build(packages: &[String], guests: &LangGuests<'_>, out: &Path, json: bool) -> Result<i32> {
-    use waymark_build::lang::{LangGuestBuild, Language, Toolchains};
+    use waymark_build::lang::{DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Language, Toolchains};
     if packages.is_empty() && guests.python.is_empty() && guests.javascript.is_empty() {
         bail!(
             "name the guests to build: Rust packages (e.g. quickstart-guest), \
@@ -963,7 +963,7 @@ fn build(packages: &[String], guests: &LangGuests<'_>, out: &Path, json: bool) -
             .build()?
     };
     let toolchains =
-        Toolchains::new("target/lang-toolchains").install_missing(guests.install_toolchains);
+        Toolchains::new(DEFAULT_TOOLCHAINS_DIR).install_missing(guests.install_toolchains);
     let lang = guests
         .python
         .iter()
@@ -976,14 +976,7 @@ fn build(packages: &[String], guests: &LangGuests<'_>, out: &Path, json: bool) -
         );
     for (language, dir) in lang {
         let guest = LangGuestBuild::new(language, dir);
-        let name = format!(
-            "{}.wasm",
-            guest
-                .out_path()
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-        );
+        let name = guest.file_name();
         built.push(
             guest
                 .out(out.join(name))

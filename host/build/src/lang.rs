@@ -44,6 +44,12 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 /// The componentize-js release the toolchain installs and the docs use.
 pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
 
+/// Where `waymark build`, `bundle pack` and the tests keep the toolchains,
+/// relative to the repository (or the current directory).
+pub const DEFAULT_TOOLCHAINS_DIR: &str = "target/lang-toolchains";
+/// Where `bundle pack` and the tests write the components they build.
+pub const DEFAULT_OUT_DIR: &str = "target/lang-guests";
+
 /// WASI interfaces componentize-js leaves out (`-d`): the host offers no
 /// WASI, so a workflow component may import only Waymark's interfaces.
 const JS_DISABLED_FEATURES: &[&str] = &["stdio", "random", "clocks", "http", "fetch-event"];
@@ -65,6 +71,22 @@ impl Language {
         match self {
             Language::Python => "python",
             Language::JavaScript => "javascript",
+        }
+    }
+
+    /// The short name in component file names: `py`, `js`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Language::Python => "py",
+            Language::JavaScript => "js",
+        }
+    }
+
+    /// The tool that builds it, and the version the toolchain installs.
+    pub fn tool(self) -> (&'static str, &'static str) {
+        match self {
+            Language::Python => ("componentize-py", COMPONENTIZE_PY_VERSION),
+            Language::JavaScript => ("componentize-js", COMPONENTIZE_JS_VERSION),
         }
     }
 
@@ -214,14 +236,16 @@ impl Toolchains {
         let python = std::env::var_os("WAYMARK_PYTHON").unwrap_or_else(|| "python3".into());
         let mut create = Command::new(python);
         create.arg("-m").arg("venv").arg(&venv);
-        self.run_tool("componentize-py", &mut create)?;
+        let (tool, version) = Language::Python.tool();
+        self.run_tool(tool, &mut create)?;
         let mut pip = Command::new(venv.join("bin/pip"));
         pip.args(["install", "--disable-pip-version-check", "--quiet"])
-            .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}"));
-        self.run_tool("componentize-py", &mut pip)
+            .arg(format!("{tool}=={version}"));
+        self.run_tool(tool, &mut pip)
     }
 
     fn install_node(&self) -> Result<(), BuildError> {
+        let (tool, version) = Language::JavaScript.tool();
         let prefix = self.dir.join("node");
         std::fs::create_dir_all(&prefix).map_err(|source| BuildError::Io {
             path: prefix.clone(),
@@ -234,10 +258,8 @@ impl Toolchains {
         let mut npm = Command::new(std::env::var_os("WAYMARK_NPM").unwrap_or_else(|| "npm".into()));
         npm.current_dir(&prefix)
             .args(["install", "--no-audit", "--no-fund", "--silent"])
-            .arg(format!(
-                "@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}"
-            ));
-        self.run_tool("componentize-js", &mut npm)
+            .arg(format!("@bytecodealliance/{tool}@{version}"));
+        self.run_tool(tool, &mut npm)
     }
 
     fn run_tool(&self, tool: &str, cmd: &mut Command) -> Result<(), BuildError> {
@@ -309,15 +331,17 @@ impl LangGuestBuild {
             .unwrap_or_else(|| "guest".into())
     }
 
-    /// Where the component goes.
+    /// The component's default file name: `<name>-<py|js>.wasm`.
+    pub fn file_name(&self) -> String {
+        format!("{}-{}.wasm", self.name(), self.language.suffix())
+    }
+
+    /// Where the component goes: [`out`](Self::out), or
+    /// [`file_name`](Self::file_name) in the current directory.
     pub fn out_path(&self) -> PathBuf {
-        self.out.clone().unwrap_or_else(|| {
-            let suffix = match self.language {
-                Language::Python => "py",
-                Language::JavaScript => "js",
-            };
-            PathBuf::from(format!("{}-{suffix}.wasm", self.name()))
-        })
+        self.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.file_name()))
     }
 
     /// Builds the component (or reuses the one from an earlier build of the
@@ -385,8 +409,6 @@ impl LangGuestBuild {
                     .arg("--stub-wasi")
                     .arg("-o")
                     .arg(&tmp);
-                // Keep `__pycache__` out of the source tree.
-                cmd.env("PYTHONDONTWRITEBYTECODE", "1");
                 cmd
             }
             Language::JavaScript => {
@@ -414,21 +436,19 @@ impl LangGuestBuild {
                 cmd
             }
         };
-        let tool = match self.language {
-            Language::Python => "componentize-py",
-            Language::JavaScript => "componentize-js",
-        };
-        let result = tools.run_tool(tool, &mut cmd).and_then(|()| {
-            let bytes = std::fs::read(&tmp).map_err(|source| BuildError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
-            std::fs::rename(&tmp, out).map_err(|source| BuildError::Io {
-                path: out.to_owned(),
-                source,
-            })?;
-            Ok(bytes)
-        });
+        let result = tools
+            .run_tool(self.language.tool().0, &mut cmd)
+            .and_then(|()| {
+                let bytes = std::fs::read(&tmp).map_err(|source| BuildError::Io {
+                    path: tmp.clone(),
+                    source,
+                })?;
+                std::fs::rename(&tmp, out).map_err(|source| BuildError::Io {
+                    path: out.to_owned(),
+                    source,
+                })?;
+                Ok(bytes)
+            });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -439,10 +459,7 @@ impl LangGuestBuild {
     /// the guest's sources (paths and contents, in sorted order).
     fn fingerprint(&self) -> Result<String, BuildError> {
         let mut hash = Sha256::new();
-        let (tool, version) = match self.language {
-            Language::Python => ("componentize-py", COMPONENTIZE_PY_VERSION),
-            Language::JavaScript => ("componentize-js", COMPONENTIZE_JS_VERSION),
-        };
+        let (tool, version) = self.language.tool();
         hash.update(format!("{tool} {version} {JS_DISABLED_FEATURES:?}\n"));
         for (label, dir) in [
             ("wit", &self.wit_dir),

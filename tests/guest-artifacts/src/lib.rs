@@ -27,7 +27,9 @@ pub mod lang {
     use std::sync::{Mutex, OnceLock};
 
     pub use waymark_build::lang::Language;
-    use waymark_build::lang::{LangGuestBuild, Toolchains};
+    use waymark_build::lang::{
+        DEFAULT_OUT_DIR, DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Toolchains,
+    };
 
     /// The repository's root directory.
     pub fn workspace() -> PathBuf {
@@ -57,10 +59,6 @@ pub mod lang {
         }
         let workspace = workspace();
         let tools = toolchains();
-        let suffix = match language {
-            Language::Python => "py",
-            Language::JavaScript => "js",
-        };
         let source = workspace.join(dir).join(language.as_str()).join(name);
         // Examples keep their plain names; others say where they come from.
         let stem = match dir {
@@ -68,7 +66,11 @@ pub mod lang {
             other => format!("{}-{name}", other.replace('/', "-")),
         };
         let component = LangGuestBuild::new(language, &source)
-            .out(workspace.join(format!("target/lang-guests/{stem}-{suffix}.wasm")))
+            .out(
+                workspace
+                    .join(DEFAULT_OUT_DIR)
+                    .join(format!("{stem}-{}.wasm", language.suffix())),
+            )
             .build(tools)
             .unwrap_or_else(|e| panic!("building {}: {e}", source.display()));
         built.insert(key, component.path.clone());
@@ -80,7 +82,7 @@ pub mod lang {
     pub fn toolchains() -> &'static Toolchains {
         static TOOLS: OnceLock<Toolchains> = OnceLock::new();
         TOOLS.get_or_init(|| {
-            Toolchains::new(workspace().join("target/lang-toolchains"))
+            Toolchains::new(workspace().join(DEFAULT_TOOLCHAINS_DIR))
                 .install_missing(true)
                 .echo(false)
         })
