@@ -133,9 +133,9 @@ impl WasmEngine {
                 .guard_before_linear_memory(false)
                 .memory_reservation(config.pool_max_memory_bytes as u64);
         }
+        let totals = PoolTotals::of(&config);
         if config.pooling {
             let mut pool = PoolingAllocationConfig::default();
-            let totals = PoolTotals::of(&config);
             pool.total_component_instances(totals.components)
                 .total_core_instances(totals.core_instances)
                 .total_memories(totals.memories)
@@ -183,7 +183,7 @@ impl WasmEngine {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
-            slots: Arc::new(Slots::new(PoolTotals::of(&config))),
+            slots: Arc::new(Slots::new(totals)),
             config,
             stop_ticker,
         })
@@ -281,8 +281,10 @@ impl WasmEngine {
         component: &Component,
     ) -> Result<Sandbox, WasmError> {
         let need = PoolNeed::of(bytes, component);
-        let totals = PoolTotals::of(&self.config);
-        if self.config.pooling && !need.fits_in(&totals) {
+        // The slots gate every call, pooled or not: a component that can
+        // never fit would wait forever.
+        let totals = self.slots.total;
+        if !need.fits_in(&totals) {
             return Err(WasmError::Config(format!(
                 "one instance of this component needs {need:?} of the instance pool, which \
                  holds only {totals:?}: raise EngineConfig::pool_instances"
@@ -574,6 +576,8 @@ fn count_core_instantiations(bytes: &[u8]) -> Option<u32> {
 /// memories and tables it needs) rather than failing when concurrent calls
 /// hold the rest.
 pub(crate) struct Slots {
+    /// What the pool holds in all.
+    total: PoolTotals,
     free: std::sync::Mutex<PoolTotals>,
     freed: std::sync::Condvar,
 }
@@ -586,6 +590,7 @@ pub(crate) struct SlotGuard<'a> {
 impl Slots {
     pub(crate) fn new(totals: PoolTotals) -> Self {
         Self {
+            total: totals,
             free: std::sync::Mutex::new(totals),
             freed: std::sync::Condvar::new(),
         }
