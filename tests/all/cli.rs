@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::artifacts;
 
-fn waymark(store: &Path, args: &[&str]) -> Output {
+pub(crate) fn waymark(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_waymark"))
         .arg("--store")
         .arg(store)
@@ -19,7 +19,7 @@ fn waymark(store: &Path, args: &[&str]) -> Output {
         .expect("waymark runs")
 }
 
-fn ok_json(store: &Path, args: &[&str]) -> Value {
+pub(crate) fn ok_json(store: &Path, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = waymark(store, &all);
@@ -1053,18 +1053,20 @@ fn the_agent_example_runs_end_to_end_from_the_cli() {
     let key = "sk-agent-test-0123456789";
 
     // The example's pack file, with the components the build made.
-    let spec = dir.path().join("agent.bundle.toml");
-    let example = std::fs::read_to_string("examples/agent.bundle.toml").unwrap();
-    let spec_text = example
-        .replace(
-            "package = \"agent-guest\"",
-            &format!("component = {:?}", artifacts::AGENT),
-        )
-        .replace(
-            "package = \"support-tools-guest\"",
-            &format!("component = {:?}", artifacts::SUPPORT_TOOLS),
-        );
-    std::fs::write(&spec, spec_text).unwrap();
+    let spec = crate::support::rewritten_pack_file(
+        dir.path(),
+        "examples/agent.bundle.toml",
+        &[
+            (
+                "package = \"agent-guest\"",
+                format!("component = {:?}", artifacts::AGENT),
+            ),
+            (
+                "package = \"support-tools-guest\"",
+                format!("component = {:?}", artifacts::SUPPORT_TOOLS),
+            ),
+        ],
+    );
     let wmb = dir.path().join("agent.wmb");
     ok_json(
         &store,

@@ -19,8 +19,9 @@ use waymark_runtime::{
     EffectCall, EffectError, EffectOutcome, Runtime, StartOptions, StepContext, Workflow,
 };
 use waymark_sqlite::SqliteStore;
-use waymark_wasm::{CompileCache, StepLimits, WasmWorkflow};
+use waymark_wasm::{CompileCache, StepLimits, WasmError, WasmWorkflow};
 
+use crate::cli::{ok_json, waymark};
 use crate::support::{ManualClock, artifacts, engine};
 use artifacts::lang::Language;
 
@@ -33,8 +34,17 @@ fn lang_limits() -> StepLimits {
     }
 }
 
-/// Compiled once per test binary; the compile cache under
-/// `target/lang-guests` spares the 10-30 s compilations on later runs.
+/// Loads a component with `limits`, through the compile cache under
+/// `target/lang-guests`, which spares the 10-30 s compilations on later runs.
+fn load_with(path: &Path, limits: StepLimits) -> Result<WasmWorkflow, WasmError> {
+    let bytes = std::fs::read(path).unwrap();
+    let cache = CompileCache::open(path.parent().unwrap().join("compile-cache")).unwrap();
+    engine()
+        .load_cached(&bytes, limits, Some(&cache))
+        .map(|(wf, _)| wf)
+}
+
+/// Loaded with [`lang_limits`] once per test binary.
 fn load(path: &Path) -> Arc<WasmWorkflow> {
     static LOADED: OnceLock<Mutex<BTreeMap<PathBuf, Arc<WasmWorkflow>>>> = OnceLock::new();
     let mut loaded = LOADED
@@ -44,12 +54,7 @@ fn load(path: &Path) -> Arc<WasmWorkflow> {
     if let Some(wf) = loaded.get(path) {
         return wf.clone();
     }
-    let bytes = std::fs::read(path).unwrap();
-    let cache_dir = path.parent().unwrap().join("compile-cache");
-    let cache = CompileCache::open(&cache_dir).unwrap();
-    let (wf, _) = engine()
-        .load_cached(&bytes, lang_limits(), Some(&cache))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let wf = load_with(path, lang_limits()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let wf = Arc::new(wf);
     loaded.insert(path.to_owned(), wf.clone());
     wf
@@ -399,26 +404,18 @@ fn limits_hold_for_interpreted_guests() {
 
         // Too little fuel for one step: a typed failure, and the next step
         // (a fresh instance) runs normally.
-        let bytes = std::fs::read(artifacts::lang::component(language, "packing")).unwrap();
-        let cache = CompileCache::open(
-            artifacts::lang::component(language, "packing")
-                .parent()
-                .unwrap()
-                .join("compile-cache"),
-        )
-        .unwrap();
-        let starved = engine().load_cached(
-            &bytes,
+        let path = artifacts::lang::component(language, "packing");
+        let starved = load_with(
+            &path,
             StepLimits {
                 fuel: fuel / 2,
                 ..lang_limits()
             },
-            Some(&cache),
         );
         match starved {
             // describe may itself need more than half a step's fuel.
             Err(e) => assert!(e.to_string().contains("fuel"), "{language}: {e}"),
-            Ok((starved, _)) => {
+            Ok(starved) => {
                 let failure = starved.run_node(&ctx).unwrap_err();
                 assert_eq!(
                     failure.error.kind,
@@ -431,13 +428,12 @@ fn limits_hold_for_interpreted_guests() {
 
         // Less memory than the interpreter's heap: refused at load with a
         // typed error, never a panic.
-        let tight = engine().load_cached(
-            &bytes,
+        let tight = load_with(
+            &path,
             StepLimits {
                 max_memory_bytes: 1 << 20,
                 ..lang_limits()
             },
-            Some(&cache),
         );
         assert!(
             tight.is_err(),
@@ -457,53 +453,34 @@ fn the_mixed_language_bundle_runs_end_to_end_from_the_cli() {
     // pack below then reuses them (same sources, same fingerprint).
     let python = artifacts::lang::python("packing");
     let javascript = artifacts::lang::javascript("quickstart");
-    let workspace = python.parent().unwrap().parent().unwrap().parent().unwrap();
-    assert!(
-        workspace.join("Cargo.toml").is_file(),
-        "{}",
-        workspace.display()
-    );
 
+    // The Rust parent as the suite built it (no nested cargo here); the
+    // other two keep their source directories. The CLI runs in the
+    // repository (cargo's working directory for tests), so it finds the
+    // toolchains and the components already built there.
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("w.db");
-    let example = std::fs::read_to_string(workspace.join("examples/polyglot.bundle.toml")).unwrap();
-    // The Rust parent as the suite built it (no nested cargo here); the
-    // other two keep their source directories.
-    let examples = workspace.join("examples");
-    let spec_text = example
-        .replace(
-            "package = \"polyglot-guest\"",
-            &format!("component = {:?}", artifacts::POLYGLOT),
-        )
-        .replace(
-            "python = \"python/packing\"",
-            &format!("python = {:?}", examples.join("python/packing")),
-        )
-        .replace(
-            "javascript = \"javascript/quickstart\"",
-            &format!("javascript = {:?}", examples.join("javascript/quickstart")),
-        );
-    assert_ne!(spec_text, example);
-    let spec = dir.path().join("polyglot.bundle.toml");
-    std::fs::write(&spec, spec_text).unwrap();
+    let examples = artifacts::lang::workspace().join("examples");
+    let spec = crate::support::rewritten_pack_file(
+        dir.path(),
+        "examples/polyglot.bundle.toml",
+        &[
+            (
+                "package = \"polyglot-guest\"",
+                format!("component = {:?}", artifacts::POLYGLOT),
+            ),
+            (
+                "python = \"python/packing\"",
+                format!("python = {:?}", examples.join("python/packing")),
+            ),
+            (
+                "javascript = \"javascript/quickstart\"",
+                format!("javascript = {:?}", examples.join("javascript/quickstart")),
+            ),
+        ],
+    );
     let wmb = dir.path().join("polyglot.wmb");
-
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_waymark"))
-            .current_dir(workspace)
-            .arg("--json")
-            .arg("--store")
-            .arg(&store)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "waymark {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| ok_json(&store, args);
     let packed = cli(&[
         "bundle",
         "pack",
@@ -555,13 +532,7 @@ fn the_mixed_language_bundle_runs_end_to_end_from_the_cli() {
         done["output"],
         json!({"packing": {"boxes": 2, "units": 15}, "confirmed": "yes"})
     );
-    let verified = std::process::Command::new(env!("CARGO_BIN_EXE_waymark"))
-        .arg("--store")
-        .arg(&store)
-        .args(["verify", "--all"])
-        .output()
-        .unwrap();
-    assert!(verified.status.success());
+    assert!(waymark(&store, &["verify", "--all"]).status.success());
 }
 
 /// The Python helper module's own tests (native CPython, against bindings
@@ -611,14 +582,12 @@ fn hostile_interpreted_guests_fail_typed_and_the_next_step_runs() {
         // JavaScript loop, about 2,600 fuel per byte, so an oversized plan
         // runs out of the suite's 50 M before the host sees it.
         let path = artifacts::lang::component_in(language, "tests/guests", "hostile");
-        let bytes = std::fs::read(&path).unwrap();
-        let cache = CompileCache::open(path.parent().unwrap().join("compile-cache")).unwrap();
         let limits = StepLimits {
             fuel: StepLimits::default().fuel,
             max_plan_bytes: 64 << 10,
             ..lang_limits()
         };
-        let (wf, _) = engine().load_cached(&bytes, limits, Some(&cache)).unwrap();
+        let wf = load_with(&path, limits).unwrap();
         let vars = json!({});
         let run = |node: &str| {
             wf.run_node(&StepContext {

@@ -184,3 +184,21 @@ pub fn tool_messages(request: &waymark_llm::testing::RecordedRequest) -> Vec<ser
         .cloned()
         .collect()
 }
+
+/// An example's pack file (a path relative to the repository) with each
+/// `(from, to)` replacement made, such as a guest package by the component
+/// the suite built, written into `dir`. Every `from` must occur.
+pub fn rewritten_pack_file(
+    dir: &std::path::Path,
+    example: &str,
+    replacements: &[(&str, String)],
+) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(artifacts::lang::workspace().join(example)).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{example} has no {from}");
+        text = text.replace(from, to);
+    }
+    let spec = dir.join(std::path::Path::new(example).file_name().unwrap());
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
