@@ -174,18 +174,11 @@ impl ScriptedReply {
 
     /// An Anthropic message with text content.
     pub fn anthropic_text(content: &str) -> Self {
-        Self::json(
-            200,
-            json!({
-                "id": "msg_test",
-                "type": "message",
-                "role": "assistant",
-                "model": "test-claude",
-                "content": [{ "type": "text", "text": content }],
-                "stop_reason": "end_turn",
-                "stop_sequence": null,
-                "usage": { "input_tokens": 12, "output_tokens": 6 }
-            }),
+        let text = json!({ "type": "text", "text": content });
+        Self::anthropic_message(
+            vec![text],
+            "end_turn",
+            json!({ "input_tokens": 12, "output_tokens": 6 }),
         )
     }
 
@@ -201,6 +194,14 @@ impl ScriptedReply {
                 .iter()
                 .map(|(id, name, input)| json!({ "type": "tool_use", "id": id, "name": name, "input": input })),
         );
+        Self::anthropic_message(
+            content,
+            "tool_use",
+            json!({ "input_tokens": 30, "output_tokens": 15 }),
+        )
+    }
+
+    fn anthropic_message(content: Vec<Value>, stop_reason: &str, usage: Value) -> Self {
         Self::json(
             200,
             json!({
@@ -209,8 +210,9 @@ impl ScriptedReply {
                 "role": "assistant",
                 "model": "test-claude",
                 "content": content,
-                "stop_reason": "tool_use",
-                "usage": { "input_tokens": 30, "output_tokens": 15 }
+                "stop_reason": stop_reason,
+                "stop_sequence": null,
+                "usage": usage
             }),
         )
     }
