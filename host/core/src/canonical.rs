@@ -1,7 +1,8 @@
 //! Canonical JSON written straight from a `Serialize` value: the same bytes
 //! as [`crate::canonical_json`] of `serde_json::to_value(value)` (object
-//! keys sorted bytewise, no whitespace, serde_json's escaping and number
-//! formatting), without building the intermediate `Value` tree. Sealing a
+//! keys sorted bytewise, no whitespace, serde_json's escaping, integers as
+//! serde_json writes them and floats as Python's `repr`, see
+//! [`crate::float_text`]), without building the intermediate `Value` tree. Sealing a
 //! ledger record is on every step's path; this halves its cost.
 
 use std::borrow::Cow;
@@ -355,11 +356,10 @@ impl<'a> ser::Serializer for Canon<'a> {
     }
     fn serialize_f64(self, v: f64) -> Result<()> {
         // As a `Value`: a finite float is a number, anything else null.
-        match serde_json::Number::from_f64(v) {
-            Some(n) => {
-                let _ = write!(self.out, "{n}");
-            }
-            None => self.out.push_str("null"),
+        if v.is_finite() {
+            crate::float_text::write_python_float(v, self.out);
+        } else {
+            self.out.push_str("null");
         }
         Ok(())
     }

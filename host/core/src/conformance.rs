@@ -29,6 +29,9 @@ pub fn sample_run(run_id: &str) -> RunState {
         output: None,
         error: None,
         parent_run_id: None,
+        root_run_id: None,
+        depth: 0,
+        children_started: 0,
         session_id: run_id.to_owned(),
         steps: 0,
         effect_seq: 0,
@@ -532,6 +535,38 @@ pub fn inbox_is_idempotent_with_cursors(store: &dyn Store) {
     ));
 }
 
+/// A command nested too deep to read back is refused at submit in every
+/// store, with the same cap; the inbox goes on working.
+pub fn deep_commands_are_refused_and_the_inbox_goes_on(store: &dyn Store) {
+    let nested = |levels: usize| {
+        let mut v = json!(1);
+        for _ in 0..levels {
+            v = json!([v]);
+        }
+        v
+    };
+    for levels in [crate::vars::MAX_VALUE_DEPTH + 1, 127] {
+        let mut c = command(&format!("deep-{levels}"), "respond");
+        c.payload = nested(levels);
+        let err = store.submit_command(&c).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+        assert!(store.commands_after(0, 10).unwrap().is_empty());
+    }
+    let mut ok = command("deep-ok", "respond");
+    ok.payload = nested(crate::vars::MAX_VALUE_DEPTH);
+    assert_eq!(store.submit_command(&ok).unwrap().seq, 1);
+    assert_eq!(
+        store
+            .submit_command(&command("next", "cancel"))
+            .unwrap()
+            .seq,
+        2
+    );
+    let all = store.commands_after(0, 10).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].payload, ok.payload);
+}
+
 pub fn traversal_ids_are_refused(store: &dyn Store) {
     for bad in [
         "../x",
@@ -653,6 +688,7 @@ macro_rules! conformance_tests {
             artifacts_are_content_addressed,
             snapshots_save_find_delete,
             inbox_is_idempotent_with_cursors,
+            deep_commands_are_refused_and_the_inbox_goes_on,
             traversal_ids_are_refused,
             group_commits_are_independent,
             leases_are_exclusive_until_they_expire,

@@ -48,6 +48,10 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push(']');
         }
         Value::String(s) => write_string(s, out),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => crate::float_text::write_python_float(f, out),
+            None => out.push_str(&n.to_string()),
+        },
         other => out.push_str(&other.to_string()),
     }
 }
@@ -108,6 +112,15 @@ pub fn seal(head: &mut LedgerHead, mut record: StepRecord) -> SealedRecord {
     }
 }
 
+/// The hash of a run's state that its commit's last record carries: sha256
+/// of the state's canonical JSON without the `ledger` head (the head is the
+/// chain itself, and a record cannot hold its own hash).
+pub fn state_hash(run: &crate::model::RunState) -> String {
+    let (text, _) =
+        crate::canonical::to_canonical_without(run, "ledger").expect("run states always serialize");
+    sha256_hex(text.as_bytes())
+}
+
 /// Why a ledger does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
@@ -124,6 +137,14 @@ pub enum ChainProblem {
     HashMismatch,
     /// The record belongs to another run.
     WrongRun,
+    /// The run's state says its ledger holds more records than are stored:
+    /// records were cut off the end.
+    Truncated { state_records: u64 },
+    /// The last record the run's state counts is not the head it holds.
+    HeadMismatch,
+    /// The run's state does not hash to the `state_hash` of the record that
+    /// produced it: the state was changed outside a commit.
+    StateMismatch,
 }
 
 impl std::fmt::Display for ChainProblem {
@@ -135,6 +156,16 @@ impl std::fmt::Display for ChainProblem {
             Self::BrokenLink => f.write_str("prev_hash does not match the previous record"),
             Self::HashMismatch => f.write_str("record_hash does not match the record's content"),
             Self::WrongRun => f.write_str("record belongs to another run"),
+            Self::Truncated { state_records } => write!(
+                f,
+                "the run's state counts {state_records} records; the ledger ends before that"
+            ),
+            Self::HeadMismatch => {
+                f.write_str("the record's hash is not the ledger head the run's state holds")
+            }
+            Self::StateMismatch => f.write_str(
+                "the run's stored state is not the state this record produced (it was edited)",
+            ),
         }
     }
 }
@@ -179,6 +210,46 @@ pub fn verify<S: AsRef<str>>(run_id: &str, stored: &[S]) -> Verification {
         records: stored.len() as u64,
         first_bad: None,
     }
+}
+
+/// Verifies a run's stored ledger together with its stored state: the chain
+/// as [`verify`] does, then that the state's ledger head is a record of the
+/// chain (nothing was cut off the end) and that the state hashes to the
+/// `state_hash` that record carries (the state was not edited). Read the
+/// state before the ledger: records a concurrent commit adds after the
+/// state's head are verified as chain only.
+pub fn verify_run<S: AsRef<str>>(state: &crate::model::RunState, stored: &[S]) -> Verification {
+    let mut v = verify(&state.run_id, stored);
+    if !v.is_ok() {
+        return v;
+    }
+    let counted = state.ledger.next_seq;
+    let bad = |index: u64, problem| Some((index, problem));
+    v.first_bad = if counted > stored.len() as u64 {
+        bad(
+            stored.len() as u64,
+            ChainProblem::Truncated {
+                state_records: counted,
+            },
+        )
+    } else if counted == 0 {
+        None
+    } else {
+        let index = counted - 1;
+        // `verify` proved every record parses.
+        let head: Value = serde_json::from_str(stored[index as usize].as_ref()).expect("checked");
+        if head["record_hash"].as_str() != state.ledger.last_hash.as_deref() {
+            bad(index, ChainProblem::HeadMismatch)
+        } else {
+            match head.get("state_hash").and_then(Value::as_str) {
+                // Written before records carried state hashes.
+                None => None,
+                Some(h) if h == state_hash(state) => None,
+                Some(_) => bad(index, ChainProblem::StateMismatch),
+            }
+        }
+    };
+    v
 }
 
 fn check_one(run_id: &str, index: u64, text: &str, prev: Option<&str>) -> Result<(), ChainProblem> {

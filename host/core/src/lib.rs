@@ -4,6 +4,7 @@
 
 pub mod canonical;
 pub mod conformance;
+pub mod float_text;
 mod forward;
 pub mod group;
 pub mod ledger;
@@ -13,13 +14,16 @@ pub mod store;
 pub mod vars;
 
 pub use group::{GroupCommit, GroupStats};
-pub use ledger::{SealedRecord, Verification, canonical_json, seal, verify};
+pub use ledger::{
+    SealedRecord, Verification, canonical_json, seal, state_hash, verify, verify_run,
+};
 pub use memory::MemoryStore;
 pub use model::*;
 pub use store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
     LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery, SnapshotStore,
-    Store, StoreError, Submitted, validate_artifact_id, validate_id,
+    Store, StoreError, Submitted, check_readable, validate_artifact_id, validate_command,
+    validate_id,
 };
 
 /// The host's clock. Runs see it through the `now-ms` of their context, so a

@@ -9,7 +9,7 @@ use crate::model::{RunState, RunStatus, StepRecord, WaitReason};
 use crate::store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
     LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
-    StoreError, Submitted, parse_records, validate_artifact_id, validate_id,
+    StoreError, Submitted, parse_records, validate_artifact_id, validate_command, validate_id,
 };
 use crate::{Clock, SystemClock};
 
@@ -283,7 +283,7 @@ impl SnapshotStore for MemoryStore {
 
 impl CommandInbox for MemoryStore {
     fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError> {
-        validate_id("command", &command.command_id)?;
+        validate_command(command)?;
         let mut inner = self.lock();
         if let Some(&seq) = inner.command_ids.get(&command.command_id) {
             return Ok(Submitted {

@@ -171,6 +171,9 @@ pub enum FailureKind {
     EffectFailed,
     /// A synchronous child run failed or was cancelled.
     ChildFailed,
+    /// Starting a child would pass the policy's bounds on child depth or
+    /// children per run.
+    ChildLimitExceeded,
     /// The run's workflow is not registered with this host.
     UnknownWorkflow,
     /// The host could not instantiate or call the component.
@@ -195,6 +198,7 @@ impl FailureKind {
             Self::EffectNotAllowed => "effect_not_allowed",
             Self::EffectFailed => "effect_failed",
             Self::ChildFailed => "child_failed",
+            Self::ChildLimitExceeded => "child_limit_exceeded",
             Self::UnknownWorkflow => "unknown_workflow",
             Self::HostError => "host_error",
         }
@@ -282,6 +286,16 @@ pub struct RunState {
     pub error: Option<RunError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_run_id: Option<String>,
+    /// The run at the top of this run's tree of children; None for a run
+    /// nobody started as a child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_run_id: Option<String>,
+    /// How many parents are above this run (0 for a root).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+    /// Child runs this run has started, sync and async.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub children_started: u64,
     /// Runs of one session share event scope `session`.
     pub session_id: String,
     /// Nodes executed so far.
@@ -617,6 +631,13 @@ pub struct StepRecord {
     pub replayed: bool,
     pub started_at_ms: u64,
     pub ended_at_ms: u64,
+    /// For the last record of each commit: sha256 of the canonical JSON of
+    /// the run's state as that commit left it, without its `ledger` head
+    /// (see [`crate::ledger::state_hash`]). Binds the stored state to the
+    /// chain: editing the state, or cutting records off the chain's end,
+    /// no longer verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_hash: Option<String>,
     /// `record_hash` of the previous record; null for the first.
     pub prev_hash: Option<String>,
     /// sha256 (hex) of this record's canonical JSON without this field.
@@ -658,6 +679,7 @@ impl StepRecord {
             replayed: false,
             started_at_ms: now_ms,
             ended_at_ms: now_ms,
+            state_hash: None,
             prev_hash: None,
             record_hash: String::new(),
         }

@@ -29,6 +29,10 @@ pub enum StoreError {
     },
     #[error("{kind} '{id}' not found")]
     NotFound { kind: &'static str, id: String },
+    /// A value no store may take (nested too deep to read back, say).
+    /// Nothing was written.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
     /// The stored data cannot be read back; names what and where (a file
     /// and line, a table and key).
     #[error("corrupt data in {location}: {detail}")]
@@ -59,6 +63,10 @@ impl StoreError {
             Self::NotFound { kind, id } => Self::NotFound {
                 kind,
                 id: id.clone(),
+            },
+            Self::Invalid { what, reason } => Self::Invalid {
+                what,
+                reason: reason.clone(),
             },
             Self::Corrupt { location, detail } => Self::Corrupt {
                 location: location.clone(),
@@ -113,6 +121,51 @@ pub fn validate_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
     {
         return refuse("only A-Z, a-z, 0-9, '.', '_', '-' and ':' are allowed");
+    }
+    Ok(())
+}
+
+/// Checks a command before any store takes it, with the same caps in every
+/// backend: its ids, its kind, and a payload no deeper than
+/// [`crate::vars::MAX_VALUE_DEPTH`], so that what is acknowledged can always
+/// be read back.
+pub fn validate_command(command: &Command) -> Result<(), StoreError> {
+    validate_id("command", &command.command_id)?;
+    if let Some(run_id) = &command.run_id {
+        validate_id("run", run_id)?;
+    }
+    if command.kind.is_empty() || command.kind.len() > 64 {
+        return Err(StoreError::Invalid {
+            what: "command",
+            reason: "its kind must be 1 to 64 bytes".into(),
+        });
+    }
+    let depth = crate::vars::depth(&command.payload);
+    if depth > crate::vars::MAX_VALUE_DEPTH {
+        return Err(StoreError::Invalid {
+            what: "command",
+            reason: format!(
+                "its payload is nested {depth} levels deep; the limit is {}",
+                crate::vars::MAX_VALUE_DEPTH
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a JSON text a store could not read back (nested past
+/// [`crate::vars::READABLE_DEPTH`]): a store calls it on what it is about to
+/// write, so that no acknowledged write makes the store unreadable.
+pub fn check_readable(what: &'static str, json: &[u8]) -> Result<(), StoreError> {
+    let depth = crate::vars::text_depth(json);
+    if depth > crate::vars::READABLE_DEPTH {
+        return Err(StoreError::Invalid {
+            what,
+            reason: format!(
+                "it nests {depth} levels deep; a store reads back at most {}",
+                crate::vars::READABLE_DEPTH
+            ),
+        });
     }
     Ok(())
 }

@@ -44,6 +44,39 @@ pub const MAX_VALUE_DEPTH: usize = 64;
 /// well below keeps every stored run and ledger record readable again.
 pub const MAX_VARS_DEPTH: usize = 100;
 
+/// How deep a JSON text may nest and still be read back: serde_json refuses
+/// documents nested past 128 levels. A store checks what it writes against
+/// this, so nothing it acknowledges is unreadable afterwards.
+pub const READABLE_DEPTH: usize = 128;
+
+/// Nesting depth of a JSON text (`[]` and `{}` are 1), counted on the bytes
+/// without parsing, so a text too deep for the parser can still be measured.
+pub fn text_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Nesting depth of a JSON value (a scalar is 0, `[]` and `{}` are 1).
 pub fn depth(value: &Value) -> usize {
     match value {
