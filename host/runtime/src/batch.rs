@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 use waymark_core::{
-    Commit, EffectEntry, RunState, RunWrite, SealedRecord, StepRecord, Store, StoreError, seal,
+    Commit, EffectEntry, LedgerHead, RunState, RunWrite, StepRecord, Store, StoreError, seal,
+    state_hash,
 };
 
 #[derive(Default)]
 pub(crate) struct Batch {
-    writes: Vec<RunWrite>,
+    staged: Vec<Staged>,
     index: HashMap<String, usize>,
     pub effects: Vec<EffectEntry>,
     pub cursor: Option<(String, u64)>,
@@ -18,11 +19,24 @@ pub(crate) struct Batch {
     pub follow: Vec<String>,
 }
 
+/// One run's part of the batch. Its newest record stays unsealed until the
+/// batch becomes a commit: as the commit's last record of the run it then
+/// carries the hash of the state the commit leaves (see
+/// [`waymark_core::state_hash`]). The batch holds the run's ledger head; the
+/// caller's copy of the run learns the final hash when the batch lands
+/// ([`Batch::into_parts`] returns the heads).
+struct Staged {
+    write: RunWrite,
+    /// The head after the last sealed record of `write`.
+    head: LedgerHead,
+    pending: Option<StepRecord>,
+}
+
 impl Batch {
     /// The run as this batch leaves it, else as stored.
     pub fn load(&self, store: &dyn Store, run_id: &str) -> Result<RunState, StoreError> {
         match self.index.get(run_id) {
-            Some(&i) => Ok(self.writes[i].run.clone()),
+            Some(&i) => Ok(self.staged[i].write.run.clone()),
             None => store.load_run(run_id),
         }
     }
@@ -34,43 +48,68 @@ impl Batch {
 
     /// Nothing to commit (follow-ups aside).
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.effects.is_empty() && self.cursor.is_none()
+        self.staged.is_empty() && self.effects.is_empty() && self.cursor.is_none()
     }
 
-    /// Seals `rec` onto `run`'s ledger and stages the run's new state.
+    /// Appends `rec` to `run`'s ledger and stages the run's new state. The
+    /// run's `ledger.next_seq` counts the record at once (wait keys use it);
+    /// its `last_hash` is settled when the batch lands.
     pub fn record(&mut self, run: &mut RunState, rec: StepRecord) {
-        let sealed = seal(&mut run.ledger, rec);
-        self.stage(run, vec![sealed], false);
+        self.stage(run, rec, false);
     }
 
-    /// Stages a new run with its first records.
-    pub fn create(&mut self, run: &RunState, records: Vec<SealedRecord>) {
-        self.stage(run, records, true);
+    /// Stages a new run with its first record.
+    pub fn create(&mut self, run: &mut RunState, rec: StepRecord) {
+        self.stage(run, rec, true);
     }
 
-    fn stage(&mut self, run: &RunState, records: Vec<SealedRecord>, create: bool) {
-        match self.index.get(&run.run_id) {
-            Some(&i) => {
-                let w = &mut self.writes[i];
-                w.run = run.clone();
-                w.records.extend(records);
-            }
+    fn stage(&mut self, run: &mut RunState, rec: StepRecord, create: bool) {
+        let i = match self.index.get(&run.run_id) {
+            Some(&i) => i,
             None => {
-                self.index.insert(run.run_id.clone(), self.writes.len());
-                self.writes.push(RunWrite {
-                    run: run.clone(),
-                    records,
-                    create,
+                self.index.insert(run.run_id.clone(), self.staged.len());
+                self.staged.push(Staged {
+                    head: run.ledger.clone(),
+                    write: RunWrite {
+                        run: run.clone(),
+                        records: Vec::new(),
+                        create,
+                    },
+                    pending: None,
                 });
+                self.staged.len() - 1
             }
+        };
+        let s = &mut self.staged[i];
+        if let Some(earlier) = s.pending.take() {
+            s.write.records.push(seal(&mut s.head, earlier));
         }
+        s.pending = Some(rec);
+        run.ledger = LedgerHead {
+            next_seq: s.head.next_seq + 1,
+            last_hash: s.head.last_hash.clone(),
+        };
+        s.write.run = run.clone();
     }
 
-    /// The commit, and the runs to advance after it lands.
+    /// The commit, the runs to advance after it lands, and each run's
+    /// ledger head once it has (for callers that go on with a run).
     pub fn into_parts(self) -> (Commit, Vec<String>) {
+        let runs = self
+            .staged
+            .into_iter()
+            .map(|mut s| {
+                if let Some(mut last) = s.pending.take() {
+                    last.state_hash = Some(state_hash(&s.write.run));
+                    s.write.records.push(seal(&mut s.head, last));
+                }
+                s.write.run.ledger = s.head;
+                s.write
+            })
+            .collect();
         (
             Commit {
-                runs: self.writes,
+                runs,
                 effects: self.effects,
                 cursor: self.cursor,
             },

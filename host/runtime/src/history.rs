@@ -3,7 +3,7 @@
 //! verification, snapshots, and the artifacts they refer to).
 
 use serde_json::{Value, json};
-use waymark_core::{RecordKind, RunQuery, RunState, SnapshotQuery, StepRecord, verify};
+use waymark_core::{RecordKind, RunQuery, RunState, SnapshotQuery, StepRecord, verify_run};
 
 use crate::runtime::{Result, Runtime};
 
@@ -55,7 +55,7 @@ impl Runtime {
 
     fn export_run(&self, run: &RunState) -> Result<Value> {
         let raw = self.store.ledger_raw(&run.run_id)?;
-        let verification = verify(&run.run_id, &raw);
+        let verification = verify_run(run, &raw);
         let records: Vec<Value> = raw
             .iter()
             .map(|t| serde_json::from_str(t).unwrap_or_else(|_| json!({ "unparsed": t })))

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use waymark_core::{
     ChildMode, Clock, Commit, Effect, EffectEntry, EventScope, FailureKind, LedgerHead, RecordKind,
     RunError, RunQuery, RunState, RunStatus, StepPlan, StepRecord, StepStatus, Store, StoreError,
-    SystemClock, Transition, Verification, WaitReason, WaitState, canonical_json, seal,
-    validate_id, vars, verify,
+    SystemClock, Transition, Verification, WaitReason, WaitState, canonical_json, validate_id,
+    vars, verify_run,
 };
 
 use crate::batch::Batch;
@@ -50,6 +50,15 @@ pub struct RuntimeConfig {
     /// Model tokens a run may use unless started with a budget of its own;
     /// None: no budget.
     pub token_budget: Option<u64>,
+    /// Var writes one plan may carry; more fails the step with
+    /// `plan_too_large`.
+    pub max_writes_per_plan: usize,
+    /// How deep a tree of child runs may grow: a root is at depth 0, and a
+    /// child that would sit deeper fails its parent's step with
+    /// `child_limit_exceeded` (a workflow starting itself never ends).
+    pub max_child_depth: u32,
+    /// Children one run may start in its life.
+    pub max_children_per_run: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -63,6 +72,9 @@ impl Default for RuntimeConfig {
             node_retry: RetryPolicy::default(),
             default_effect_retry: RetryPolicy::default(),
             token_budget: None,
+            max_writes_per_plan: 10_000,
+            max_child_depth: 32,
+            max_children_per_run: 10_000,
         }
     }
 }
@@ -83,6 +95,20 @@ pub enum RuntimeError {
     WrongWaitKey { run_id: String },
     #[error("response refused for run '{run_id}': {reason}")]
     InvalidResponse { run_id: String, reason: String },
+    /// The run waits on something only the host ends (a synchronous child,
+    /// a retry's backoff); nothing was changed.
+    #[error("run '{run_id}' waits for {what}, which only the host can end; nothing was changed")]
+    HostOnlyWait { run_id: String, what: String },
+    /// This process lost the run's lease mid-turn (another host may hold
+    /// it now): nothing more was performed or committed for it.
+    #[error("lost the lease on run '{run_id}'; another host may carry it on")]
+    LeaseLost { run_id: String },
+    /// Another caller answered the wait first: the run has moved on.
+    #[error(
+        "run '{run_id}' is no longer waiting on key '{wait_key}' (it was answered \
+         concurrently); nothing was changed"
+    )]
+    WaitAlreadyAnswered { run_id: String, wait_key: String },
     #[error("run '{run_id}' has already ended ({status})")]
     Terminal { run_id: String, status: RunStatus },
     #[error("invalid input: {0}")]
@@ -101,6 +127,8 @@ pub struct StartOptions {
     pub parent_run_id: Option<String>,
     /// The run's token budget; None takes `RuntimeConfig::token_budget`.
     pub token_budget: Option<u64>,
+    /// For a child: the root of its parent's tree and its own depth.
+    pub lineage: Option<(String, u32)>,
 }
 
 /// What a runtime tells the driver that schedules it. Without one, the
@@ -121,6 +149,13 @@ pub trait Scheduler: Send + Sync {
     /// step (a driver renews its lease on the run here, and says no if it
     /// lost it).
     fn keep_going(&self, run_id: &str) -> bool {
+        let _ = run_id;
+        true
+    }
+    /// Asked before a host effect is performed and before a tick commits:
+    /// whether this process still holds `run_id` (a driver says no once it
+    /// could not renew the run's lease; then nothing more is done for it).
+    fn holds(&self, run_id: &str) -> bool {
         let _ = run_id;
         true
     }
@@ -313,6 +348,9 @@ impl Runtime {
             output: None,
             error: None,
             parent_run_id: opts.parent_run_id,
+            root_run_id: opts.lineage.as_ref().map(|(root, _)| root.clone()),
+            depth: opts.lineage.map_or(0, |(_, depth)| depth),
+            children_started: 0,
             session_id: opts.session_id.unwrap_or_else(|| run_id.clone()),
             steps: 0,
             effect_seq: 0,
@@ -334,8 +372,7 @@ impl Runtime {
         rec.next_node = Some(run.current_node.clone());
         rec.result = Some(run.vars.clone());
         rec.component_digest = run.component_digest.clone();
-        let sealed = seal(&mut run.ledger, rec);
-        batch.create(&run, vec![sealed]);
+        batch.create(&mut run, rec);
         Ok(run_id)
     }
 
@@ -398,9 +435,46 @@ impl Runtime {
         run_id: &str,
         wait_key: &str,
         payload: Value,
-        mut batch: Batch,
+        batch: Batch,
     ) -> Result<RunState> {
         let run = self.store.load_run(run_id)?;
+        if let Some(what) = host_only_wait(&run) {
+            return Err(RuntimeError::HostOnlyWait {
+                run_id: run_id.to_owned(),
+                what,
+            });
+        }
+        match self.deliver_and_advance(run, wait_key, payload, batch) {
+            Err(RuntimeError::Store(StoreError::LedgerConflict { run_id: id, .. }))
+                if id == run_id && !self.still_waits_on(run_id, wait_key) =>
+            {
+                Err(RuntimeError::WaitAlreadyAnswered {
+                    run_id: run_id.to_owned(),
+                    wait_key: wait_key.to_owned(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the stored run still waits on `wait_key` (after a conflict,
+    /// to tell a lost race from any other).
+    fn still_waits_on(&self, run_id: &str, wait_key: &str) -> bool {
+        self.store.load_run(run_id).is_ok_and(|r| {
+            r.status == RunStatus::Waiting
+                && r.waiting.as_ref().is_some_and(|w| w.wait_key == wait_key)
+        })
+    }
+
+    fn deliver_and_advance(
+        &self,
+        run: RunState,
+        wait_key: &str,
+        payload: Value,
+        mut batch: Batch,
+    ) -> Result<RunState> {
+        let run_id = run.run_id.clone();
+        let run_id = run_id.as_str();
         self.deliver(run, wait_key, payload, &mut batch)?;
         if self.scheduler().is_some() {
             let follow = self.land(batch)?;
@@ -552,19 +626,50 @@ impl Runtime {
     }
 
     /// Verifies the hash chain of a run's ledger as stored.
+    /// Verifies a run's ledger chain and binds its stored state to it: a
+    /// record cut off the end or a state edited outside a commit is found
+    /// (see [`waymark_core::verify_run`]).
     pub fn verify_ledger(&self, run_id: &str) -> Result<Verification> {
+        // The state first: records committed after it are still chain.
+        let state = self.store.load_run(run_id)?;
         let raw = self.store.ledger_raw(run_id)?;
-        Ok(verify(run_id, &raw))
+        Ok(verify_run(&state, &raw))
     }
 
     // ----- internals -------------------------------------------------------
 
     /// Commits a batch; returns the runs to advance next.
     pub(crate) fn land(&self, batch: Batch) -> Result<Vec<String>> {
+        self.land_into(batch, None)
+    }
+
+    /// Lands `batch` and hands `run`, which goes on stepping, its settled
+    /// ledger head (a batch seals a run's last record only as it lands).
+    pub(crate) fn land_keeping(&self, batch: Batch, run: &mut RunState) -> Result<Vec<String>> {
+        self.land_into(batch, Some(run))
+    }
+
+    /// Fails with [`RuntimeError::LeaseLost`] when the scheduler no longer
+    /// holds `run_id`: what is staged for it is dropped, not committed.
+    fn check_held(&self, run_id: &str) -> Result<()> {
+        match self.scheduler() {
+            Some(s) if !s.holds(run_id) => Err(RuntimeError::LeaseLost {
+                run_id: run_id.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn land_into(&self, batch: Batch, run: Option<&mut RunState>) -> Result<Vec<String>> {
         let (commit, follow) = batch.into_parts();
         if !commit.is_empty() {
             self.store.commit(&commit)?;
             self.landed(&commit);
+        }
+        if let Some(run) = run
+            && let Some(w) = commit.runs.iter().find(|w| w.run.run_id == run.run_id)
+        {
+            run.ledger = w.run.ledger.clone();
         }
         Ok(follow)
     }
@@ -692,11 +797,13 @@ impl Runtime {
             }
             staged += 1;
             if staged >= self.config.max_steps_per_commit.max(1) {
-                work.extend(self.land(std::mem::take(&mut pending))?);
+                self.check_held(run_id)?;
+                work.extend(self.land_keeping(std::mem::take(&mut pending), &mut run)?);
                 staged = 0;
             }
         }
-        work.extend(self.land(pending)?);
+        self.check_held(run_id)?;
+        work.extend(self.land_keeping(pending, &mut run)?);
         Ok(Some(run))
     }
 
@@ -763,6 +870,18 @@ impl Runtime {
         rec.fuel_consumed = output.fuel_consumed;
         let plan = output.plan;
 
+        if plan.writes.len() > self.config.max_writes_per_plan {
+            let err = RunError::new(
+                FailureKind::PlanTooLarge,
+                format!(
+                    "the plan carries {} var writes; the limit is {}",
+                    plan.writes.len(),
+                    self.config.max_writes_per_plan
+                ),
+            )
+            .at_node(node);
+            return self.fail_step(run, rec, err, batch);
+        }
         if let Err(msg) = crate::plan::validate(&plan, wf.info()) {
             let err = RunError::new(FailureKind::InvalidPlan, msg).at_node(node);
             return self.fail_step(run, rec, err, batch);
@@ -849,8 +968,9 @@ impl Runtime {
             } else if host {
                 // A durability point: the steps before it land before the
                 // world outside is touched.
+                self.check_held(&run.run_id)?;
                 if !batch.is_empty() {
-                    let follow = self.land(std::mem::take(batch))?;
+                    let follow = self.land_keeping(std::mem::take(batch), run)?;
                     batch.follow.extend(follow);
                 }
                 let key = effect_key(&run.run_id, &node, &effect, run.effect_seq);
@@ -862,7 +982,11 @@ impl Runtime {
                 }
                 outcome
             } else {
-                self.perform(run, &node, &effect, &plan.transition, batch)?
+                let outcome = self.perform(run, &node, &effect, &plan.transition, batch)?;
+                if matches!(effect, Effect::StartSubworkflow { .. }) && outcome.is_ok() {
+                    run.children_started += 1;
+                }
+                outcome
             };
             rec.effect = Some(effect);
             match outcome {
@@ -1082,16 +1206,6 @@ impl Runtime {
         };
         if wait.wait_key != wait_key {
             return Err(RuntimeError::WrongWaitKey { run_id: run.run_id });
-        }
-        if wait.reason == WaitReason::Retry {
-            return Err(RuntimeError::InvalidResponse {
-                run_id: run.run_id,
-                reason: format!(
-                    "the run waits to retry (attempt {} failed); it resumes by itself at {}",
-                    wait.attempt,
-                    wait.wake_at_ms.unwrap_or(0)
-                ),
-            });
         }
         if wait.reason == WaitReason::User && !wait.allow_free_text && !wait.choices.is_empty() {
             let text = payload
@@ -1490,6 +1604,10 @@ impl Runtime {
                         "a sync child needs a next node to resume to, not complete-output",
                     )));
                 }
+                if let Some(refused) = self.child_limit(run) {
+                    return Ok(Err(refused));
+                }
+                let root = run.root_run_id.as_ref().unwrap_or(&run.run_id);
                 let started = self.start_in(
                     workflow_id,
                     vars.clone(),
@@ -1500,6 +1618,7 @@ impl Runtime {
                         // A child spends under the same budget as its
                         // parent, so starting children cannot lift it.
                         token_budget: run.token_budget,
+                        lineage: Some((root.clone(), run.depth + 1)),
                     },
                     batch,
                 );
@@ -1531,6 +1650,26 @@ impl Runtime {
                 unreachable!("host effects go through perform_host")
             }
         })
+    }
+
+    /// Why `run` may not start another child, if it may not.
+    fn child_limit(&self, run: &RunState) -> Option<RunError> {
+        let c = &self.config;
+        let why = if run.depth >= c.max_child_depth {
+            format!(
+                "a child would sit {} levels below its root; the limit is {}",
+                run.depth + 1,
+                c.max_child_depth
+            )
+        } else if run.children_started >= c.max_children_per_run {
+            format!(
+                "the run has started {} children; the limit is {}",
+                run.children_started, c.max_children_per_run
+            )
+        } else {
+            return None;
+        };
+        Some(RunError::new(FailureKind::ChildLimitExceeded, why))
     }
 
     fn vars_query(
@@ -1663,13 +1802,37 @@ fn wait_from_request(req: WaitRequest) -> WaitState {
     }
 }
 
+/// What a run waits for, if only the host may end that wait: a synchronous
+/// child ends it by ending, a retry by its timer. Answering such a wait from
+/// outside would complete the parent with a made-up output and orphan the
+/// child, or skip the backoff.
+fn host_only_wait(run: &RunState) -> Option<String> {
+    let wait = run
+        .waiting
+        .as_ref()
+        .filter(|_| run.status == RunStatus::Waiting)?;
+    match wait.reason {
+        WaitReason::Subworkflow => Some(format!(
+            "its child run '{}' to end",
+            wait.child_run_id.as_deref().unwrap_or("?")
+        )),
+        WaitReason::Retry => Some(format!(
+            "its retry backoff (attempt {} failed; it resumes by itself at {} ms)",
+            wait.attempt,
+            wait.wake_at_ms.unwrap_or(0)
+        )),
+        _ => None,
+    }
+}
+
 /// The top-level var names a set of paths touches.
 fn touched_keys<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     let mut keys: Vec<String> = Vec::new();
     for p in paths {
         if let Ok(segs) = vars::parse_path(p)
             && let Some(first) = segs.first()
-            && !keys.iter().any(|k| k == first)
+            && seen.insert(*first)
         {
             keys.push((*first).to_owned());
         }
