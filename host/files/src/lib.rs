@@ -137,7 +137,8 @@ use waymark_core::store::parse_records;
 use waymark_core::{
     ArtifactMeta, ArtifactStore, Clock, Command, CommandInbox, Commit, Durability, EffectEntry,
     EffectLog, LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore,
-    Store, StoreError, Submitted, SystemClock, validate_artifact_id, validate_id,
+    Store, StoreError, Submitted, SystemClock, check_readable, validate_artifact_id,
+    validate_command, validate_id,
 };
 
 #[cfg(test)]
@@ -236,9 +237,14 @@ impl Entry {
         }
     }
 
+    /// The entry's journal line. One the journal could not read back (a
+    /// value nested past what the JSON reader takes) is refused here, before
+    /// it is written and acknowledged: an unreadable line would stop every
+    /// later read of the store.
     fn line(&self) -> Result<Vec<u8>, StoreError> {
         let mut line = serde_json::to_vec(self)
             .map_err(|e| StoreError::Backend(format!("serializing a journal entry: {e}")))?;
+        check_readable("write", &line)?;
         line.push(b'\n');
         Ok(line)
     }
@@ -890,7 +896,7 @@ impl Inner {
         if torn {
             tracing::warn!(
                 file = %self.full(JOURNAL),
-                "cutting off a torn final journal entry (crash mid-append; never acknowledged)"
+                "cutting off a torn final journal entry (a crash mid-append)"
             );
             self.truncate(JOURNAL, good_end)?;
         }
@@ -1729,7 +1735,7 @@ impl SnapshotStore for FileStore {
 
 impl CommandInbox for FileStore {
     fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError> {
-        validate_id("command", &command.command_id)?;
+        validate_command(command)?;
         self.with(|s| {
             s.refresh_inbox()?;
             let inbox = s.inbox.as_ref().expect("inbox just refreshed");

@@ -27,7 +27,8 @@ use waymark_core::store::parse_records;
 use waymark_core::{
     ArtifactMeta, ArtifactStore, Clock, Command, CommandInbox, Commit, EffectEntry, EffectLog,
     LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot, SnapshotQuery,
-    SnapshotStore, Store, StoreError, Submitted, SystemClock, validate_artifact_id, validate_id,
+    SnapshotStore, Store, StoreError, Submitted, SystemClock, check_readable, validate_artifact_id,
+    validate_command, validate_id,
 };
 
 /// The durability levels [`SqliteOptions`] takes (re-exported for callers
@@ -236,7 +237,7 @@ impl SqliteStore {
     }
 
     fn setup(
-        mut conn: Connection,
+        conn: Connection,
         path: PathBuf,
         durability: Durability,
         require_wal: bool,
@@ -249,9 +250,12 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(err("setting busy timeout"))?;
         // The first statement that reads the file: a non-database fails here.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(err("enabling WAL journal"))?;
+        // Switching a fresh file to WAL needs its exclusive lock, and SQLite
+        // answers a process that races another one for it with "database is
+        // locked" at once instead of calling the busy handler: retry.
+        let mode: String =
+            retry_while_busy(|| conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)))
+                .map_err(err("enabling WAL journal"))?;
         if require_wal && !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
                 "enabling WAL journal on {}: SQLite kept journal mode '{mode}' \
@@ -279,9 +283,11 @@ impl SqliteStore {
             // the version inside it, so two processes opening an old or
             // fresh file do not race. An up-to-date file is opened without
             // taking the write lock.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err("creating schema"))?;
+            let shared = &conn;
+            let tx = retry_while_busy(move || {
+                rusqlite::Transaction::new_unchecked(shared, TransactionBehavior::Immediate)
+            })
+            .map_err(err("creating schema"))?;
             let version = check_version(&tx, &path)?;
             if version < SCHEMA_VERSION {
                 match version {
@@ -393,6 +399,7 @@ impl SqliteStore {
                 let outcome = serde_json::to_string(&e.outcome).map_err(|err| {
                     StoreError::Backend(format!("serializing effect '{}': {err}", e.key))
                 })?;
+                check_readable("effect outcome", outcome.as_bytes())?;
                 let at = conv("effect", &e.key, "recorded_at_ms", e.recorded_at_ms)?;
                 st.execute(params![
                     e.key, e.run_id, e.node_id, e.effect, e.attempt, outcome, at
@@ -410,6 +417,9 @@ impl SqliteStore {
         let op = "committing run";
         let run = &w.run;
         let derived = Derived::of(run)?;
+        for record in &w.records {
+            check_readable("ledger record", record.json.as_bytes())?;
+        }
         let added = i64::try_from(w.records.len())
             .map_err(|_| StoreError::Backend("too many ledger records in one write".into()))?;
         let head = stored_head(conn, run).map_err(|e| self.err(op, e))?;
@@ -485,6 +495,26 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
         )));
     }
     Ok(version)
+}
+
+/// Runs `op` again while SQLite says the database is busy or locked, for
+/// up to the busy timeout: for the statements whose lock conflicts SQLite
+/// reports without waiting (see [`SqliteStore::open_with`]).
+fn retry_while_busy<T>(mut op: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BUSY_TIMEOUT_MS);
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match op() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Damaged or foreign files become `Corrupt` (naming the file) so callers
@@ -627,9 +657,13 @@ impl<'a> Derived<'a> {
                 .transpose()?,
             created_at_ms: conv("created_at_ms", run.created_at_ms)?,
             updated_at_ms: conv("updated_at_ms", run.updated_at_ms)?,
-            state: serde_json::to_string(run).map_err(|e| {
-                StoreError::Backend(format!("serializing run '{}': {e}", run.run_id))
-            })?,
+            state: {
+                let state = serde_json::to_string(run).map_err(|e| {
+                    StoreError::Backend(format!("serializing run '{}': {e}", run.run_id))
+                })?;
+                check_readable("run state", state.as_bytes())?;
+                state
+            },
         })
     }
 }
@@ -1140,7 +1174,7 @@ impl SnapshotStore for SqliteStore {
 impl CommandInbox for SqliteStore {
     fn submit_command(&self, command: &Command) -> Result<Submitted, StoreError> {
         let id = &command.command_id;
-        validate_id("command", id)?;
+        validate_command(command)?;
         let op = "submitting command";
         let payload = serde_json::to_string(&command.payload)
             .map_err(|e| StoreError::Backend(format!("serializing command '{id}': {e}")))?;
