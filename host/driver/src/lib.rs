@@ -121,6 +121,9 @@ struct Queue {
     again: HashSet<String>,
     /// When each in-flight run's lease was last taken or renewed (ms).
     leased_at: std::collections::HashMap<String, u64>,
+    /// In-flight runs whose lease could not be renewed: their turn must not
+    /// perform or commit anything more.
+    lost: HashSet<String>,
 }
 
 struct Shared {
@@ -168,6 +171,12 @@ impl Scheduler for Hook {
         };
         shared.renew_if_due(run_id)
     }
+
+    fn holds(&self, run_id: &str) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|shared| !shared.queue().lost.contains(run_id))
+    }
 }
 
 enum Turn {
@@ -212,7 +221,13 @@ impl Shared {
     fn renew_if_due(&self, run_id: &str) -> bool {
         let ttl = self.config.lease_ttl.as_millis() as u64;
         let now = self.runtime.now_ms();
-        let taken = self.queue().leased_at.get(run_id).copied();
+        let (taken, lost) = {
+            let q = self.queue();
+            (q.leased_at.get(run_id).copied(), q.lost.contains(run_id))
+        };
+        if lost {
+            return false;
+        }
         let Some(taken) = taken else {
             // Not a turn of ours (an API call carrying on a run inline).
             return true;
@@ -257,13 +272,24 @@ impl Shared {
             Err(e) => return Turn::Failed(format!("lease: {e}")),
         }
         let result = self.runtime.tick(run_id);
-        self.queue().leased_at.remove(run_id);
+        let lost = {
+            let mut q = self.queue();
+            q.leased_at.remove(run_id);
+            q.lost.remove(run_id)
+        };
+        if lost {
+            // Someone else may hold it now; releasing would free their lease.
+            return Turn::Conflict;
+        }
         if let Err(e) = store.release_lease(&key, &self.config.owner) {
             tracing::warn!(run_id, error = %e, "could not release a lease; it will expire");
         }
         match result {
             Ok(_) => Turn::Done,
-            Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => Turn::Conflict,
+            Err(
+                RuntimeError::Store(StoreError::LedgerConflict { .. })
+                | RuntimeError::LeaseLost { .. },
+            ) => Turn::Conflict,
             Err(e) => Turn::Failed(e.to_string()),
         }
     }
@@ -386,6 +412,68 @@ impl Shared {
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                 _ = self.timers_changed.notified() => {}
                 _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Keeps the lease of every run in a turn alive while the turn lasts,
+    /// however long one step takes (a model call of a minute, say): renewed
+    /// every third of the TTL, so another host never takes a run whose
+    /// holder is alive and working. A lease that cannot be renewed is
+    /// marked lost, and its turn stops before it performs or commits more.
+    async fn heartbeat(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let ttl = self.config.lease_ttl;
+        let every = (ttl / 3).max(Duration::from_millis(5));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            let held: Vec<String> = self.queue().leased_at.keys().cloned().collect();
+            if held.is_empty() {
+                continue;
+            }
+            let shared = self.clone();
+            let renewed = tokio::task::spawn_blocking(move || shared.renew_all(&held)).await;
+            if let Err(e) = renewed {
+                tracing::error!(error = %e, "lease heartbeat panicked");
+            }
+        }
+    }
+
+    fn renew_all(&self, held: &[String]) {
+        let ttl = self.config.lease_ttl.as_millis() as u64;
+        for run_id in held {
+            let now = self.runtime.now_ms();
+            let renewed = self.runtime.store().acquire_lease(
+                &lease_key(run_id),
+                &self.config.owner,
+                now,
+                ttl,
+            );
+            let mut q = self.queue();
+            // The turn may have ended meanwhile; then there is nothing to keep.
+            if !q.leased_at.contains_key(run_id) {
+                continue;
+            }
+            match renewed {
+                Ok(true) => {
+                    q.leased_at.insert(run_id.clone(), now);
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        run_id,
+                        "lost the lease on a run in a turn; stopping the turn"
+                    );
+                    q.lost.insert(run_id.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(run_id, error = %e, "could not renew a lease; stopping the turn");
+                    q.lost.insert(run_id.clone());
+                }
             }
         }
     }
@@ -520,6 +608,7 @@ impl Driver {
         let tasks = vec![
             tokio::spawn(shared.clone().dispatch(stop_rx.clone())),
             tokio::spawn(shared.clone().timers(stop_rx.clone())),
+            tokio::spawn(shared.clone().heartbeat(stop_rx.clone())),
             tokio::spawn(shared.clone().sweep(stop_rx)),
         ];
         tracing::info!(owner = %shared.config.owner, workers = shared.config.workers, "driver started");
