@@ -35,8 +35,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BuildError, BuiltComponent, RunFailure, check_guest_component, run_logged, wit_dir,
-    write_atomically,
+    BuildError, BuiltComponent, RunFailure, check_guest_component, run_logged, write_atomically,
 };
 
 /// The componentize-py release the toolchain installs and the docs use.
@@ -98,13 +97,19 @@ impl Language {
         }
     }
 
-    /// The helper module's directory, `guest-sdk/<language>` in this
-    /// repository: `waymark.py` or `waymark.js`.
-    pub fn sdk_dir(self) -> PathBuf {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../guest-sdk")
-            .join(self.as_str());
-        dir.canonicalize().unwrap_or(dir)
+    /// The helper module's directory: `waymark.py` as embedded in this
+    /// crate (see [`crate::embedded`]), so a Python build needs no checkout;
+    /// for JavaScript `guest-sdk/javascript` of the checkout it was built
+    /// from, since JavaScript guests import the helper by a relative path
+    /// (`../../../guest-sdk/javascript/waymark.js`).
+    pub fn sdk_dir(self) -> Result<PathBuf, BuildError> {
+        match self {
+            Language::Python => Ok(crate::embedded::dir()?.join("python")),
+            Language::JavaScript => {
+                let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk/javascript");
+                Ok(dir.canonicalize().unwrap_or(dir))
+            }
+        }
     }
 }
 
@@ -291,8 +296,10 @@ pub struct LangGuestBuild {
     language: Language,
     source_dir: PathBuf,
     out: Option<PathBuf>,
-    wit_dir: PathBuf,
-    sdk_dir: PathBuf,
+    /// None: the embedded WIT ([`crate::wit_dir`]).
+    wit_dir: Option<PathBuf>,
+    /// None: [`Language::sdk_dir`].
+    sdk_dir: Option<PathBuf>,
 }
 
 impl LangGuestBuild {
@@ -304,8 +311,8 @@ impl LangGuestBuild {
             language,
             source_dir: source_dir.into(),
             out: None,
-            wit_dir: wit_dir(),
-            sdk_dir: language.sdk_dir(),
+            wit_dir: None,
+            sdk_dir: None,
         }
     }
 
@@ -319,8 +326,21 @@ impl LangGuestBuild {
     /// The directory of the helper module (default: [`Language::sdk_dir`]).
     #[must_use]
     pub fn sdk_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.sdk_dir = dir.into();
+        self.sdk_dir = Some(dir.into());
         self
+    }
+
+    /// The WIT and helper-module directories this build uses.
+    fn inputs(&self) -> Result<(PathBuf, PathBuf), BuildError> {
+        let wit = match &self.wit_dir {
+            Some(dir) => dir.clone(),
+            None => crate::wit_dir()?,
+        };
+        let sdk = match &self.sdk_dir {
+            Some(dir) => dir.clone(),
+            None => self.language.sdk_dir()?,
+        };
+        Ok((wit, sdk))
     }
 
     /// The guest's name: its source directory's name.
@@ -387,6 +407,7 @@ impl LangGuestBuild {
     /// Runs the language's tool into a temporary file beside `out`, then
     /// renames it into place.
     fn compile(&self, tools: &Toolchains, out: &Path) -> Result<Vec<u8>, BuildError> {
+        let (wit, sdk) = self.inputs()?;
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
                 path: parent.to_owned(),
@@ -400,11 +421,11 @@ impl LangGuestBuild {
             Language::Python => {
                 let mut cmd = Command::new(tools.componentize_py()?);
                 cmd.arg("-d")
-                    .arg(&self.wit_dir)
+                    .arg(&wit)
                     .args(["-w", "workflow", "componentize", "app", "-p"])
                     .arg(&self.source_dir)
                     .arg("-p")
-                    .arg(&self.sdk_dir)
+                    .arg(&sdk)
                     // The host links no WASI: stub it inside the component.
                     .arg("--stub-wasi")
                     .arg("-o")
@@ -418,7 +439,7 @@ impl LangGuestBuild {
                 // directory holding both the app and the helper, and name
                 // the entry relative to it.
                 let source = absolute(&self.source_dir)?;
-                let sdk = absolute(&self.sdk_dir)?;
+                let sdk = absolute(&sdk)?;
                 let root = common_ancestor(&source, &sdk)
                     .filter(|root| root.parent().is_some())
                     .unwrap_or_else(|| source.clone());
@@ -427,7 +448,7 @@ impl LangGuestBuild {
                 let mut cmd = Command::new(tools.componentize_js()?);
                 cmd.current_dir(&root)
                     .arg("--wit")
-                    .arg(absolute(&self.wit_dir)?)
+                    .arg(absolute(&wit)?)
                     .args(["--world-name", "workflow", "-d"])
                     .args(JS_DISABLED_FEATURES)
                     .arg("-o")
@@ -458,14 +479,11 @@ impl LangGuestBuild {
     /// SHA-256 over the tool and its version, the WIT, the helper module and
     /// the guest's sources (paths and contents, in sorted order).
     fn fingerprint(&self) -> Result<String, BuildError> {
+        let (wit, sdk) = self.inputs()?;
         let mut hash = Sha256::new();
         let (tool, version) = self.language.tool();
         hash.update(format!("{tool} {version} {JS_DISABLED_FEATURES:?}\n"));
-        for (label, dir) in [
-            ("wit", &self.wit_dir),
-            ("sdk", &self.sdk_dir),
-            ("src", &self.source_dir),
-        ] {
+        for (label, dir) in [("wit", &wit), ("sdk", &sdk), ("src", &self.source_dir)] {
             let mut files = Vec::new();
             source_files(dir, dir, &mut files)?;
             files.sort();
@@ -551,7 +569,20 @@ mod tests {
         assert_eq!("js".parse::<Language>(), Ok(Language::JavaScript));
         assert!("ruby".parse::<Language>().is_err());
         assert_eq!(Language::JavaScript.entry_file(), "app.js");
-        assert!(Language::Python.sdk_dir().ends_with("guest-sdk/python"));
+        // Shipped inside the binary, not read from the checkout it was
+        // built in.
+        let python = Language::Python.sdk_dir().unwrap();
+        assert!(python.join("waymark.py").is_file(), "{python:?}");
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let checkout = checkout.canonicalize().unwrap();
+        assert!(!python.starts_with(&checkout), "{python:?}");
+        assert!(!crate::wit_dir().unwrap().starts_with(&checkout));
+        assert!(
+            Language::JavaScript
+                .sdk_dir()
+                .unwrap()
+                .ends_with("guest-sdk/javascript")
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! both, checks each against its own world ([`check_guest_component`]) and
 //! says which it is in [`BuiltComponent::kind`].
 
+pub mod embedded;
 pub mod lang;
 
 use std::collections::VecDeque;
@@ -368,7 +369,7 @@ impl GuestBuild {
         if self.packages.is_empty() {
             return Ok(Vec::new());
         }
-        check_target_installed(&self.workspace_dir, &self.target)?;
+        ensure_target_installed(&self.workspace_dir, &self.target)?;
         self.run_cargo()?;
         std::fs::create_dir_all(&self.out_dir).map_err(|source| BuildError::Io {
             path: self.out_dir.clone(),
@@ -466,40 +467,93 @@ fn is_outer_build_var(key: &str) -> bool {
     EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
-/// Fails with [`BuildError::MissingTarget`] when rustc has no standard
-/// library for `target`. If rustc cannot be asked, cargo will report the
-/// problem itself.
-fn check_target_installed(workspace_dir: &Path, target: &str) -> Result<(), BuildError> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let ask = |args: &[&str]| -> Option<String> {
-        let out = Command::new(&rustc)
+/// Set to `0` to make a missing wasm target an error instead of running
+/// `rustup target add` for it.
+pub const AUTO_TARGET_ENV: &str = "WAYMARK_RUSTUP_TARGET_ADD";
+
+/// Makes sure rustc has a standard library for `target`. rustup installs the
+/// targets listed in `rust-toolchain.toml` only when it installs the
+/// toolchain itself, so a toolchain that was already there lacks them; when
+/// rustup manages this rustc, the target is added with `rustup target add`
+/// (unless [`AUTO_TARGET_ENV`] is `0`). Fails with
+/// [`BuildError::MissingTarget`] when it is still missing. If rustc cannot be
+/// asked, cargo will report the problem itself.
+fn ensure_target_installed(workspace_dir: &Path, target: &str) -> Result<(), BuildError> {
+    let probe = TargetProbe::new(workspace_dir);
+    match probe.has_target(target) {
+        None | Some(true) => return Ok(()),
+        Some(false) => {}
+    }
+    let auto = std::env::var(AUTO_TARGET_ENV).map_or(true, |v| v != "0");
+    let added = auto && rustup_target_add(workspace_dir, target);
+    if added && probe.has_target(target) == Some(true) {
+        return Ok(());
+    }
+    Err(BuildError::MissingTarget {
+        target: target.into(),
+        rustc: probe.version(),
+    })
+}
+
+/// Asks the rustc a build would use about its sysroot.
+struct TargetProbe<'a> {
+    rustc: OsString,
+    workspace_dir: &'a Path,
+}
+
+impl<'a> TargetProbe<'a> {
+    fn new(workspace_dir: &'a Path) -> Self {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        TargetProbe {
+            rustc,
+            workspace_dir,
+        }
+    }
+
+    fn ask(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new(&self.rustc)
             .args(args)
-            .current_dir(workspace_dir)
+            .current_dir(self.workspace_dir)
             .stderr(Stdio::null())
             .output()
             .ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let Some(libdir) = ask(&["--print", "target-libdir", "--target", target]) else {
-        return Ok(());
-    };
-    let has_core = std::fs::read_dir(&libdir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("libcore-") && n.ends_with(".rlib"))
-        })
-    });
-    if has_core {
-        Ok(())
-    } else {
-        Err(BuildError::MissingTarget {
-            target: target.into(),
-            rustc: ask(&["--version"]).unwrap_or_else(|| "this rustc".into()),
-        })
     }
+
+    /// Whether the target's `core` is installed; `None` if rustc cannot say.
+    fn has_target(&self, target: &str) -> Option<bool> {
+        let libdir = self.ask(&["--print", "target-libdir", "--target", target])?;
+        Some(std::fs::read_dir(&libdir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("libcore-") && n.ends_with(".rlib"))
+            })
+        }))
+    }
+
+    fn version(&self) -> String {
+        self.ask(&["--version"])
+            .unwrap_or_else(|| "this rustc".into())
+    }
+}
+
+/// Runs `rustup target add <target>` for the toolchain rustup resolves in
+/// `workspace_dir` (the one `rust-toolchain.toml` pins, or the one rustup's
+/// proxy is running: it sets `RUSTUP_TOOLCHAIN`). Whether it succeeded; a
+/// machine without rustup simply says no.
+fn rustup_target_add(workspace_dir: &Path, target: &str) -> bool {
+    let mut cmd = Command::new("rustup");
+    cmd.current_dir(workspace_dir)
+        .args(["target", "add", target]);
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    // Always said, even when the build is quiet: a download should not be silent.
+    eprintln!("waymark-build: the Rust target `{target}` is not installed; adding it with rustup");
+    run_logged(&mut cmd, true).is_ok()
 }
 
 /// How a command run by [`run_logged`] failed.
@@ -573,10 +627,11 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildErr
     })
 }
 
-/// The repository's `wit/` directory (the `waymark:workflow` package).
-pub fn wit_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
-    dir.canonicalize().unwrap_or(dir)
+/// A directory holding the `waymark:workflow` WIT package this crate was
+/// built with (embedded, see [`embedded`]): the same files wherever the
+/// binary runs, with or without a Waymark checkout.
+pub fn wit_dir() -> Result<PathBuf, BuildError> {
+    Ok(embedded::dir()?.join("wit"))
 }
 
 /// The `waymark:workflow` package from [`wit_dir`], parsed once per
@@ -586,12 +641,13 @@ fn waymark_package() -> Result<&'static (Resolve, PackageId), BuildError> {
     PACKAGE_CACHE
         .get_or_init(|| {
             let mut resolve = Resolve::default();
-            let (package, _) = resolve.push_dir(wit_dir()).map_err(|e| format!("{e:#}"))?;
+            let dir = wit_dir().map_err(|e| e.to_string())?;
+            let (package, _) = resolve.push_dir(&dir).map_err(|e| format!("{e:#}"))?;
             Ok((resolve, package))
         })
         .as_ref()
         .map_err(|cause| BuildError::Wit {
-            path: wit_dir(),
+            path: PathBuf::from("<embedded wit>"),
             cause: cause.clone(),
         })
 }
@@ -602,7 +658,7 @@ fn waymark_world(name: &str) -> Result<(&'static Resolve, WorldId), BuildError> 
     let world = resolve
         .select_world(&[*package], Some(name))
         .map_err(|e| BuildError::Wit {
-            path: wit_dir(),
+            path: PathBuf::from("<embedded wit>"),
             cause: format!("{e:#}"),
         })?;
     Ok((resolve, world))
@@ -827,8 +883,9 @@ mod tests {
 
     #[test]
     fn wit_dir_has_the_contract() {
-        assert!(wit_dir().join("workflow.wit").is_file(), "{:?}", wit_dir());
-        assert!(wit_dir().join("tool.wit").is_file(), "{:?}", wit_dir());
+        let dir = wit_dir().unwrap();
+        assert!(dir.join("workflow.wit").is_file(), "{dir:?}");
+        assert!(dir.join("tool.wit").is_file(), "{dir:?}");
         let (resolve, world) = workflow_world().unwrap();
         assert_eq!(
             resolve.id_of_name(resolve.worlds[world].package.unwrap(), "workflow"),
@@ -989,7 +1046,7 @@ mod tests {
         // `wasm32v1-none` is a real target that these toolchains do not
         // install by default; skip if it happens to be installed.
         let target = "wasm32v1-none";
-        match check_target_installed(Path::new("."), target) {
+        match ensure_target_installed_without_rustup(target) {
             Ok(()) => eprintln!("{target} is installed; nothing to check"),
             Err(err) => {
                 let msg = err.to_string();
@@ -999,6 +1056,18 @@ mod tests {
                 );
             }
         }
-        check_target_installed(Path::new("."), GUEST_TARGET).unwrap();
+        ensure_target_installed(Path::new("."), GUEST_TARGET).unwrap();
+    }
+
+    /// The check alone, as on a machine without rustup.
+    fn ensure_target_installed_without_rustup(target: &str) -> Result<(), BuildError> {
+        let probe = TargetProbe::new(Path::new("."));
+        match probe.has_target(target) {
+            Some(false) => Err(BuildError::MissingTarget {
+                target: target.into(),
+                rustc: probe.version(),
+            }),
+            _ => Ok(()),
+        }
     }
 }

@@ -142,6 +142,13 @@ fn finish_call(
 ) -> Result<LlmResponse, LlmError> {
     match result {
         Ok((reply, response)) => {
+            // A provider (or a proxy in front of it) may echo the request,
+            // key included, inside a successful answer; the answer is
+            // stored in the ledger, so it must not hold the key.
+            let response = match key {
+                Some(key) => response.scrub(key),
+                None => response,
+            };
             tracing::info!(
                 provider,
                 model,

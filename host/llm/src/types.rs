@@ -152,6 +152,28 @@ pub struct LlmResponse {
 }
 
 impl LlmResponse {
+    /// This answer with every occurrence of `key` replaced by `***`, in
+    /// every string it holds (text, tool names and arguments at any depth,
+    /// model and finish reason).
+    pub(crate) fn scrub(mut self, key: &crate::keys::ApiKey) -> Self {
+        let s = |text: &mut String| {
+            if text.contains(key.expose()) {
+                *text = key.scrub(text);
+            }
+        };
+        if let Some(content) = &mut self.content {
+            s(content);
+        }
+        for call in &mut self.tool_calls {
+            s(&mut call.call_id);
+            s(&mut call.name);
+            scrub_value(&mut call.arguments, &s);
+        }
+        s(&mut self.finish_reason);
+        s(&mut self.model);
+        self
+    }
+
     /// The value an `llm_call` effect stores at its result key:
     /// `{"content", "tool_calls", "usage": {"input_tokens",
     /// "output_tokens", "total_tokens"}, "finish_reason", "model",
@@ -223,5 +245,22 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+/// Applies `scrub` to every string (and object key) inside `value`.
+fn scrub_value(value: &mut Value, scrub: &impl Fn(&mut String)) {
+    match value {
+        Value::String(text) => scrub(text),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, scrub)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (mut k, mut v) in entries {
+                scrub(&mut k);
+                scrub_value(&mut v, scrub);
+                map.insert(k, v);
+            }
+        }
+        _ => {}
     }
 }

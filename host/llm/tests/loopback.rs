@@ -894,3 +894,34 @@ fn https_to_a_server_that_speaks_no_tls_is_a_connect_error() {
     }
     let _ = peer.join();
 }
+
+#[test]
+fn a_key_echoed_inside_a_successful_answer_is_scrubbed_everywhere() {
+    for flavor in BOTH {
+        let server = TestServer::start().expect("server");
+        let echoed = format!("you sent Bearer {KEY}");
+        let calls = [(
+            "call_1",
+            "lookup",
+            json!({ "auth": KEY, "nested": [{ "k": format!("x{KEY}y") }], KEY: 1 }),
+        )];
+        server.push(match flavor {
+            Flavor::OpenAi => ScriptedReply::openai_text(&echoed),
+            Flavor::Anthropic => ScriptedReply::anthropic_text(&echoed),
+        });
+        server.push(match flavor {
+            Flavor::OpenAi => ScriptedReply::openai_tool_calls(&calls),
+            Flavor::Anthropic => ScriptedReply::anthropic_tool_use(Some(&echoed), &calls),
+        });
+        let handler = handler(&server, flavor);
+        for _ in 0..2 {
+            let value = done(handle(&handler, &llm_effect(None, hello()), 1));
+            let text = value.to_string();
+            assert!(
+                !text.contains(KEY),
+                "{flavor:?}: the key reached the result: {text}"
+            );
+            assert!(text.contains("***"), "{flavor:?}: {text}");
+        }
+    }
+}

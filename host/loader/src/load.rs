@@ -21,11 +21,13 @@ use crate::policy::{ChildPolicy, Effective, Policy, Request};
 pub enum LoadError {
     #[error("the operator policy refuses bundle '{0}'")]
     Denied(String),
-    #[error("workflow '{workflow}' of bundle '{bundle}': {source}")]
+    // The cause is part of the message, so it is not also a `source()`:
+    // a printed chain would say it twice.
+    #[error("workflow '{workflow}' of bundle '{bundle}': {cause}")]
     Component {
         bundle: String,
         workflow: String,
-        source: WasmError,
+        cause: WasmError,
     },
     #[error(
         "bundle '{bundle}' lists workflow '{entry}', but its component describes workflow '{described}'"
@@ -48,22 +50,22 @@ pub enum LoadError {
     },
     /// A `[[tools]]` component does not compile, is not a tool component,
     /// or describes invalid tools.
-    #[error("tool component '{component}' of bundle '{bundle}': {source}")]
+    #[error("tool component '{component}' of bundle '{bundle}': {cause}")]
     ToolComponent {
         bundle: String,
         component: String,
-        source: WasmError,
+        cause: WasmError,
     },
     /// The manifest has no `[[tools]]` entry for this component, or the
     /// bundle lacks its bytes.
     #[error("bundle '{bundle}' has no tool component '{component}'")]
     MissingToolComponent { bundle: String, component: String },
     /// A tool the registry refuses (a name it does not accept, say).
-    #[error("tool component '{component}' of bundle '{bundle}': {source}")]
+    #[error("tool component '{component}' of bundle '{bundle}': {cause}")]
     InvalidTool {
         bundle: String,
         component: String,
-        source: RegistryError,
+        cause: RegistryError,
     },
     /// Two tools of one name: tools are called by name alone, so a name
     /// may be offered once per host, whichever bundles are loaded.
@@ -194,10 +196,10 @@ pub fn register_tools(registry: &ToolRegistry, loaded: &[LoadedTools]) -> Result
         for l in loaded {
             target
                 .register_component(&l.tools, |spec| l.approval(&spec.name))
-                .map_err(|source| LoadError::InvalidTool {
+                .map_err(|cause| LoadError::InvalidTool {
                     bundle: l.bundle.clone(),
                     component: l.component.clone(),
-                    source,
+                    cause,
                 })?;
         }
     }
@@ -339,10 +341,10 @@ impl Loader {
         let (tools, cache) = self
             .engine
             .load_tools_cached(bytes, limits, self.cache.as_ref())
-            .map_err(|source| LoadError::ToolComponent {
+            .map_err(|cause| LoadError::ToolComponent {
                 bundle: bundle_id.to_owned(),
                 component: entry.component.clone(),
-                source,
+                cause,
             })?;
         let approvals = tools
             .tools()
@@ -414,10 +416,10 @@ impl Loader {
         bytes: &[u8],
         effective: Effective,
     ) -> Result<LoadedWorkflow, LoadError> {
-        let component_err = |source| LoadError::Component {
+        let component_err = |cause| LoadError::Component {
             bundle: bundle_id.to_owned(),
             workflow: expected_id.unwrap_or("?").to_owned(),
-            source,
+            cause,
         };
         let (mut wf, cache) = self
             .engine

@@ -104,11 +104,18 @@ pub struct LimitPolicy {
     /// Model tokens one run may use (the runtime's token budget); none
     /// when absent.
     pub max_tokens_per_run: Option<u64>,
+    /// Var writes one plan may carry.
+    pub max_writes_per_plan: usize,
+    /// Levels of child runs below a root.
+    pub max_child_depth: u32,
+    /// Children one run may start in its life.
+    pub max_children_per_run: u64,
 }
 
 impl Default for LimitPolicy {
     fn default() -> Self {
         let d = StepLimits::default();
+        let runtime = waymark_runtime::RuntimeConfig::default();
         Self {
             fuel: d.fuel,
             memory_mb: (d.max_memory_bytes >> 20) as u64,
@@ -116,9 +123,12 @@ impl Default for LimitPolicy {
             max_plan_bytes: d.max_plan_bytes,
             max_log_bytes: d.max_log_bytes,
             max_log_lines: d.max_log_lines,
-            max_steps_per_run: waymark_runtime::RuntimeConfig::default().max_steps_per_run,
+            max_steps_per_run: runtime.max_steps_per_run,
             concurrent_instances: 64,
             max_tokens_per_run: None,
+            max_writes_per_plan: runtime.max_writes_per_plan,
+            max_child_depth: runtime.max_child_depth,
+            max_children_per_run: runtime.max_children_per_run,
         }
     }
 }
@@ -256,6 +266,8 @@ impl Policy {
             ("max_steps_per_run", l.max_steps_per_run),
             ("concurrent_instances", u64::from(l.concurrent_instances)),
             ("max_tokens_per_run", l.max_tokens_per_run.unwrap_or(1)),
+            ("max_writes_per_plan", l.max_writes_per_plan as u64),
+            ("max_children_per_run", l.max_children_per_run),
         ] {
             if v == 0 {
                 return Err(format!("limits.{name} must be greater than 0"));

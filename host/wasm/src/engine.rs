@@ -58,6 +58,10 @@ pub struct EngineConfig {
     /// little faster but cost two `mprotect`s (and TLB shootdowns) per
     /// fresh instance whose memory grew, which dominates short steps.
     pub guard_pages: bool,
+    /// Bounds on a component's code, checked before it is compiled (see
+    /// [`crate::CodeLimits`]): a compile cannot be interrupted, so what it
+    /// is given must be bounded.
+    pub code_limits: crate::CodeLimits,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +77,7 @@ impl Default for EngineConfig {
             keep_resident_bytes: 2 << 20,
             decommit_batch_size: 1,
             guard_pages: false,
+            code_limits: crate::CodeLimits::default(),
         }
     }
 }
@@ -90,6 +95,10 @@ pub enum WasmError {
     },
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
+    /// The component's code passes [`crate::CodeLimits`]; it was not
+    /// compiled.
+    #[error("component refused before compiling: {0}")]
+    TooComplex(String),
     #[error("component cannot be linked against the Waymark host: {0}")]
     Link(String),
     #[error("component does not implement the waymark:workflow world: {0}")]
@@ -242,6 +251,7 @@ impl WasmEngine {
     ) -> Result<(Component, String, CacheOutcome), WasmError> {
         let sha = Sha256::digest(bytes);
         let compile = || {
+            crate::code_limits::check(bytes, &self.config.code_limits)?;
             Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))
         };
         let (component, outcome) = match cache {

@@ -16,12 +16,14 @@
 //! tool's output), failing with a typed [`ToolCallError`].
 
 mod cache;
+pub mod code_limits;
 mod convert;
 mod engine;
 mod limits;
 mod tool;
 
 pub use cache::{CacheOutcome, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_COMPILE_CACHE_BUDGET};
+pub use code_limits::CodeLimits;
 pub use engine::{EngineConfig, WasmEngine, WasmError, WasmWorkflow};
 pub use limits::StepLimits;
 pub use tool::{ToolCallError, ToolCallReport, ToolInfo, WasmToolComponent};
