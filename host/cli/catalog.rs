@@ -80,12 +80,30 @@ impl Catalog {
         }
     }
 
-    fn write_index(&self, index: &Index) -> Result<()> {
+    /// Reads, changes and rewrites the index under an exclusive lock, so
+    /// that concurrent loads (in this process or others) each see the last
+    /// one's changes and none is lost. The rewrite is atomic: a crash
+    /// leaves the old index or the new one.
+    fn update_index<T>(&self, change: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        let lock_path = self.dir.join(".index.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        let mut index = self.read_index()?;
+        let out = change(&mut index)?;
         write_atomic(
             &self.dir,
             &self.index_path(),
-            &serde_json::to_vec_pretty(index)?,
-        )
+            &serde_json::to_vec_pretty(&index)?,
+        )?;
+        // Dropping the file releases the lock.
+        drop(lock);
+        Ok(out)
     }
 
     fn component_path(&self, digest: &str) -> PathBuf {
@@ -101,7 +119,12 @@ impl Catalog {
             .loader
             .load_component(&bytes)
             .with_context(|| format!("cannot load {}", path.display()))?;
-        self.remember(&loaded, &bytes, None, &path.display().to_string())?;
+        let (id, entry) =
+            self.store_workflow(&loaded, &bytes, None, &path.display().to_string())?;
+        self.update_index(|index| {
+            index.workflows.insert(id, entry);
+            Ok(())
+        })?;
         Ok(loaded.workflow)
     }
 
@@ -116,14 +139,13 @@ impl Catalog {
             .with_context(|| format!("cannot load bundle {}", bundle.source))?;
         let manifest = &bundle.manifest;
         let source = bundle.source.to_string();
-        self.check_tool_names(&loaded)
-            .with_context(|| format!("cannot load bundle {}", bundle.source))?;
+        let mut entries = Vec::with_capacity(loaded.workflows.len());
         for (entry, wf) in manifest.workflows.iter().zip(&loaded.workflows) {
             let bytes = bundle
                 .components
                 .get(&entry.component)
                 .context("a loaded bundle lost a component")?;
-            self.remember(wf, bytes, Some(manifest), &source)?;
+            entries.push(self.store_workflow(wf, bytes, Some(manifest), &source)?);
         }
         let mut components = Vec::with_capacity(loaded.tools.len());
         for t in &loaded.tools {
@@ -137,48 +159,27 @@ impl Catalog {
                 tools: t.tools.tools().iter().map(|i| i.name.clone()).collect(),
             });
         }
-        let mut index = self.read_index()?;
-        if components.is_empty() {
-            index.tools.remove(&loaded.id);
-        } else {
-            index.tools.insert(
-                loaded.id.clone(),
-                ToolBundle {
-                    version: loaded.version.clone(),
-                    source,
-                    components,
-                },
-            );
-        }
-        self.write_index(&index)?;
-        Ok(loaded)
-    }
-
-    /// A tool of `loaded` that another bundle of the catalog offers is the
-    /// loader's [`LoadError::DuplicateTool`]. (Its earlier versions do not
-    /// count: the new one replaces them.)
-    fn check_tool_names(&self, loaded: &LoadedBundle) -> Result<()> {
-        let index = self.read_index()?;
-        for t in &loaded.tools {
-            for info in t.tools.tools() {
-                let other = index.tools.iter().find_map(|(id, b)| {
-                    let c = b.components.iter().find(|c| c.tools.contains(&info.name))?;
-                    (*id != loaded.id).then(|| (id.clone(), c.component.clone()))
-                });
-                if let Some((bundle, component)) = other {
-                    return Err(LoadError::DuplicateTool {
-                        name: info.name.clone(),
-                        first: ToolOrigin::Bundle { bundle, component },
-                        second: ToolOrigin::Bundle {
-                            bundle: loaded.id.clone(),
-                            component: t.component.clone(),
-                        },
-                    }
-                    .into());
-                }
+        // The components are saved; the index makes them current, in one
+        // locked update with the check that no other bundle offers its tools.
+        self.update_index(|index| {
+            check_tool_names(index, &loaded)
+                .with_context(|| format!("cannot load bundle {}", bundle.source))?;
+            index.workflows.extend(entries);
+            if components.is_empty() {
+                index.tools.remove(&loaded.id);
+            } else {
+                index.tools.insert(
+                    loaded.id.clone(),
+                    ToolBundle {
+                        version: loaded.version.clone(),
+                        source,
+                        components,
+                    },
+                );
             }
-        }
-        Ok(())
+            Ok(())
+        })?;
+        Ok(loaded)
     }
 
     /// The tool components of every bundle in the catalog, by bundle id.
@@ -219,27 +220,25 @@ impl Catalog {
         Ok(out)
     }
 
-    fn remember(
+    /// Saves a workflow's component and returns its index entry (not yet
+    /// in the index).
+    fn store_workflow(
         &self,
         loaded: &LoadedWorkflow,
         bytes: &[u8],
         manifest: Option<&Manifest>,
         source: &str,
-    ) -> Result<()> {
+    ) -> Result<(String, Entry)> {
         let wf = &loaded.workflow;
         let digest = wf.digest().unwrap_or_default().to_owned();
         self.store_component(&digest, bytes, manifest)?;
-        let mut index = self.read_index()?;
-        index.workflows.insert(
-            wf.info().workflow_id.clone(),
-            Entry {
-                digest,
-                version: wf.info().version.clone(),
-                source: source.to_owned(),
-                bundle: manifest.map(|m| format!("{}@{}", m.bundle.id, m.bundle.version)),
-            },
-        );
-        self.write_index(&index)
+        let entry = Entry {
+            digest,
+            version: wf.info().version.clone(),
+            source: source.to_owned(),
+            bundle: manifest.map(|m| format!("{}@{}", m.bundle.id, m.bundle.version)),
+        };
+        Ok((wf.info().workflow_id.clone(), entry))
     }
 
     /// Saves a component's bytes under its digest, with the manifest of
@@ -349,11 +348,58 @@ impl WorkflowLoader for Catalog {
     }
 }
 
-/// Writes `path` by way of a temporary file in `dir` and a rename, so a
-/// crash never leaves a half-written component or manifest.
+/// A tool of `loaded` that another bundle of the catalog offers is the
+/// loader's [`LoadError::DuplicateTool`]. (Its earlier versions do not
+/// count: the new one replaces them.)
+fn check_tool_names(index: &Index, loaded: &LoadedBundle) -> Result<()> {
+    for t in &loaded.tools {
+        for info in t.tools.tools() {
+            let other = index.tools.iter().find_map(|(id, b)| {
+                let c = b.components.iter().find(|c| c.tools.contains(&info.name))?;
+                (*id != loaded.id).then(|| (id.clone(), c.component.clone()))
+            });
+            if let Some((bundle, component)) = other {
+                return Err(LoadError::DuplicateTool {
+                    name: info.name.clone(),
+                    first: ToolOrigin::Bundle { bundle, component },
+                    second: ToolOrigin::Bundle {
+                        bundle: loaded.id.clone(),
+                        component: t.component.clone(),
+                    },
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `path` by way of a temporary file in `dir`, an fsync and a rename,
+/// so a crash never leaves a half-written file, and the file is durable
+/// once this returns. The temporary name is unique to this process and
+/// call: concurrent writers of the same path never share one.
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot replace {}", path.display()));
+    }
+    // The rename itself is durable once the directory is synced.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }

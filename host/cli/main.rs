@@ -76,13 +76,14 @@ struct Cli {
     #[arg(long, global = true, env = "WAYMARK_POLICY")]
     policy: Option<PathBuf>,
     /// Fuel (instructions) per step; overrides the policy's ceiling.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     fuel: Option<u64>,
-    /// Linear memory per instance, MiB; overrides the policy's ceiling.
-    #[arg(long, global = true)]
+    /// Linear memory per instance, MiB (1 to 4096); overrides the policy's
+    /// ceiling.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_memory_mb: Option<u64>,
     /// Wall-clock time per step, ms; overrides the policy's ceiling.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     step_timeout_ms: Option<u64>,
     /// Do not use the compile cache (`cache/` beside a SQLite store, inside
     /// a file-store directory).
@@ -336,7 +337,15 @@ const SERVE_LOG: &str = "warn,waymark=info,waymark_driver=info,waymark_runtime=i
                          waymark_core=info,waymark_loader=info,waymark_wasm=info";
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other input error: 2 means the run
+    // failed (clap's own default would be 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let default_log = match cli.command {
         Command::Serve(_) => SERVE_LOG,
         _ => "warn",
@@ -406,6 +415,14 @@ impl StoreLocation {
         if text.is_empty() {
             bail!("--store is empty: give a SQLite file or files:<dir>");
         }
+        if let Some(scheme) = url_scheme(text) {
+            // Only the scheme is shown: the rest may hold a password.
+            bail!(
+                "--store: this build does not support `{scheme}:` stores; supported: a SQLite \
+                 file path (or sqlite:<file>) and files:<dir> (a file whose name has a colon \
+                 can be given as ./{scheme}:...)"
+            );
+        }
         // A path written as a directory (`new/`), or an existing directory
         // that is a file store or empty. Any other directory (say, the one
         // holding the default SQLite file) is refused rather than silently
@@ -463,6 +480,19 @@ impl StoreLocation {
     }
 }
 
+/// The scheme of a store given as a URL (`postgres://...`, `mysql:...`):
+/// two or more letters, digits, `+`, `-` or `.` before a colon, starting
+/// with a letter. A path never looks like that unless it is a bare relative
+/// name with a colon, which `./` disambiguates.
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = scheme.len() >= 2
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
 /// The directory of the catalog and the compile cache (see
 /// [`StoreLocation::state_dir`]).
 fn state_dir(cli: &Cli) -> Result<PathBuf> {
@@ -516,6 +546,9 @@ fn open_host(cli: &Cli, group_commit: bool) -> Result<Host> {
     let config = RuntimeConfig {
         max_steps_per_run: limits.max_steps_per_run,
         token_budget: limits.max_tokens_per_run,
+        max_writes_per_plan: limits.max_writes_per_plan,
+        max_child_depth: limits.max_child_depth,
+        max_children_per_run: limits.max_children_per_run,
         ..RuntimeConfig::default()
     };
     let catalog = Arc::new(Catalog::open(
@@ -774,16 +807,20 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 println!("event '{name}' delivered to {} run(s)", delivered.len());
                 for id in &delivered {
-                    let s = rt.get_state(id)?;
-                    println!("  {id}  {}", s.status);
+                    println!("  {id}  {}", status_text(&rt.get_state(id)?));
                 }
             }
             Ok(0)
         }
         Command::Wake { wait } => {
-            let mut total = Vec::new();
+            // A run whose retry fires again is listed once.
+            let mut total: Vec<String> = Vec::new();
             loop {
-                total.extend(rt.fire_due_timers()?);
+                for id in rt.fire_due_timers()? {
+                    if !total.contains(&id) {
+                        total.push(id);
+                    }
+                }
                 if !*wait {
                     break;
                 }
@@ -798,8 +835,7 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 println!("resumed {} run(s)", total.len());
                 for id in &total {
-                    let s = rt.get_state(id)?;
-                    println!("  {id}  {}", s.status);
+                    println!("  {id}  {}", status_text(&rt.get_state(id)?));
                 }
             }
             Ok(0)
@@ -1038,6 +1074,13 @@ fn run_json(s: &RunState) -> Result<Value> {
     let mut v = serde_json::to_value(s)?;
     if let Some(m) = v.as_object_mut() {
         m.insert("paused".into(), Value::Bool(s.paused));
+        // The stored form leaves a false flag out; a reader of a user wait
+        // should not have to know that.
+        if let (Some(w), Some(Value::Object(waiting))) = (&s.waiting, m.get_mut("waiting"))
+            && w.reason == WaitReason::User
+        {
+            waiting.insert("allow_free_text".into(), Value::Bool(w.allow_free_text));
+        }
     }
     Ok(v)
 }

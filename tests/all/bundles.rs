@@ -543,7 +543,7 @@ mod tools {
             Err(LoadError::ToolComponent {
                 bundle,
                 component,
-                source: WasmError::ToolContract(_),
+                cause: WasmError::ToolContract(_),
             }) => {
                 assert_eq!(bundle, "test.wrong");
                 assert_eq!(component, "components/chain-guest.wasm");

@@ -283,7 +283,7 @@ fn retryable_failures_back_off_durably_and_each_attempt_is_recorded() {
     assert!(
         matches!(
             rt.respond(&id, json!(1)),
-            Err(RuntimeError::InvalidResponse { .. })
+            Err(RuntimeError::HostOnlyWait { .. })
         ),
         "a retry wait is not answered by hand"
     );

@@ -436,3 +436,75 @@ fn a_component_importing_a_wasi_function_is_refused_at_load() {
     assert!(matches!(err, WasmError::Link(_)), "{err}");
     assert!(err.to_string().contains("wasi:random/random"), "{err}");
 }
+
+/// A component of one function of `levels` nested blocks, written flat
+/// (`block ... end`) so that building it needs no recursion.
+fn deeply_nested_component(levels: usize) -> Vec<u8> {
+    let mut wat = String::with_capacity(levels * 12 + 64);
+    wat.push_str("(component (core module (func\n");
+    for _ in 0..levels {
+        wat.push_str("block\n");
+    }
+    for _ in 0..levels {
+        wat.push_str("end\n");
+    }
+    wat.push_str(")))");
+    wat::parse_str(&wat).unwrap()
+}
+
+#[test]
+fn a_component_built_to_stall_the_compiler_is_refused_before_compiling() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    // 1,000,000 levels (3 MB) is refused for its size, 100,000 for its depth.
+    let mut cases = Vec::new();
+    for (levels, why) in [
+        (1_000_000, "the limit is"),
+        (100_000, "nests blocks more than"),
+    ] {
+        let path = dir.path().join(format!("nested-{levels}.wasm"));
+        std::fs::write(&path, deeply_nested_component(levels)).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        for command in ["load", "describe", "run"] {
+            cases.push((vec![command.to_owned(), path.clone()], why));
+        }
+    }
+    for (args, why) in cases {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
+            .arg("--store")
+            .arg(&store)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Before the bound, these ran for more than ten minutes.
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("waymark {args:?} still compiling after 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("refused before compiling"),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+    // The engine's own error is typed.
+    let Err(err) = engine().load(&deeply_nested_component(5_000), test_limits()) else {
+        panic!("a 5,000-deep component was compiled");
+    };
+    assert!(matches!(err, WasmError::TooComplex(_)), "{err}");
+}

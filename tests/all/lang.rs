@@ -206,6 +206,8 @@ fn scenarios(language: Option<Language>) -> Value {
             for volatile in [
                 "record_hash",
                 "prev_hash",
+                // Hashes the state, which names the component's digest.
+                "state_hash",
                 "fuel_consumed",
                 "component_digest",
                 "idempotency_key",

@@ -3,17 +3,22 @@
 //! files, real processes.
 
 mod bundles;
+mod catalog;
 mod cli;
+mod cli_input;
 mod crash;
+mod docs;
 mod driver;
 mod durability;
 mod effects;
 mod hostile;
 mod lang;
 mod ledger;
+mod limits;
 mod policy;
 mod sandbox;
 mod semantics;
 mod serve;
 mod support;
 mod tools;
+mod waits;

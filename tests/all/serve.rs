@@ -102,9 +102,15 @@ struct Serve {
 
 impl Serve {
     fn start(store: &Path, log: &Path, args: &[&str]) -> Self {
+        Self::start_with(store, log, &[], args)
+    }
+
+    /// With global options (`--policy`, `--llm-config`...) before `serve`.
+    fn start_with(store: &Path, log: &Path, global: &[&str], args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
             .arg("--store")
             .arg(store)
+            .args(global)
             .args(["--json", "serve"])
             .args(args)
             .stdout(Stdio::piped())
@@ -484,4 +490,64 @@ fn run_follow_streams_the_ledger_while_another_process_answers() {
         told.iter().any(|l| l.contains("waiting for an answer")),
         "{told:?}"
     );
+}
+
+#[test]
+fn a_model_call_longer_than_the_lease_is_sent_once_with_two_serves() {
+    use waymark_llm::ProviderKind;
+    use waymark_llm::testing::{ScriptedReply, TestServer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let server = TestServer::start().unwrap();
+    // The answer takes three lease lifetimes.
+    server.push(ScriptedReply::delayed(
+        3_000,
+        ScriptedReply::openai_text("worth the wait"),
+    ));
+    let llm = dir.path().join("llm.toml");
+    std::fs::write(
+        &llm,
+        server.config_toml("local", ProviderKind::OpenAi, None),
+    )
+    .unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[grants]\neffects = [\"llm_call\"]\n").unwrap();
+    let (llm, policy) = (llm.to_str().unwrap(), policy.to_str().unwrap());
+    let global = ["--llm-config", llm, "--policy", policy];
+
+    let serve_args = ["--lease-ttl-ms", "1000", "--poll-ms", "50"];
+    let a = Serve::start_with(&store, &dir.path().join("a.log"), &global, &serve_args);
+    let b = Serve::start_with(&store, &dir.path().join("b.log"), &global, &serve_args);
+
+    let vars = json!({"script": [
+        {"op": "effect", "effect": {"llm_call": {"messages": [{"role": "user", "content": "hi"}]}}, "result_key": "r"},
+        {"op": "complete_with_var", "path": "r.content"}
+    ]})
+    .to_string();
+    let mut args = vec!["--json"];
+    args.extend(global);
+    args.extend(["run", artifacts::SCRIPTED, "--vars", &vars, "--detach"]);
+    let out = waymark(&store, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = started["run_id"].as_str().unwrap().to_owned();
+
+    let sqlite = SqliteStore::open(&store).unwrap();
+    wait_until("the run completed", Duration::from_secs(60), || {
+        sqlite.load_run(&id).unwrap().status.is_terminal()
+    });
+    let run = sqlite.load_run(&id).unwrap();
+    assert_eq!(run.output, Some(json!("worth the wait")), "{run:?}");
+    assert_eq!(
+        server.request_count(),
+        1,
+        "the model call was sent more than once"
+    );
+    a.stop();
+    b.stop();
 }
