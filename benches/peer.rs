@@ -1,6 +1,7 @@
-//! Waymark's side of the peer benchmark (`../shared/peer-bench`,
-//! `bench_abstractruntime.py`): the same workload shapes on the same stores,
-//! so that the two can be compared as ratios measured on one machine.
+//! Waymark's side of the peer benchmark (the peer's side is
+//! `benches/peer/abstractruntime.py`, AbstractRuntime): the same workload
+//! shapes on the same stores, so that the two can be compared as ratios
+//! measured on one machine (`scripts/side-by-side.sh` runs both).
 //!
 //! Workloads (nodes are the real WASM components, each step in a fresh
 //! instance, as the runtime always runs them):
@@ -28,8 +29,11 @@
 //! `--json` prints one JSON object per line with the peer's field names
 //! (scenario, store, n, seconds, steps_per_s / runs_per_s, ms_per_run,
 //! ledger_records, final_vars_bytes, peak_rss_mb, rss_before_mb,
-//! disk_bytes); without it a table. Under `cargo test --benches` (no
-//! `--bench` flag) every workload runs once at a tiny size.
+//! disk_bytes); without it a table. `--one SCENARIO STORE N` measures one
+//! combination in the current process and prints its JSON line (the child
+//! mode; `scripts/side-by-side.sh` runs the built executable this way).
+//! Under `cargo test --benches` (no `--bench` flag) every workload runs
+//! once at a tiny size.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
