@@ -30,7 +30,7 @@ use waymark_files::{FileOptions, FileStore};
 use waymark_loader::{Loader, Policy};
 use waymark_runtime::{Runtime, RuntimeConfig, StartOptions, Workflow};
 use waymark_sqlite::{SqliteOptions, SqliteStore};
-use waymark_wasm::{CompileCache, EngineConfig, StepLimits, WasmEngine};
+use waymark_wasm::{CompileCache, CompileProcess, EngineConfig, StepLimits, WasmEngine};
 
 use crate::catalog::Catalog;
 use crate::durable::{ArtifactCommand, InboxCommand, SnapshotCommand};
@@ -85,6 +85,10 @@ struct Cli {
     /// Wall-clock time per step, ms; overrides the policy's ceiling.
     #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     step_timeout_ms: Option<u64>,
+    /// Wall-clock time one component may take to compile, ms; overrides the
+    /// policy's ceiling.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    compile_timeout_ms: Option<u64>,
     /// Do not use the compile cache (`cache/` beside a SQLite store, inside
     /// a file-store directory).
     #[arg(long, global = true)]
@@ -337,6 +341,13 @@ const SERVE_LOG: &str = "warn,waymark=info,waymark_driver=info,waymark_runtime=i
                          waymark_core=info,waymark_loader=info,waymark_wasm=info";
 
 fn main() {
+    // A compile child of this executable (see `waymark_wasm::compile_process`).
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(waymark_wasm::compile_process::CHILD_ARG) {
+        std::process::exit(waymark_wasm::compile_process::child_main(
+            &args.next().unwrap_or_default(),
+        ));
+    }
     // Usage errors exit 1 like every other input error: 2 means the run
     // failed (clap's own default would be 2).
     let cli = match Cli::try_parse() {
@@ -513,7 +524,18 @@ fn policy(cli: &Cli) -> Result<Policy> {
     if let Some(v) = cli.step_timeout_ms {
         policy.limits.timeout_ms = v;
     }
+    if let Some(v) = cli.compile_timeout_ms {
+        policy.limits.compile_timeout_ms = v;
+    }
     Ok(policy)
+}
+
+/// Compiles run in a child process of this executable, stopped after the
+/// policy's compile budget (a compile cannot be interrupted in-process).
+fn compile_process(policy: &Policy) -> Result<CompileProcess> {
+    let budget = Duration::from_millis(policy.limits.compile_timeout_ms);
+    CompileProcess::this_executable(budget)
+        .context("cannot find this executable to compile components with")
 }
 
 fn loader(cli: &Cli) -> Result<Loader> {
@@ -522,6 +544,7 @@ fn loader(cli: &Cli) -> Result<Loader> {
         pool_instances: policy.limits.concurrent_instances,
         pool_max_memory_bytes: ((policy.limits.memory_mb as usize) << 20)
             .max(EngineConfig::default().pool_max_memory_bytes),
+        compile_process: Some(compile_process(&policy)?),
         ..EngineConfig::default()
     })?);
     let cache = if cli.no_cache {
@@ -549,6 +572,7 @@ fn open_host(cli: &Cli, group_commit: bool) -> Result<Host> {
         max_writes_per_plan: limits.max_writes_per_plan,
         max_child_depth: limits.max_child_depth,
         max_children_per_run: limits.max_children_per_run,
+        max_descendants_per_root: limits.max_descendants_per_root,
         ..RuntimeConfig::default()
     };
     let catalog = Arc::new(Catalog::open(
@@ -607,7 +631,10 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Bundle(cmd) => return bundle::run(&cli, cmd),
         Command::Describe { component } => {
-            let engine = WasmEngine::new(EngineConfig::default())?;
+            let engine = WasmEngine::new(EngineConfig {
+                compile_process: Some(compile_process(&policy(&cli)?)?),
+                ..EngineConfig::default()
+            })?;
             let wf = engine.load_file(component, StepLimits::default())?;
             let info = wf.info();
             if cli.json {

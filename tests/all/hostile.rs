@@ -16,7 +16,7 @@ use waymark_core::{FailureKind, RecordKind, RunError, RunStatus, StepStatus};
 use waymark_runtime::Workflow;
 use waymark_wasm::{StepLimits, WasmError, WasmWorkflow};
 
-use crate::support::{engine, fixture, test_limits};
+use crate::support::{artifacts, engine, fixture, test_limits};
 
 /// Fixed addresses in the hand-written modules' memory.
 const INFO: u32 = 64; // workflow-info record (32 bytes)
@@ -507,4 +507,70 @@ fn a_component_built_to_stall_the_compiler_is_refused_before_compiling() {
         panic!("a 5,000-deep component was compiled");
     };
     assert!(matches!(err, WasmError::TooComplex(_)), "{err}");
+}
+
+/// Processes whose command line holds `needle` and whose parent is gone
+/// (re-parented to init): what a compile left behind would look like.
+fn orphans_running(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // The parent pid is the second field after the parenthesised name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .unwrap_or("");
+        if cmdline.contains(needle) && ppid == "1" {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_compile_past_its_wall_clock_budget_is_stopped_with_a_typed_error() {
+    use crate::cli::waymark;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    // 1 ms is less than any compile takes.
+    for args in [
+        vec![
+            "--no-cache",
+            "--compile-timeout-ms",
+            "1",
+            "load",
+            artifacts::ORDER,
+        ],
+        vec!["--compile-timeout-ms", "1", "describe", artifacts::ORDER],
+    ] {
+        let out = waymark(&store, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("took longer than 1 ms"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let child = waymark_wasm::compile_process::CHILD_ARG;
+    assert!(
+        orphans_running(child).is_empty(),
+        "{:?}",
+        orphans_running(child)
+    );
+    // Nothing was recorded by the refused load; with the default budget the
+    // same component loads.
+    let out = waymark(&store, &["--json", "workflows"]);
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let out = waymark(&store, &["--no-cache", "load", artifacts::ORDER]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -203,3 +203,44 @@ fn the_policy_sets_the_child_bounds_for_the_cli() {
     let s = ok_json(&store, &["run", artifacts::SCRIPTED, "--vars", &vars]);
     assert_eq!(s["status"], "completed", "{s}");
 }
+
+#[test]
+fn a_fan_out_that_doubles_at_each_level_ends_at_the_descendants_bound() {
+    // Every run starts two children of its own kind, which never ends by
+    // depth alone before millions of runs.
+    let wf = NativeWorkflow::builder("fork")
+        .node("a", |_| {
+            Ok(StepPlan::next("b").effect(start_child("fork", ChildMode::Async), Some("x")))
+        })
+        .node("b", |_| {
+            Ok(StepPlan::next("c").effect(start_child("fork", ChildMode::Async), Some("y")))
+        })
+        .node("c", |_| Ok(StepPlan::complete(json!("forked"))))
+        .build()
+        .unwrap();
+    let config = RuntimeConfig {
+        max_descendants_per_root: 50,
+        ..RuntimeConfig::default()
+    };
+    let (rt, store) = runtime(config, wf);
+    let root = rt.start("fork", json!({})).unwrap();
+    rt.tick(&root).unwrap();
+    let runs = store.list_runs(&RunQuery::default()).unwrap();
+    assert_eq!(runs.len(), 51, "the root and 50 descendants");
+    assert!(runs.iter().all(|r| r.status.is_terminal()));
+    let refused: Vec<_> = runs
+        .iter()
+        .filter_map(|r| r.error.as_ref())
+        .filter(|e| e.kind == FailureKind::ChildLimitExceeded)
+        .collect();
+    assert!(!refused.is_empty());
+    assert!(
+        refused[0].message.contains("holds 50 runs"),
+        "{}",
+        refused[0].message
+    );
+    assert_eq!(
+        waymark_core::RunStore::count_descendants(&*store, &root).unwrap(),
+        50
+    );
+}

@@ -235,6 +235,36 @@ pub fn multi_run_commit_is_atomic(store: &dyn Store) {
     assert_eq!(store.ledger_raw("parent").unwrap().len(), 2);
 }
 
+/// Runs created with a root count as that root's descendants, across
+/// commits and levels; the root itself and other trees do not.
+pub fn descendants_are_counted_by_root(store: &dyn Store) {
+    create(store, "root");
+    create(store, "other");
+    let child = |id: &str, parent: &str, root: &str, depth: u32| {
+        let mut run = sample_run(id);
+        run.parent_run_id = Some(parent.into());
+        run.root_run_id = Some(root.into());
+        run.depth = depth;
+        let rec = StepRecord::new(id, RecordKind::Start, StepStatus::Completed, 1);
+        let sealed = seal(&mut run.ledger, rec);
+        Commit::create(&run, vec![sealed])
+    };
+    store.commit(&child("c1", "root", "root", 1)).unwrap();
+    // Two creations in one commit.
+    let mut both = child("c2", "root", "root", 1);
+    both.runs.extend(child("g1", "c1", "root", 2).runs);
+    store.commit(&both).unwrap();
+    store.commit(&child("o1", "other", "other", 1)).unwrap();
+    assert_eq!(store.count_descendants("root").unwrap(), 3);
+    assert_eq!(store.count_descendants("other").unwrap(), 1);
+    assert_eq!(store.count_descendants("c1").unwrap(), 0);
+    assert_eq!(store.count_descendants("nobody").unwrap(), 0);
+    assert_eq!(
+        store.load_run("g1").unwrap().root_run_id.as_deref(),
+        Some("root")
+    );
+}
+
 pub fn list_runs_filters_newest_first(store: &dyn Store) {
     for id in ["a", "b", "c"] {
         create(store, id);
@@ -682,6 +712,7 @@ macro_rules! conformance_tests {
             stale_append_is_a_conflict,
             multi_run_commit_is_atomic,
             list_runs_filters_newest_first,
+            descendants_are_counted_by_root,
             event_waiters_match_name_and_scope,
             due_waits_are_earliest_first_and_skip_paused,
             effect_entries_land_with_commits,

@@ -38,6 +38,9 @@ macro_rules! forward_store_reads {
             fn next_wake_at(&self) -> Result<Option<u64>, $crate::StoreError> {
                 self.$field.next_wake_at()
             }
+            fn count_descendants(&self, root_run_id: &str) -> Result<u64, $crate::StoreError> {
+                self.$field.count_descendants(root_run_id)
+            }
         }
 
         impl<$($gen)*> $crate::LedgerStore for $ty {

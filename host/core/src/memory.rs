@@ -151,6 +151,15 @@ impl RunStore for MemoryStore {
             .collect())
     }
 
+    fn count_descendants(&self, root_run_id: &str) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .runs
+            .values()
+            .filter(|r| r.root_run_id.as_deref() == Some(root_run_id))
+            .count() as u64)
+    }
+
     fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {
         let inner = self.lock();
         Ok(inner

@@ -395,6 +395,9 @@ pub trait RunStore: Send + Sync {
     fn due_waits(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
     /// The earliest timer among waiting runs that are not paused, if any.
     fn next_wake_at(&self) -> Result<Option<u64>, StoreError>;
+    /// How many runs have `root_run_id` as their root: the descendants of
+    /// a run that started a tree of children.
+    fn count_descendants(&self, root_run_id: &str) -> Result<u64, StoreError>;
 }
 
 pub trait LedgerStore: Send + Sync {

@@ -1506,6 +1506,17 @@ impl RunStore for FileStore {
         })
     }
 
+    fn count_descendants(&self, root_run_id: &str) -> Result<u64, StoreError> {
+        self.with(|s| {
+            let index = s.summaries()?;
+            Ok(index
+                .summaries
+                .values()
+                .filter(|r| r.root_run_id.as_deref() == Some(root_run_id))
+                .count() as u64)
+        })
+    }
+
     fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {
         self.with(|s| {
             let index = s.summaries()?;

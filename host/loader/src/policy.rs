@@ -110,6 +110,10 @@ pub struct LimitPolicy {
     pub max_child_depth: u32,
     /// Children one run may start in its life.
     pub max_children_per_run: u64,
+    /// Runs one tree of children may hold below its root.
+    pub max_descendants_per_root: u64,
+    /// Wall-clock time one component may take to compile, ms.
+    pub compile_timeout_ms: u64,
 }
 
 impl Default for LimitPolicy {
@@ -129,6 +133,8 @@ impl Default for LimitPolicy {
             max_writes_per_plan: runtime.max_writes_per_plan,
             max_child_depth: runtime.max_child_depth,
             max_children_per_run: runtime.max_children_per_run,
+            max_descendants_per_root: runtime.max_descendants_per_root,
+            compile_timeout_ms: 300_000,
         }
     }
 }
@@ -268,6 +274,7 @@ impl Policy {
             ("max_tokens_per_run", l.max_tokens_per_run.unwrap_or(1)),
             ("max_writes_per_plan", l.max_writes_per_plan as u64),
             ("max_children_per_run", l.max_children_per_run),
+            ("compile_timeout_ms", l.compile_timeout_ms),
         ] {
             if v == 0 {
                 return Err(format!("limits.{name} must be greater than 0"));

@@ -46,6 +46,14 @@ impl Batch {
         self.index.contains_key(run_id)
     }
 
+    /// Runs this batch creates whose root is `root`.
+    pub fn created_under(&self, root: &str) -> u64 {
+        self.staged
+            .iter()
+            .filter(|s| s.write.create && s.write.run.root_run_id.as_deref() == Some(root))
+            .count() as u64
+    }
+
     /// Nothing to commit (follow-ups aside).
     pub fn is_empty(&self) -> bool {
         self.staged.is_empty() && self.effects.is_empty() && self.cursor.is_none()

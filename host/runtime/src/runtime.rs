@@ -59,6 +59,10 @@ pub struct RuntimeConfig {
     pub max_child_depth: u32,
     /// Children one run may start in its life.
     pub max_children_per_run: u64,
+    /// Runs one tree of children may hold below its root, however they are
+    /// spread (a fan-out that doubles at each level hits this long before
+    /// the depth bound).
+    pub max_descendants_per_root: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +79,7 @@ impl Default for RuntimeConfig {
             max_writes_per_plan: 10_000,
             max_child_depth: 32,
             max_children_per_run: 10_000,
+            max_descendants_per_root: 10_000,
         }
     }
 }
@@ -1604,7 +1609,7 @@ impl Runtime {
                         "a sync child needs a next node to resume to, not complete-output",
                     )));
                 }
-                if let Some(refused) = self.child_limit(run) {
+                if let Some(refused) = self.child_limit(run, batch)? {
                     return Ok(Err(refused));
                 }
                 let root = run.root_run_id.as_ref().unwrap_or(&run.run_id);
@@ -1652,9 +1657,13 @@ impl Runtime {
         })
     }
 
-    /// Why `run` may not start another child, if it may not.
-    fn child_limit(&self, run: &RunState) -> Option<RunError> {
+    /// Why `run` may not start another child, if it may not. The tree's
+    /// size counts the descendants stored and those this batch creates; two
+    /// hosts starting children of one tree at the same instant may pass it
+    /// by the few they create together.
+    fn child_limit(&self, run: &RunState, batch: &Batch) -> Result<Option<RunError>> {
         let c = &self.config;
+        let root = run.root_run_id.as_deref().unwrap_or(&run.run_id);
         let why = if run.depth >= c.max_child_depth {
             format!(
                 "a child would sit {} levels below its root; the limit is {}",
@@ -1667,9 +1676,16 @@ impl Runtime {
                 run.children_started, c.max_children_per_run
             )
         } else {
-            return None;
+            let held = self.store.count_descendants(root)? + batch.created_under(root);
+            if held < c.max_descendants_per_root {
+                return Ok(None);
+            }
+            format!(
+                "the tree under run '{root}' holds {held} runs; the limit is {}",
+                c.max_descendants_per_root
+            )
         };
-        Some(RunError::new(FailureKind::ChildLimitExceeded, why))
+        Ok(Some(RunError::new(FailureKind::ChildLimitExceeded, why)))
     }
 
     fn vars_query(

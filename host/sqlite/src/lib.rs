@@ -43,7 +43,9 @@ pub use waymark_core::Durability;
 /// - 2: `runs.paused`; `effects`, `artifacts`, `snapshots`, `commands`,
 ///   `cursors`.
 /// - 3: `leases`.
-pub const SCHEMA_VERSION: i64 = 4;
+/// - 4: partial run indexes.
+/// - 5: `runs.root_run_id` (indexed), to count a tree's descendants.
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Enough for every query shape used here (list_runs builds up to eight
 /// variants), so no statement is ever re-prepared.
@@ -126,6 +128,13 @@ CREATE INDEX runs_event_waiters ON runs (wait_event_name, wait_event_scope)
 DROP INDEX IF EXISTS runs_parent;
 CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 ";
+
+/// Version 5: each run's root, set when a child is created (a root has
+/// none); runs of earlier versions have none either, as their states lack
+/// the field.
+const COLUMN_V5: &str = "ALTER TABLE runs ADD COLUMN root_run_id TEXT;";
+const INDEX_V5: &str =
+    "CREATE INDEX IF NOT EXISTS runs_root ON runs (root_run_id) WHERE root_run_id IS NOT NULL;";
 
 /// A fresh file (version 0): the whole current schema.
 const SCHEMA: &str = "
@@ -295,7 +304,7 @@ impl SqliteStore {
                     1 => tx
                         .execute_batch(MIGRATE_1_TO_2)
                         .map_err(err("migrating schema from version 1"))?,
-                    2 | 3 => {}
+                    2..=4 => {}
                     _ => {
                         return Err(StoreError::Backend(format!(
                             "{} has unknown schema version {version}",
@@ -309,8 +318,16 @@ impl SqliteStore {
                 }
                 tx.execute_batch(TABLES_V3)
                     .map_err(err("creating version 3 tables"))?;
-                tx.execute_batch(INDEXES_V4)
-                    .map_err(err("creating version 4 indexes"))?;
+                if version < 4 {
+                    tx.execute_batch(INDEXES_V4)
+                        .map_err(err("creating version 4 indexes"))?;
+                }
+                if !has_column(&tx, "runs", "root_run_id").map_err(err("reading the schema"))? {
+                    tx.execute_batch(COLUMN_V5)
+                        .map_err(err("migrating schema to version 5"))?;
+                }
+                tx.execute_batch(INDEX_V5)
+                    .map_err(err("migrating schema to version 5"))?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(err("setting schema version"))?;
             }
@@ -445,6 +462,11 @@ impl SqliteStore {
                 )
                 .and_then(|mut st| derived.execute(&mut st, added))
                 .map_err(|e| self.err(op, e))?;
+                if let Some(root) = &run.root_run_id {
+                    conn.prepare_cached("UPDATE runs SET root_run_id = ?1 WHERE run_id = ?2")
+                        .and_then(|mut st| st.execute(params![root, run.run_id]))
+                        .map_err(|e| self.err(op, e))?;
+                }
                 insert_records(conn, &run.run_id, 0, &w.records).map_err(|e| self.err(op, e))?;
             }
             Some(stored) => {
@@ -495,6 +517,18 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
         )));
     }
     Ok(version)
+}
+
+/// Whether `table` has a column named `column`.
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st.query_map([], |row| row.get::<_, String>(1))?;
+    for name in names {
+        if name? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Runs `op` again while SQLite says the database is busy or locked, for
@@ -777,6 +811,15 @@ impl RunStore for SqliteStore {
         st.query_map(params![clamp_i64(now_ms), limit], |row| row.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(op, e))
+    }
+
+    fn count_descendants(&self, root_run_id: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM runs WHERE root_run_id = ?1")
+            .and_then(|mut st| st.query_row([root_run_id], |row| row.get(0)))
+            .map_err(|e| self.err("counting descendants", e))?;
+        Ok(n.max(0) as u64)
     }
 
     fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {

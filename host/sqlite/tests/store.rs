@@ -510,7 +510,7 @@ fn a_version_2_file_is_migrated_in_place() {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
         // Version 4's partial indexes replaced the old full ones.
         let parent_index: String = conn
             .query_row(
@@ -637,4 +637,38 @@ fn unparseable_records_are_corrupt_naming_the_record() {
         store.ledger("r1"),
         Err(StoreError::Corrupt { location, .. }) if location.contains("record 0")
     ));
+}
+
+#[test]
+fn a_version_4_file_gains_the_root_column_and_counts_new_descendants() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("waymark.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        create(&store, "old-root");
+    }
+    {
+        // What version 4 wrote: no root column, no index on it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX runs_root; ALTER TABLE runs DROP COLUMN root_run_id; \
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(store.count_descendants("old-root").unwrap(), 0);
+    let mut child = sample_run("child");
+    child.root_run_id = Some("old-root".into());
+    child.parent_run_id = Some("old-root".into());
+    let rec = StepRecord::new("child", RecordKind::Start, StepStatus::Completed, 1);
+    let sealed = seal(&mut child.ledger, rec);
+    store.commit(&Commit::create(&child, vec![sealed])).unwrap();
+    assert_eq!(store.count_descendants("old-root").unwrap(), 1);
+    assert_eq!(store.load_run("old-root").unwrap().run_id, "old-root");
 }

@@ -13,7 +13,7 @@ use wasmparser::{Operator, Parser, Payload};
 use crate::engine::WasmError;
 
 /// What a component's code may be at most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CodeLimits {
     /// Bytes of one function body.
     pub max_function_bytes: usize,

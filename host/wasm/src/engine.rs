@@ -16,8 +16,10 @@ use crate::cache::{CacheOutcome, CompileCache};
 use crate::convert;
 use crate::limits::{LimitHit, StepLimits, StepState};
 
-/// Engine-wide settings (per-step limits are [`StepLimits`]).
-#[derive(Debug, Clone)]
+/// Engine-wide settings (per-step limits are [`StepLimits`]). Serialisable
+/// so that a compile child ([`crate::compile_process`]) configures its
+/// engine the same way.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     /// Use the pooling instance allocator (pre-reserved slots, copy-on-write
     /// memory images): much cheaper instantiation for a fresh instance per
@@ -62,6 +64,22 @@ pub struct EngineConfig {
     /// [`crate::CodeLimits`]): a compile cannot be interrupted, so what it
     /// is given must be bounded.
     pub code_limits: crate::CodeLimits,
+    /// Compile in a child process under a wall-clock budget (see
+    /// [`crate::compile_process`]); None compiles in this process, bounded
+    /// by the code limits only.
+    #[serde(skip)]
+    pub compile_process: Option<crate::CompileProcess>,
+}
+
+impl EngineConfig {
+    /// This configuration for a compile child: the same engine, compiling
+    /// in its own process.
+    pub(crate) fn for_child(&self) -> Self {
+        Self {
+            compile_process: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -78,6 +96,7 @@ impl Default for EngineConfig {
             decommit_batch_size: 1,
             guard_pages: false,
             code_limits: crate::CodeLimits::default(),
+            compile_process: None,
         }
     }
 }
@@ -99,6 +118,10 @@ pub enum WasmError {
     /// compiled.
     #[error("component refused before compiling: {0}")]
     TooComplex(String),
+    /// Compiling took longer than the engine's budget; the compiler process
+    /// was stopped.
+    #[error("compiling the component took longer than {budget_ms} ms; it was stopped")]
+    CompileTimeout { budget_ms: u64 },
     #[error("component cannot be linked against the Waymark host: {0}")]
     Link(String),
     #[error("component does not implement the waymark:workflow world: {0}")]
@@ -117,6 +140,48 @@ pub enum WasmError {
     Cache(String),
 }
 
+/// The wasmtime configuration of `config`: the parent's engine and a
+/// compile child's must agree exactly for the artifact to load.
+pub(crate) fn wasmtime_config(config: &EngineConfig) -> Config {
+    let mut wt = Config::new();
+    wt.wasm_component_model(true)
+        .consume_fuel(config.consume_fuel)
+        .epoch_interruption(config.epoch_interruption)
+        .max_wasm_stack(config.max_wasm_stack);
+    if !config.guard_pages {
+        // Explicit bounds checks: no virtual-memory tricks, so a pooled
+        // slot never changes protection between instances.
+        wt.signals_based_traps(false)
+            .memory_guard_size(0)
+            .guard_before_linear_memory(false)
+            .memory_reservation(config.pool_max_memory_bytes as u64);
+    }
+    let totals = PoolTotals::of(config);
+    if config.pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(totals.components)
+            .total_core_instances(totals.core_instances)
+            .total_memories(totals.memories)
+            .total_tables(totals.tables)
+            .max_tables_per_module(4)
+            // Per component: the memory cap applies to each linear
+            // memory, so bound how many one component may have; and
+            // bound its core instances so one component cannot drain
+            // the pool (Python components need more than 16).
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memory_size(config.pool_max_memory_bytes)
+            .linear_memory_keep_resident(config.keep_resident_bytes)
+            .table_keep_resident(config.keep_resident_bytes.min(64 << 10))
+            .decommit_batch_size(config.decommit_batch_size.max(1))
+            // Reset only the pages a step touched (Linux 6.7+; ignored
+            // elsewhere).
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wt
+}
+
 /// A wasmtime engine configured for Waymark, plus its epoch ticker.
 pub struct WasmEngine {
     engine: Engine,
@@ -129,42 +194,8 @@ pub struct WasmEngine {
 
 impl WasmEngine {
     pub fn new(config: EngineConfig) -> Result<Self, WasmError> {
-        let mut wt = Config::new();
-        wt.wasm_component_model(true)
-            .consume_fuel(config.consume_fuel)
-            .epoch_interruption(config.epoch_interruption)
-            .max_wasm_stack(config.max_wasm_stack);
-        if !config.guard_pages {
-            // Explicit bounds checks: no virtual-memory tricks, so a pooled
-            // slot never changes protection between instances.
-            wt.signals_based_traps(false)
-                .memory_guard_size(0)
-                .guard_before_linear_memory(false)
-                .memory_reservation(config.pool_max_memory_bytes as u64);
-        }
+        let wt = wasmtime_config(&config);
         let totals = PoolTotals::of(&config);
-        if config.pooling {
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(totals.components)
-                .total_core_instances(totals.core_instances)
-                .total_memories(totals.memories)
-                .total_tables(totals.tables)
-                .max_tables_per_module(4)
-                // Per component: the memory cap applies to each linear
-                // memory, so bound how many one component may have; and
-                // bound its core instances so one component cannot drain
-                // the pool (Python components need more than 16).
-                .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
-                .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
-                .max_memory_size(config.pool_max_memory_bytes)
-                .linear_memory_keep_resident(config.keep_resident_bytes)
-                .table_keep_resident(config.keep_resident_bytes.min(64 << 10))
-                .decommit_batch_size(config.decommit_batch_size.max(1))
-                // Reset only the pages a step touched (Linux 6.7+; ignored
-                // elsewhere).
-                .pagemap_scan(wasmtime::Enabled::Auto);
-            wt.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
         let engine = Engine::new(&wt).map_err(|e| WasmError::Config(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         WorkflowBindings::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
@@ -252,7 +283,13 @@ impl WasmEngine {
         let sha = Sha256::digest(bytes);
         let compile = || {
             crate::code_limits::check(bytes, &self.config.code_limits)?;
-            Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile(format!("{e:#}")))
+            match &self.config.compile_process {
+                Some(process) => {
+                    crate::compile_process::compile(&self.engine, &self.config, process, bytes)
+                }
+                None => Component::new(&self.engine, bytes)
+                    .map_err(|e| WasmError::Compile(format!("{e:#}"))),
+            }
         };
         let (component, outcome) = match cache {
             None => (compile()?, CacheOutcome::Disabled),

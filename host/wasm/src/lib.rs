@@ -17,6 +17,7 @@
 
 mod cache;
 pub mod code_limits;
+pub mod compile_process;
 mod convert;
 mod engine;
 mod limits;
@@ -24,6 +25,7 @@ mod tool;
 
 pub use cache::{CacheOutcome, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_COMPILE_CACHE_BUDGET};
 pub use code_limits::CodeLimits;
+pub use compile_process::CompileProcess;
 pub use engine::{EngineConfig, WasmEngine, WasmError, WasmWorkflow};
 pub use limits::StepLimits;
 pub use tool::{ToolCallError, ToolCallReport, ToolInfo, WasmToolComponent};

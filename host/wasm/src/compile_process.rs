@@ -1,0 +1,181 @@
+//! Compiling a component in a child process, under a wall-clock budget.
+//!
+//! A Cranelift compile cannot be interrupted: a component shaped to make it
+//! slow would hold a thread (and a core) for as long as it takes. The code
+//! limits ([`crate::CodeLimits`]) refuse the shapes known to do that; the
+//! budget bounds everything else. With a [`CompileProcess`] in the engine's
+//! configuration, the engine runs `<program> __waymark-compile-component
+//! <config>` (the component on its standard input, the compiled artifact on
+//! its standard output) and kills it when the budget runs out, so nothing
+//! keeps spinning: the load fails with [`WasmError::CompileTimeout`].
+//!
+//! The program is normally the host's own executable (the `waymark` binary
+//! calls [`child_main`] when it sees [`CHILD_ARG`]); the artifact it returns
+//! is deserialized only after wasmtime checks it was made for an engine
+//! configured like this one.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::engine::{EngineConfig, WasmError};
+
+/// The first argument that makes the host's executable a compile child.
+pub const CHILD_ARG: &str = "__waymark-compile-component";
+
+/// Where and how long an out-of-process compile may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileProcess {
+    /// The executable to run with [`CHILD_ARG`]; it must call
+    /// [`child_main`] for it.
+    pub program: PathBuf,
+    /// Wall-clock time one compile may take.
+    pub budget: Duration,
+}
+
+impl CompileProcess {
+    /// This process's own executable, with `budget`.
+    pub fn this_executable(budget: Duration) -> std::io::Result<Self> {
+        Ok(Self {
+            program: std::env::current_exe()?,
+            budget,
+        })
+    }
+}
+
+/// Compiles `bytes` in a child process for an engine configured by
+/// `config`; kills the child and fails with [`WasmError::CompileTimeout`]
+/// once `process.budget` has passed.
+pub(crate) fn compile(
+    engine: &Engine,
+    config: &EngineConfig,
+    process: &CompileProcess,
+    bytes: &[u8],
+) -> Result<Component, WasmError> {
+    let settings = serde_json::to_string(&config.for_child())
+        .map_err(|e| WasmError::Config(format!("engine configuration: {e}")))?;
+    let spawn_err = |e: std::io::Error| {
+        WasmError::Compile(format!(
+            "cannot start the compiler process {}: {e}",
+            process.program.display()
+        ))
+    };
+    let mut child = Command::new(&process.program)
+        .arg(CHILD_ARG)
+        .arg(settings)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    // Pipes are drained and filled on their own threads, so a child that
+    // writes a lot never blocks on us while we watch the clock.
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = bytes.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().expect("piped");
+    let artifact = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).map(|_| out)
+    });
+    let mut stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stderr.read_to_string(&mut out);
+        out
+    });
+
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if started.elapsed() >= process.budget => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(WasmError::CompileTimeout {
+                    budget_ms: process.budget.as_millis() as u64,
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(WasmError::Compile(format!("waiting for the compiler: {e}")));
+            }
+        }
+    };
+    let _ = feeder.join();
+    let artifact = artifact
+        .join()
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let errors = errors.join().unwrap_or_default();
+    let status = status?;
+    if !status.success() {
+        let message = errors.trim();
+        return Err(match message.strip_prefix(TOO_COMPLEX_PREFIX) {
+            Some(reason) => WasmError::TooComplex(reason.to_owned()),
+            None => WasmError::Compile(if message.is_empty() {
+                format!("the compiler process failed ({status})")
+            } else {
+                message.to_owned()
+            }),
+        });
+    }
+    // SAFETY: `Component::deserialize` maps the artifact as executable code
+    // without validating it, so it must be `precompile_component` output
+    // for an engine compatible with `engine`. It is: the bytes are what our
+    // own executable, started just now with this engine's configuration,
+    // wrote to a pipe only we hold, and wasmtime checks the artifact's
+    // engine compatibility hash again and refuses a mismatch.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(engine, &artifact) };
+    component.map_err(|e| WasmError::Compile(format!("the compiled artifact: {e:#}")))
+}
+
+/// How the child reports a [`WasmError::TooComplex`], so the parent can
+/// type it again.
+const TOO_COMPLEX_PREFIX: &str = "too complex: ";
+
+/// The child's side of [`compile`]: the engine configuration (JSON) as the
+/// argument after [`CHILD_ARG`], the component on standard input, the
+/// compiled artifact on standard output. Returns the process exit code.
+pub fn child_main(settings: &str) -> i32 {
+    match child(settings) {
+        Ok(()) => 0,
+        Err(WasmError::TooComplex(reason)) => {
+            eprintln!("{TOO_COMPLEX_PREFIX}{reason}");
+            1
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn child(settings: &str) -> Result<(), WasmError> {
+    let config: EngineConfig = serde_json::from_str(settings)
+        .map_err(|e| WasmError::Config(format!("engine configuration: {e}")))?;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| WasmError::Compile(format!("reading the component: {e}")))?;
+    crate::code_limits::check(&bytes, &config.code_limits)?;
+    let engine = Engine::new(&crate::engine::wasmtime_config(&config))
+        .map_err(|e| WasmError::Config(format!("{e:#}")))?;
+    let artifact = engine
+        .precompile_component(&bytes)
+        .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+    std::io::stdout()
+        .write_all(&artifact)
+        .and_then(|()| std::io::stdout().flush())
+        .map_err(|e| WasmError::Compile(format!("writing the artifact: {e}")))
+}
