@@ -36,6 +36,9 @@
 #                 builds the bench once (`cargo bench --bench peer --no-run`,
 #                 release) and runs the executable cargo reports. Pointing
 #                 this at a stub tests the script without a Rust build.
+#   SIDE_BY_SIDE_OUT
+#                 where the raw results and the report go (default
+#                 target/side-by-side)
 #   REPORT_ONLY=1 measure nothing: rebuild the tables from the .jsonl files
 #
 # Relative paths in these settings are taken from the repository root.
@@ -60,7 +63,7 @@ venv="${PEER_VENV:-target/peer-venv}"
 waymark_bin="${WAYMARK_PEER_BENCH_BIN:-}"
 peer_version="0.13.0"
 
-out="target/side-by-side"
+out="${SIDE_BY_SIDE_OUT:-target/side-by-side}"
 mkdir -p "$out"
 started=$(date +%s)
 

@@ -49,3 +49,46 @@ fn the_readme_snippets_are_the_quickstart_sources() {
         }
     }
 }
+
+/// Every file under `dir` that is not build output or a dependency.
+fn repository_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name != ".ci" || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            repository_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn nothing_in_the_repository_points_outside_it() {
+    // A clone is all a user has: no doc, script or bench may reach for the
+    // folder beside the repository.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let outside = format!("..{}shared", '/');
+    let mut files = Vec::new();
+    repository_files(root, &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .is_some_and(|text| text.contains(&outside))
+        })
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "files naming {outside}: {offenders:?}"
+    );
+    assert!(root.join("ARCHITECTURE.md").is_file());
+    assert!(root.join("benches/peer/abstractruntime.py").is_file());
+}

@@ -154,6 +154,11 @@ pub fn child_main(settings: &str) -> i32 {
             eprintln!("{TOO_COMPLEX_PREFIX}{reason}");
             1
         }
+        // The parent says "not a valid WebAssembly component" itself.
+        Err(WasmError::Compile(message)) => {
+            eprintln!("{message}");
+            1
+        }
         Err(e) => {
             eprintln!("{e}");
             1
