@@ -42,26 +42,40 @@ fn listed(store: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Starts `PROCESSES` loads at once, cycling through the test guests.
+fn spawn_round(store: &Path) -> Vec<(String, Child)> {
+    let all = artifacts::all();
+    (0..PROCESSES)
+        .map(|i| {
+            let (id, path) = &all[i % all.len()];
+            (id.to_string(), spawn_load(store, path))
+        })
+        .collect()
+}
+
+/// Every load that said it succeeded is in the catalog.
+fn assert_none_lost(store: &Path, acknowledged: &BTreeSet<String>, round: u64) {
+    let listed = listed(store);
+    let lost: Vec<_> = acknowledged.difference(&listed).collect();
+    assert!(
+        lost.is_empty(),
+        "round {round}: acknowledged loads lost: {lost:?}"
+    );
+}
+
 #[test]
 fn concurrent_loads_lose_no_acknowledged_workflow() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("w.db");
-    let all = artifacts::all();
     // Warm the compile cache so that the rounds below are mostly index
     // updates racing each other.
-    for (_, path) in all {
+    for (_, path) in artifacts::all() {
         assert!(waymark(&store, &["load", path]).status.success());
     }
     for round in 0..8 {
         std::fs::remove_dir_all(dir.path().join("components")).unwrap();
-        let children: Vec<(String, Child)> = (0..PROCESSES)
-            .map(|i| {
-                let (id, path) = &all[i % all.len()];
-                (id.to_string(), spawn_load(&store, path))
-            })
-            .collect();
         let mut acknowledged = BTreeSet::new();
-        for (id, child) in children {
+        for (id, child) in spawn_round(&store) {
             let out = child.wait_with_output().unwrap();
             assert!(
                 out.status.success(),
@@ -70,12 +84,7 @@ fn concurrent_loads_lose_no_acknowledged_workflow() {
             );
             acknowledged.insert(id);
         }
-        let listed = listed(&store);
-        let lost: Vec<_> = acknowledged.difference(&listed).collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: acknowledged loads lost: {lost:?}"
-        );
+        assert_none_lost(&store, &acknowledged, round);
     }
 }
 
@@ -83,31 +92,19 @@ fn concurrent_loads_lose_no_acknowledged_workflow() {
 fn loads_killed_midway_leave_a_readable_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("w.db");
-    let all = artifacts::all();
     for round in 0..4u64 {
-        let mut children: Vec<(String, Child)> = (0..PROCESSES)
-            .map(|i| {
-                let (id, path) = &all[i % all.len()];
-                (id.to_string(), spawn_load(&store, path))
-            })
-            .collect();
+        let mut children = spawn_round(&store);
         std::thread::sleep(Duration::from_millis(20 + 40 * round));
         for (_, child) in children.iter_mut().step_by(2) {
             let _ = child.kill();
         }
         let mut acknowledged = BTreeSet::new();
         for (id, child) in children {
-            let out = child.wait_with_output().unwrap();
-            if out.status.success() {
+            if child.wait_with_output().unwrap().status.success() {
                 acknowledged.insert(id);
             }
         }
-        let listed = listed(&store);
-        let lost: Vec<_> = acknowledged.difference(&listed).collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: acknowledged loads lost: {lost:?}"
-        );
+        assert_none_lost(&store, &acknowledged, round);
     }
     // Whatever the kills interrupted, a later load and run work.
     assert!(
