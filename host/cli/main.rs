@@ -344,8 +344,11 @@ fn main() {
     // A compile child of this executable (see `waymark_wasm::compile_process`).
     let mut args = std::env::args();
     if args.nth(1).as_deref() == Some(waymark_wasm::compile_process::CHILD_ARG) {
+        let settings = args.next().unwrap_or_default();
+        let budget_ms = args.next().unwrap_or_default();
+        let host_pid = args.next().unwrap_or_default();
         std::process::exit(waymark_wasm::compile_process::child_main(
-            &args.next().unwrap_or_default(),
+            &settings, &budget_ms, &host_pid,
         ));
     }
     // Usage errors exit 1 like every other input error: 2 means the run

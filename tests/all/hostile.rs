@@ -509,24 +509,29 @@ fn a_component_built_to_stall_the_compiler_is_refused_before_compiling() {
     assert!(matches!(err, WasmError::TooComplex(_)), "{err}");
 }
 
-/// Processes whose command line holds `needle` and whose parent is gone
-/// (re-parented to init): what a compile left behind would look like.
-fn orphans_running(needle: &str) -> Vec<String> {
+/// Compile children with a budget of `budget_ms` whose host is gone
+/// (re-parented to init): what a stopped compile would leave behind.
+fn orphaned_compile_children(budget_ms: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let dir = entry.path();
         let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
         // The parent pid is the second field after the parenthesised name.
         let ppid = stat
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
             .unwrap_or("");
-        if cmdline.contains(needle) && ppid == "1" {
-            found.push(cmdline);
+        let child =
+            args.get(1).map(String::as_str) == Some(waymark_wasm::compile_process::CHILD_ARG);
+        if child && args.get(3).map(String::as_str) == Some(budget_ms) && ppid == "1" {
+            found.push(args.join(" "));
         }
     }
     found
@@ -557,12 +562,8 @@ fn a_compile_past_its_wall_clock_budget_is_stopped_with_a_typed_error() {
             "{args:?}: {stderr}"
         );
     }
-    let child = waymark_wasm::compile_process::CHILD_ARG;
-    assert!(
-        orphans_running(child).is_empty(),
-        "{:?}",
-        orphans_running(child)
-    );
+    let left = orphaned_compile_children("1");
+    assert!(left.is_empty(), "{left:?}");
     // Nothing was recorded by the refused load; with the default budget the
     // same component loads.
     let out = waymark(&store, &["--json", "workflows"]);
@@ -572,5 +573,72 @@ fn a_compile_past_its_wall_clock_budget_is_stopped_with_a_typed_error() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether process `pid` still runs (a zombie no longer does).
+fn running(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+}
+
+/// Waits up to `limit` for `pid` to stop running.
+fn ends_within(pid: &str, limit: Duration) -> bool {
+    let started = std::time::Instant::now();
+    while running(pid) {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// A compile child whose component never finishes arriving (its standard
+/// input stays open): without its own watch it would wait forever.
+/// Started by a shell that leaves at once when `orphan`, so the child loses
+/// its parent the way it does when its host is SIGKILLed. Returns its pid.
+fn stalled_compile_child(budget_ms: u64, orphan: bool) -> (String, std::process::Child) {
+    use std::process::{Command, Stdio};
+    let settings = serde_json::to_string(&waymark_wasm::EngineConfig::default()).unwrap();
+    let script = format!(
+        "sleep 8 | \"$0\" {} \"$1\" {budget_ms} $$ & echo $!; {}",
+        waymark_wasm::compile_process::CHILD_ARG,
+        if orphan { "exit 0" } else { "wait" }
+    );
+    let mut shell = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_waymark"), &settings])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(shell.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (line.trim().to_owned(), shell)
+}
+
+#[test]
+fn a_compile_child_ends_at_its_budget_and_when_its_host_is_gone() {
+    // Its own budget ends it, even if its host never does.
+    let (pid, shell) = stalled_compile_child(200, false);
+    assert!(running(&pid), "the child {pid} started");
+    assert!(
+        ends_within(&pid, Duration::from_secs(5)),
+        "{pid} ran past its budget"
+    );
+    // The shell waits for its `sleep`; it is left to end by itself.
+    drop(shell);
+    // Its host gone (the shell that started it exits at once), it ends too.
+    let (pid, mut shell) = stalled_compile_child(600_000, true);
+    shell.wait().unwrap();
+    assert!(
+        ends_within(&pid, Duration::from_secs(5)),
+        "the compile child {pid} outlived its host: {}",
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
     );
 }

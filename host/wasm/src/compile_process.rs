@@ -67,6 +67,8 @@ pub(crate) fn compile(
     let mut child = Command::new(&process.program)
         .arg(CHILD_ARG)
         .arg(settings)
+        .arg(process.budget.as_millis().to_string())
+        .arg(std::process::id().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -144,10 +146,21 @@ pub(crate) fn compile(
 /// type it again.
 const TOO_COMPLEX_PREFIX: &str = "too complex: ";
 
-/// The child's side of [`compile`]: the engine configuration (JSON) as the
-/// argument after [`CHILD_ARG`], the component on standard input, the
-/// compiled artifact on standard output. Returns the process exit code.
-pub fn child_main(settings: &str) -> i32 {
+/// The child's side of [`compile`]: the engine configuration (JSON), the
+/// budget in milliseconds and the host's pid as the arguments after
+/// [`CHILD_ARG`], the component on standard input, the compiled artifact on
+/// standard output. Returns the process exit code.
+///
+/// The child also ends itself: when its budget has passed, or when its
+/// parent is no longer the host that started it (a host killed with SIGKILL
+/// cannot kill it), so no compile outlives what started it.
+pub fn child_main(settings: &str, budget_ms: &str, host_pid: &str) -> i32 {
+    let budget = budget_ms
+        .parse()
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(300));
+    let host = host_pid.parse().unwrap_or(0);
+    watch_host_and_budget(host, budget);
     match child(settings) {
         Ok(()) => 0,
         Err(WasmError::TooComplex(reason)) => {
@@ -164,6 +177,27 @@ pub fn child_main(settings: &str) -> i32 {
             1
         }
     }
+}
+
+/// Exits this process once `budget` has passed or its parent is no longer
+/// `host` (an orphan is re-parented, so its parent id changes; one whose
+/// host died before this ran has another parent from the start).
+fn watch_host_and_budget(host: u32, budget: Duration) {
+    let started = Instant::now();
+    let _ = std::thread::Builder::new()
+        .name("waymark-compile-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                if std::os::unix::process::parent_id() != host {
+                    std::process::exit(3);
+                }
+                if started.elapsed() > budget {
+                    eprintln!("compiling took longer than {} ms", budget.as_millis());
+                    std::process::exit(3);
+                }
+            }
+        });
 }
 
 fn child(settings: &str) -> Result<(), WasmError> {
