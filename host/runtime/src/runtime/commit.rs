@@ -1,0 +1,82 @@
+//! Landing a batch as one commit, and carrying on the runs it woke.
+
+use super::*;
+
+impl Runtime {
+    /// Commits a batch; returns the runs to advance next.
+    pub(crate) fn land(&self, batch: Batch) -> Result<Vec<String>> {
+        self.land_into(batch, None)
+    }
+
+    /// Lands `batch` and hands `run`, which goes on stepping, its settled
+    /// ledger head (a batch seals a run's last record only as it lands).
+    pub(crate) fn land_keeping(&self, batch: Batch, run: &mut RunState) -> Result<Vec<String>> {
+        self.land_into(batch, Some(run))
+    }
+
+    /// Fails with [`RuntimeError::LeaseLost`] when the scheduler no longer
+    /// holds `run_id`: what is staged for it is dropped, not committed.
+    pub(super) fn check_held(&self, run_id: &str) -> Result<()> {
+        match self.scheduler() {
+            Some(s) if !s.holds(run_id) => Err(RuntimeError::LeaseLost {
+                run_id: run_id.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn land_into(
+        &self,
+        batch: Batch,
+        run: Option<&mut RunState>,
+    ) -> Result<Vec<String>> {
+        let (commit, follow) = batch.into_parts();
+        if !commit.is_empty() {
+            self.store.commit(&commit)?;
+            self.landed(&commit);
+        }
+        if let Some(run) = run
+            && let Some(w) = commit.runs.iter().find(|w| w.run.run_id == run.run_id)
+        {
+            run.ledger = w.run.ledger.clone();
+        }
+        Ok(follow)
+    }
+
+    /// Tells the scheduler about the timers a landed commit set.
+    pub(super) fn landed(&self, commit: &Commit) {
+        let Some(s) = self.scheduler() else {
+            return;
+        };
+        for w in &commit.runs {
+            if w.run.status == RunStatus::Waiting
+                && !w.run.paused
+                && let Some(at) = w.run.waiting.as_ref().and_then(|w| w.wake_at_ms)
+            {
+                s.timer_set(at);
+            }
+        }
+    }
+
+    /// Carries on the runs a call woke: inline, or through the scheduler.
+    pub(crate) fn drive(&self, mut work: VecDeque<String>) -> Result<()> {
+        if let Some(s) = self.scheduler() {
+            for id in work {
+                s.schedule(&id);
+            }
+            return Ok(());
+        }
+        while let Some(id) = work.pop_front() {
+            match self.advance(&id, &mut work) {
+                // Another host (a driver sharing the store) is advancing
+                // that run: what this call had to commit has landed, and
+                // the run is in other hands.
+                Err(RuntimeError::Store(StoreError::LedgerConflict { .. })) => {
+                    tracing::debug!(run_id = %id, "run advanced elsewhere; leaving it");
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! The keys a run's effects and resumes are known by.
+
+use super::*;
+
+/// The idempotency key of finishing a handler's wait: one per wait (wait
+/// keys are unique within a run), whatever the payload.
+pub(super) fn resume_key(run_id: &str, wait_key: &str) -> String {
+    let material = canonical_json(&json!([run_id, wait_key, "resume"]));
+    waymark_core::ledger::sha256_hex(material.as_bytes())
+}
+
+/// The idempotency key of one issuance: sha256 over the run, the node, the
+/// effect (name and payload, canonical JSON) and the run's issuance counter.
+pub fn effect_key(run_id: &str, node: &str, effect: &Effect, issuance: u64) -> String {
+    let effect_json = serde_json::to_value(effect).unwrap_or(Value::Null);
+    let material = canonical_json(&json!([run_id, node, effect_json, issuance]));
+    waymark_core::ledger::sha256_hex(material.as_bytes())
+}
+
+/// Resolves a scope the way a run in `session`/`workflow` would, for callers
+/// outside any run (the CLI, a host program).
+pub fn scope_key(scope: &EventScope, session_id: &str, workflow_id: &str) -> String {
+    match scope {
+        EventScope::Global => "global".into(),
+        EventScope::Session => format!("session:{session_id}"),
+        EventScope::Workflow => format!("workflow:{workflow_id}"),
+        EventScope::Run(id) => format!("run:{id}"),
+    }
+}
