@@ -203,7 +203,7 @@ macro_rules! tools {
     ) => {
         // The generated exports are `unsafe extern "C"` functions with
         // `#[unsafe(export_name)]`; they are the SDK's, not the author's.
-        #[allow(unsafe_code)]
+        #[allow(unsafe_code, reason = "the exports wit-bindgen generates")]
         const _: () = {
             const __WAYMARK_TOOLS: $crate::__private::Toolbox = $crate::__private::Toolbox {
                 tools: &[$(

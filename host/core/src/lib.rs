@@ -3,6 +3,7 @@
 //! in-memory store. No I/O happens here.
 
 pub mod canonical;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod float_text;
 mod forward;

@@ -339,10 +339,16 @@ pub enum EventScope {
 impl EventScope {
     /// The concrete key an emitter and a listener must share.
     pub fn resolve(&self, run: &RunState) -> String {
+        self.key_for(&run.session_id, &run.workflow_id)
+    }
+
+    /// The key this scope has for a run of `session_id` and `workflow_id`
+    /// (for callers outside any run: the CLI, a host program).
+    pub fn key_for(&self, session_id: &str, workflow_id: &str) -> String {
         match self {
             Self::Global => "global".to_owned(),
-            Self::Session => format!("session:{}", run.session_id),
-            Self::Workflow => format!("workflow:{}", run.workflow_id),
+            Self::Session => format!("session:{session_id}"),
+            Self::Workflow => format!("workflow:{workflow_id}"),
             Self::Run(id) => format!("run:{id}"),
         }
     }

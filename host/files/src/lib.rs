@@ -1355,6 +1355,7 @@ impl FileStore {
     /// Replaces the text of ledger record `seq` of `run_id`. For
     /// tamper-detection tests and demos only: it bypasses the hash chain on
     /// purpose, so that [`waymark_core::verify`] has something to find.
+    #[cfg(any(test, feature = "testing"))]
     pub fn tamper_record(&self, run_id: &str, seq: u64, new_text: &str) -> Result<(), StoreError> {
         validate_id("run", run_id)?;
         if new_text.contains('\n') {

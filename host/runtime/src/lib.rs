@@ -18,8 +18,11 @@ pub use effects::{
     EffectCall, EffectError, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest,
 };
 pub use runtime::{
-    Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, scope_key,
+    Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key,
 };
+// Kept for callers of the old name; `EventScope::key_for` replaces it.
+#[allow(deprecated, reason = "re-exported for callers of the old name")]
+pub use runtime::scope_key;
 pub use workflow::{
     GrantedWorkflow, Grants, NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure,
     StepOutput, Workflow, WorkflowLoader, WorkflowRegistry, validate_info,

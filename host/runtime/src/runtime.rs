@@ -39,7 +39,10 @@ mod waits;
 
 pub use config::RuntimeConfig;
 pub use error::{Result, RuntimeError};
-pub use keys::{effect_key, scope_key};
+pub use keys::effect_key;
+// Kept for callers of the old name; `EventScope::key_for` replaces it.
+#[allow(deprecated, reason = "re-exported for callers of the old name")]
+pub use keys::scope_key;
 pub use scheduler::Scheduler;
 
 use apply::{Resumed, store_result, touched_keys};

@@ -350,6 +350,7 @@ impl SqliteStore {
     ///
     /// For tamper-detection tests and demos only: it bypasses the hash chain
     /// on purpose, so that [`waymark_core::verify`] has something to find.
+    #[cfg(any(test, feature = "testing"))]
     pub fn tamper_record(&self, run_id: &str, seq: u64, new_text: &str) -> Result<(), StoreError> {
         validate_id("run", run_id)?;
         let conn = self.lock();

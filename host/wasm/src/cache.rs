@@ -185,7 +185,10 @@ impl CompileCache {
         // engine's compatibility hash, so the bytes were produced for this
         // engine configuration (wasmtime checks that again and errors if
         // not). The buffer is ours, so it cannot change after the check.
-        #[allow(unsafe_code)]
+        #[allow(
+            unsafe_code,
+            reason = "deserializing an authenticated cache entry; see SAFETY"
+        )]
         let component = unsafe { Component::deserialize(engine, artifact) };
         match component {
             Ok(component) => {

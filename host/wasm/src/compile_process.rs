@@ -137,7 +137,10 @@ pub(crate) fn compile(
     // own executable, started just now with this engine's configuration,
     // wrote to a pipe only we hold, and wasmtime checks the artifact's
     // engine compatibility hash again and refuses a mismatch.
-    #[allow(unsafe_code)]
+    #[allow(
+        unsafe_code,
+        reason = "deserializing our own child's artifact; see SAFETY"
+    )]
     let component = unsafe { Component::deserialize(engine, &artifact) };
     component.map_err(|e| WasmError::Compile(format!("the compiled artifact: {e:#}")))
 }

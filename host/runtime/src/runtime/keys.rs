@@ -19,11 +19,10 @@ pub fn effect_key(run_id: &str, node: &str, effect: &Effect, issuance: u64) -> S
 
 /// Resolves a scope the way a run in `session`/`workflow` would, for callers
 /// outside any run (the CLI, a host program).
+#[deprecated(
+    since = "0.1.0",
+    note = "use `EventScope::key_for`, which `resolve` shares"
+)]
 pub fn scope_key(scope: &EventScope, session_id: &str, workflow_id: &str) -> String {
-    match scope {
-        EventScope::Global => "global".into(),
-        EventScope::Session => format!("session:{session_id}"),
-        EventScope::Workflow => format!("workflow:{workflow_id}"),
-        EventScope::Run(id) => format!("run:{id}"),
-    }
+    scope.key_for(session_id, workflow_id)
 }
