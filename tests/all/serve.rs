@@ -551,3 +551,53 @@ fn a_model_call_longer_than_the_lease_is_sent_once_with_two_serves() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_serve_whose_binary_was_replaced_still_compiles_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    // An upgrade in place: the file the process started from goes away.
+    let copy = dir.path().join("waymark-old");
+    std::fs::copy(env!("CARGO_BIN_EXE_waymark"), &copy).unwrap();
+    let mut serve = Command::new(&copy)
+        .arg("--store")
+        .arg(&store)
+        // Every load compiles (in a child of this very image).
+        .args(["--no-cache", "--json", "serve", "--poll-ms", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(serve.stdout.take().unwrap());
+    next_line(&lines, "the ready line");
+    std::fs::remove_file(&copy).unwrap();
+
+    let out = waymark(
+        &store,
+        &[
+            "--json",
+            "run",
+            artifacts::CHAIN,
+            "--vars",
+            "{\"n\": 3}",
+            "--detach",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sqlite = SqliteStore::open(&store).unwrap();
+    wait_until(
+        "the detached run completed",
+        Duration::from_secs(60),
+        || sqlite.load_run(&id).unwrap().status == RunStatus::Completed,
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

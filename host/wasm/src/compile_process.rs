@@ -15,7 +15,7 @@
 //! configured like this one.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,18 @@ pub struct CompileProcess {
 }
 
 impl CompileProcess {
-    /// This process's own executable, with `budget`.
+    /// This process's own executable, with `budget`. On Linux that is
+    /// `/proc/self/exe`, which names the running image even after its file
+    /// was replaced (a host upgraded in place keeps compiling with the code
+    /// it runs, whose artifacts its engine accepts).
     pub fn this_executable(budget: Duration) -> std::io::Result<Self> {
-        Ok(Self {
-            program: std::env::current_exe()?,
-            budget,
-        })
+        let proc_self = Path::new("/proc/self/exe");
+        let program = if proc_self.exists() {
+            proc_self.to_path_buf()
+        } else {
+            std::env::current_exe()?
+        };
+        Ok(Self { program, budget })
     }
 }
 
@@ -220,4 +226,21 @@ fn child(settings: &str) -> Result<(), WasmError> {
         .write_all(&artifact)
         .and_then(|()| std::io::stdout().flush())
         .map_err(|e| WasmError::Compile(format!("writing the artifact: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_executable_names_the_running_image() {
+        let process = CompileProcess::this_executable(Duration::from_secs(1)).unwrap();
+        // `/proc/self/exe` follows the image even if its file is replaced.
+        let running = std::fs::canonicalize(&process.program).unwrap();
+        assert_eq!(
+            running,
+            std::fs::canonicalize(std::env::current_exe().unwrap()).unwrap()
+        );
+        assert_eq!(process.budget, Duration::from_secs(1));
+    }
 }

@@ -2,7 +2,10 @@
 //! tests can build archives the crate itself would never write) and a small
 //! valid bundle.
 
-#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
 
 use sha2::{Digest, Sha256};
 
