@@ -48,7 +48,7 @@ pub struct ServeArgs {
     pub owner: Option<String>,
     /// How long a run stays leased to this process if it dies holding it,
     /// in ms: until then no other process advances that run (default: the
-    /// driver's, 10 s; a turn renews its lease between steps).
+    /// driver's, 10 s; a turn's lease is renewed every third of it).
     #[arg(long, value_name = "MS")]
     pub lease_ttl_ms: Option<u64>,
 }

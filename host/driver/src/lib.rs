@@ -48,8 +48,8 @@ pub struct DriverConfig {
     pub steps_per_turn: u64,
     /// Names this driver in leases; unique per process.
     pub owner: String,
-    /// How long a lease lasts if its owner dies without releasing it (a
-    /// turn renews it between steps once half of it has passed). After a
+    /// How long a lease lasts if its owner dies without releasing it (the
+    /// heartbeat renews a turn's lease every third of it). After a
     /// crash, the runs that were in a turn wait this long for another
     /// process.
     pub lease_ttl: Duration,
@@ -119,8 +119,8 @@ struct Queue {
     in_flight: HashSet<String>,
     /// Scheduled while in flight: queue again when the turn ends.
     again: HashSet<String>,
-    /// When each in-flight run's lease was last taken or renewed (ms).
-    leased_at: std::collections::HashMap<String, u64>,
+    /// In-flight runs whose lease a turn holds (the heartbeat renews them).
+    leased: HashSet<String>,
     /// In-flight runs whose lease could not be renewed: their turn must not
     /// perform or commit anything more.
     lost: HashSet<String>,
@@ -165,11 +165,9 @@ impl Scheduler for Hook {
             .map_or(u64::MAX, |s| s.config.steps_per_turn.max(1))
     }
 
+    /// The heartbeat keeps the lease; a turn goes on while it holds.
     fn keep_going(&self, run_id: &str) -> bool {
-        let Some(shared) = self.0.upgrade() else {
-            return false;
-        };
-        shared.renew_if_due(run_id)
+        self.holds(run_id)
     }
 
     fn holds(&self, run_id: &str) -> bool {
@@ -216,48 +214,6 @@ impl Shared {
         Some(id)
     }
 
-    /// Renews the lease of an in-flight run once half its TTL has passed;
-    /// false if it was lost (the turn must stop).
-    fn renew_if_due(&self, run_id: &str) -> bool {
-        let ttl = self.config.lease_ttl.as_millis() as u64;
-        let now = self.runtime.now_ms();
-        let (taken, lost) = {
-            let q = self.queue();
-            (q.leased_at.get(run_id).copied(), q.lost.contains(run_id))
-        };
-        if lost {
-            return false;
-        }
-        let Some(taken) = taken else {
-            // Not a turn of ours (an API call carrying on a run inline).
-            return true;
-        };
-        if now.saturating_sub(taken) < ttl / 2 {
-            return true;
-        }
-        match self
-            .runtime
-            .store()
-            .acquire_lease(&lease_key(run_id), &self.config.owner, now, ttl)
-        {
-            Ok(true) => {
-                self.queue().leased_at.insert(run_id.to_owned(), now);
-                true
-            }
-            Ok(false) => {
-                tracing::warn!(
-                    run_id,
-                    "lost the lease on a run mid-turn; stopping the turn"
-                );
-                false
-            }
-            Err(e) => {
-                tracing::warn!(run_id, error = %e, "could not renew a lease; stopping the turn");
-                false
-            }
-        }
-    }
-
     /// One turn of one run, on a blocking thread: lease, tick, release.
     fn turn_blocking(&self, run_id: &str) -> Turn {
         let store = self.runtime.store();
@@ -266,7 +222,7 @@ impl Shared {
         let now = self.runtime.now_ms();
         match store.acquire_lease(&key, &self.config.owner, now, ttl) {
             Ok(true) => {
-                self.queue().leased_at.insert(run_id.to_owned(), now);
+                self.queue().leased.insert(run_id.to_owned());
             }
             Ok(false) => return Turn::LeaseBusy,
             Err(e) => return Turn::Failed(format!("lease: {e}")),
@@ -274,7 +230,7 @@ impl Shared {
         let result = self.runtime.tick(run_id);
         let lost = {
             let mut q = self.queue();
-            q.leased_at.remove(run_id);
+            q.leased.remove(run_id);
             q.lost.remove(run_id)
         };
         if lost {
@@ -432,7 +388,7 @@ impl Shared {
             if *stop.borrow() {
                 break;
             }
-            let held: Vec<String> = self.queue().leased_at.keys().cloned().collect();
+            let held: Vec<String> = self.queue().leased.iter().cloned().collect();
             if held.is_empty() {
                 continue;
             }
@@ -456,13 +412,11 @@ impl Shared {
             );
             let mut q = self.queue();
             // The turn may have ended meanwhile; then there is nothing to keep.
-            if !q.leased_at.contains_key(run_id) {
+            if !q.leased.contains(run_id) {
                 continue;
             }
             match renewed {
-                Ok(true) => {
-                    q.leased_at.insert(run_id.clone(), now);
-                }
+                Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(
                         run_id,

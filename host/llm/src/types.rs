@@ -156,21 +156,16 @@ impl LlmResponse {
     /// every string it holds (text, tool names and arguments at any depth,
     /// model and finish reason).
     pub(crate) fn scrub(mut self, key: &crate::keys::ApiKey) -> Self {
-        let s = |text: &mut String| {
-            if text.contains(key.expose()) {
-                *text = key.scrub(text);
-            }
-        };
         if let Some(content) = &mut self.content {
-            s(content);
+            scrub_text(content, key);
         }
         for call in &mut self.tool_calls {
-            s(&mut call.call_id);
-            s(&mut call.name);
-            scrub_value(&mut call.arguments, &s);
+            scrub_text(&mut call.call_id, key);
+            scrub_text(&mut call.name, key);
+            scrub_value(&mut call.arguments, key);
         }
-        s(&mut self.finish_reason);
-        s(&mut self.model);
+        scrub_text(&mut self.finish_reason, key);
+        scrub_text(&mut self.model, key);
         self
     }
 
@@ -248,17 +243,29 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-/// Applies `scrub` to every string (and object key) inside `value`.
-fn scrub_value(value: &mut Value, scrub: &impl Fn(&mut String)) {
+/// `text` with `key` replaced by `***`; untouched (no copy) without it.
+fn scrub_text(text: &mut String, key: &crate::keys::ApiKey) {
+    if text.contains(key.expose()) {
+        *text = key.scrub(text);
+    }
+}
+
+/// Scrubs every string inside `value`, object keys included (a map is
+/// rebuilt only when one of its keys holds the key).
+fn scrub_value(value: &mut Value, key: &crate::keys::ApiKey) {
     match value {
-        Value::String(text) => scrub(text),
-        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, scrub)),
+        Value::String(text) => scrub_text(text, key),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, key)),
         Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (mut k, mut v) in entries {
-                scrub(&mut k);
-                scrub_value(&mut v, scrub);
-                map.insert(k, v);
+            map.values_mut().for_each(|v| scrub_value(v, key));
+            if map.keys().any(|k| k.contains(key.expose())) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(mut k, v)| {
+                        scrub_text(&mut k, key);
+                        (k, v)
+                    })
+                    .collect();
             }
         }
         _ => {}

@@ -128,14 +128,11 @@ pub(crate) fn compile(
     let status = status?;
     if !status.success() {
         let message = errors.trim();
-        return Err(match message.strip_prefix(TOO_COMPLEX_PREFIX) {
-            Some(reason) => WasmError::TooComplex(reason.to_owned()),
-            None => WasmError::Compile(if message.is_empty() {
-                format!("the compiler process failed ({status})")
-            } else {
-                message.to_owned()
-            }),
-        });
+        return Err(WasmError::Compile(if message.is_empty() {
+            format!("the compiler process failed ({status})")
+        } else {
+            message.to_owned()
+        }));
     }
     // SAFETY: `Component::deserialize` maps the artifact as executable code
     // without validating it, so it must be `precompile_component` output
@@ -150,10 +147,6 @@ pub(crate) fn compile(
     let component = unsafe { Component::deserialize(engine, &artifact) };
     component.map_err(|e| WasmError::Compile(format!("the compiled artifact: {e:#}")))
 }
-
-/// How the child reports a [`WasmError::TooComplex`], so the parent can
-/// type it again.
-const TOO_COMPLEX_PREFIX: &str = "too complex: ";
 
 /// The child's side of [`compile`]: the engine configuration (JSON), the
 /// budget in milliseconds and the host's pid as the arguments after
@@ -172,10 +165,6 @@ pub fn child_main(settings: &str, budget_ms: &str, host_pid: &str) -> i32 {
     watch_host_and_budget(host, budget);
     match child(settings) {
         Ok(()) => 0,
-        Err(WasmError::TooComplex(reason)) => {
-            eprintln!("{TOO_COMPLEX_PREFIX}{reason}");
-            1
-        }
         // The parent says "not a valid WebAssembly component" itself.
         Err(WasmError::Compile(message)) => {
             eprintln!("{message}");
@@ -216,7 +205,7 @@ fn child(settings: &str) -> Result<(), WasmError> {
     std::io::stdin()
         .read_to_end(&mut bytes)
         .map_err(|e| WasmError::Compile(format!("reading the component: {e}")))?;
-    crate::code_limits::check(&bytes, &config.code_limits)?;
+    // The host measured the code against its limits before starting us.
     let engine = Engine::new(&crate::engine::wasmtime_config(&config))
         .map_err(|e| WasmError::Config(format!("{e:#}")))?;
     let artifact = engine
