@@ -1,6 +1,8 @@
-//! Embedding Waymark: a host program that loads the `order` and `packing`
-//! components, registers a custom effect handler, and drives a run through
-//! a child workflow, a custom effect, a timer and an event.
+//! Embedding Waymark: a host program that assembles a host with
+//! `waymark-host` (a SQLite store, the default policy, the component
+//! catalog), loads the `order` and `packing` components, registers a custom
+//! effect handler, and drives a run through a child workflow, a custom
+//! effect, a timer and an event.
 //!
 //! Build the guests first (`cargo build -p waymark-guest-artifacts` does it),
 //! then: `cargo run --release --example order_host`.
@@ -10,22 +12,24 @@ use std::time::Duration;
 
 use serde_json::json;
 use waymark_core::{Effect, RunStatus};
-use waymark_runtime::{EffectCall, EffectError, EffectOutcome, Runtime};
-use waymark_sqlite::SqliteStore;
-use waymark_wasm::{EngineConfig, StepLimits, WasmEngine};
+use waymark_host::{Compiles, Host, HostOptions, StoreLocation};
+use waymark_runtime::{EffectCall, EffectError, EffectOutcome};
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(dir.path().join("orders.db"))?);
-    let rt = Runtime::new(store);
-
-    let engine = WasmEngine::new(EngineConfig::default())?;
+    let host = Host::open(&HostOptions {
+        // This program trusts its components: it compiles them itself
+        // rather than in a time-bounded child process.
+        compiles: Compiles::InProcess,
+        ..HostOptions::new(StoreLocation::Sqlite(dir.path().join("orders.db")))
+    })?;
     for path in [
         waymark_guest_artifacts::ORDER,
         waymark_guest_artifacts::PACKING,
     ] {
-        rt.register(Arc::new(engine.load_file(path, StepLimits::default())?))?;
+        host.load(path.as_ref())?;
     }
+    let rt = &host.runtime;
 
     // A host-registered effect: the guest asks, the host decides.
     rt.register_handler(

@@ -1,6 +1,21 @@
 //! How runs, waits and ledger records are printed, as text or JSON.
 
-use super::*;
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::Value;
+use waymark_core::{RunState, RunStatus, StepRecord, WaitReason};
+
+use crate::commands::approve::wait_calls;
+
+/// The exit code of a command that shows a run: 2 if it failed.
+pub(crate) fn exit_code(state: &RunState) -> i32 {
+    if state.status == RunStatus::Failed {
+        2
+    } else {
+        0
+    }
+}
 
 /// The run's status, with ` (paused)` when it is paused.
 pub(crate) fn status_text(s: &RunState) -> String {

@@ -38,6 +38,10 @@ use tokio::task::JoinSet;
 use waymark_core::{RunQuery, RunState, RunStatus, StepRecord, StoreError};
 use waymark_runtime::{Runtime, RuntimeError, Scheduler};
 
+mod lease;
+
+pub use lease::{LeaseTracker, LeasedTurn, lease_key, tick_under_lease};
+
 /// How a driver runs.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
@@ -184,6 +188,20 @@ enum Turn {
     Failed(String),
 }
 
+/// The heartbeat renews the leases in `leased`; a renewal that fails puts
+/// the run in `lost`.
+impl LeaseTracker for Shared {
+    fn acquired(&self, run_id: &str) {
+        self.queue().leased.insert(run_id.to_owned());
+    }
+
+    fn finished(&self, run_id: &str) -> bool {
+        let mut q = self.queue();
+        q.leased.remove(run_id);
+        q.lost.remove(run_id)
+    }
+}
+
 impl Shared {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
@@ -216,36 +234,11 @@ impl Shared {
 
     /// One turn of one run, on a blocking thread: lease, tick, release.
     fn turn_blocking(&self, run_id: &str) -> Turn {
-        let store = self.runtime.store();
-        let key = lease_key(run_id);
         let ttl = self.config.lease_ttl.as_millis() as u64;
-        let now = self.runtime.now_ms();
-        match store.acquire_lease(&key, &self.config.owner, now, ttl) {
-            Ok(true) => {
-                self.queue().leased.insert(run_id.to_owned());
-            }
-            Ok(false) => return Turn::LeaseBusy,
-            Err(e) => return Turn::Failed(format!("lease: {e}")),
-        }
-        let result = self.runtime.tick(run_id);
-        let lost = {
-            let mut q = self.queue();
-            q.leased.remove(run_id);
-            q.lost.remove(run_id)
-        };
-        if lost {
-            // Someone else may hold it now; releasing would free their lease.
-            return Turn::Conflict;
-        }
-        if let Err(e) = store.release_lease(&key, &self.config.owner) {
-            tracing::warn!(run_id, error = %e, "could not release a lease; it will expire");
-        }
-        match result {
-            Ok(_) => Turn::Done,
-            Err(
-                RuntimeError::Store(StoreError::LedgerConflict { .. })
-                | RuntimeError::LeaseLost { .. },
-            ) => Turn::Conflict,
+        match tick_under_lease(&self.runtime, run_id, &self.config.owner, ttl, self) {
+            Ok(LeasedTurn::Ticked(_)) => Turn::Done,
+            Ok(LeasedTurn::Busy) => Turn::LeaseBusy,
+            Ok(LeasedTurn::Conflict) => Turn::Conflict,
             Err(e) => Turn::Failed(e.to_string()),
         }
     }
@@ -511,21 +504,6 @@ fn sweep_once(
         }
     }
     Ok((runnable, commands))
-}
-
-/// The lease a driver holds while it advances a run (kept within the id
-/// length limit). Anything else that advances a run on a shared store (the
-/// CLI's inline `run`) takes the same key.
-pub fn lease_key(run_id: &str) -> String {
-    let key = format!("run:{run_id}");
-    if key.len() <= waymark_core::store::MAX_ID_LEN {
-        key
-    } else {
-        format!(
-            "run:{}",
-            &waymark_core::ledger::sha256_hex(run_id.as_bytes())[..60]
-        )
-    }
 }
 
 /// A running driver. Cheap API calls: each runs its store work on the

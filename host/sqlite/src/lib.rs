@@ -8,7 +8,8 @@
 //! sealed canonical text byte for byte: the chain verifier checks exactly
 //! those bytes, so they are never re-serialized. Effect outcomes, artifacts,
 //! snapshots, the command inbox, its consumer cursors and host leases have a
-//! table each.
+//! table each. The schema is the crate's `migrations/` folder, one SQL file
+//! per version applied in order (see [`SCHEMA_VERSION`]).
 //!
 //! Semantics match [`waymark_core::MemoryStore`] (the shared conformance
 //! suite holds both to them). A [`Commit`] lands in one `IMMEDIATE`
@@ -34,6 +35,7 @@ use waymark_core::{
 mod artifacts;
 mod inbox;
 mod leases;
+mod migrations;
 mod schema;
 mod snapshots;
 
@@ -41,17 +43,12 @@ mod snapshots;
 /// that only depend on this crate).
 pub use waymark_core::Durability;
 
-/// The schema this build writes, kept in `PRAGMA user_version`. A file with
-/// a newer version was written by a newer Waymark and is refused rather than
-/// misread; an older one is migrated in place when opened.
-///
-/// - 1: `runs` and `ledger`.
-/// - 2: `runs.paused`; `effects`, `artifacts`, `snapshots`, `commands`,
-///   `cursors`.
-/// - 3: `leases`.
-/// - 4: partial run indexes.
-/// - 5: `runs.root_run_id` (indexed), to count a tree's descendants.
-pub const SCHEMA_VERSION: i64 = 5;
+/// The schema this build writes, kept in `PRAGMA user_version`: the number
+/// of the last of the crate's `migrations/NNNN_<what>.sql` files, one per
+/// version, each saying what its version adds. Opening a file applies the
+/// ones above its version, in order. A file with a newer version was written
+/// by a newer Waymark and is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = migrations::LATEST_VERSION;
 
 /// Enough for every query shape used here (list_runs builds up to eight
 /// variants), so no statement is ever re-prepared.

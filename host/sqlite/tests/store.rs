@@ -383,6 +383,28 @@ fn a_newer_schema_version_is_refused() {
         }
         other => panic!("expected a schema version error, got {other:?}"),
     }
+    // The refused file is left as the newer build wrote it.
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION + 1);
+}
+
+#[test]
+fn a_negative_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("waymark.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", -1)
+        .unwrap();
+    match SqliteStore::open(&path) {
+        Err(StoreError::Backend(msg)) => {
+            assert!(msg.contains("unknown schema version -1"), "{msg}");
+        }
+        other => panic!("expected a schema version error, got {other:?}"),
+    }
 }
 
 /// The version-1 schema, as the previous release wrote it.
@@ -489,8 +511,9 @@ fn a_version_1_file_is_migrated_in_place() {
 fn a_version_2_file_is_migrated_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("waymark.db");
-    // Version 3 only added `leases`: a current file without it, marked 2,
-    // is what version 2 wrote.
+    // A current file with what versions 3 to 5 added undone (the `leases`
+    // table; the partial run indexes, back to their version-2 form; the
+    // root column and its index), marked 2, is what version 2 wrote.
     let mut run = {
         let store = SqliteStore::open(&path).unwrap();
         let mut run = create(&store, "old");
@@ -499,8 +522,21 @@ fn a_version_2_file_is_migrated_in_place() {
     };
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE leases; PRAGMA user_version = 2;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE leases;
+             DROP INDEX runs_due;
+             CREATE INDEX runs_due
+                 ON runs (wake_at_ms) WHERE status = 'waiting' AND paused = 0;
+             DROP INDEX runs_event_waiters;
+             CREATE INDEX runs_event_waiters
+                 ON runs (wait_event_name, wait_event_scope) WHERE status = 'waiting';
+             DROP INDEX runs_parent;
+             CREATE INDEX runs_parent ON runs (parent_run_id);
+             DROP INDEX runs_root;
+             ALTER TABLE runs DROP COLUMN root_run_id;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
     }
 
     let store = SqliteStore::open(&path).unwrap();

@@ -20,15 +20,22 @@ pub mod code_limits;
 pub mod compile_process;
 mod convert;
 mod engine;
+mod failure;
+mod host_imports;
 mod limits;
+mod loading;
+mod pool;
+mod sandbox;
 mod tool;
+mod workflow;
 
 pub use cache::{CacheOutcome, CompileCache, DEFAULT_BUDGET_BYTES as DEFAULT_COMPILE_CACHE_BUDGET};
 pub use code_limits::CodeLimits;
 pub use compile_process::CompileProcess;
-pub use engine::{EngineConfig, WasmEngine, WasmError, WasmWorkflow};
+pub use engine::{EngineConfig, WasmEngine, WasmError};
 pub use limits::StepLimits;
 pub use tool::{ToolCallError, ToolCallReport, ToolInfo, WasmToolComponent};
+pub use workflow::WasmWorkflow;
 
 /// Generated host-side bindings of `wit/workflow.wit`.
 pub mod bindings {

@@ -9,8 +9,10 @@ use waymark_core::{FailureKind, LogLine};
 use waymark_runtime::StepFailure;
 
 use crate::cache::{CacheOutcome, CompileCache};
-use crate::engine::{Sandbox, WasmEngine, WasmError, classify};
+use crate::engine::{WasmEngine, WasmError};
+use crate::failure::classify;
 use crate::limits::{StepLimits, StepState};
+use crate::sandbox::{Ran, Sandbox};
 use crate::tool_bindings::exports::waymark::workflow::tool as wit;
 use crate::tool_bindings::{Tools as ToolsBindings, ToolsPre};
 
@@ -288,7 +290,7 @@ impl WasmToolComponent {
     fn run<R>(
         &self,
         f: impl FnOnce(&mut wasmtime::Store<StepState>, &ToolsBindings) -> wasmtime::Result<R>,
-    ) -> crate::engine::Ran<R> {
+    ) -> Ran<R> {
         self.sandbox
             .run(self.pre.engine(), |store| self.pre.instantiate(store), f)
     }

@@ -1,5 +1,4 @@
-//! Tools on the command line: the `tool_calls` handler every host the CLI
-//! builds registers, fed from the catalog, and `waymark tools list`.
+//! The `tool_calls` handler every host registers, fed from the catalog.
 //!
 //! The tools a process offers are those of the bundles in the catalog as it
 //! is when a call arrives, not when the process started: a `serve` running
@@ -11,21 +10,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
-use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::Value;
 use waymark_loader::register_tools;
 use waymark_runtime::{EffectCall, EffectError, EffectHandler, EffectOutcome, Runtime};
 use waymark_tools::{Approval, ToolCallsHandler, ToolRegistry};
 
 use crate::catalog::{Catalog, ToolBundle};
-
-#[derive(Subcommand)]
-pub enum ToolsCommand {
-    /// List the tools of the bundles in the catalog: name, approval under
-    /// the current policy, whether it only reads, its bundle, description.
-    List,
-}
+use crate::error::ToolsError;
 
 /// One tool the host offers.
 #[derive(Debug, Clone)]
@@ -46,7 +37,7 @@ struct Installed {
     rows: Vec<ToolRow>,
 }
 
-/// The `tool_calls` handler of a CLI host.
+/// The `tool_calls` handler of a host.
 pub struct CatalogTools {
     catalog: Arc<Catalog>,
     /// Held while the registry is checked and rebuilt, so concurrent calls
@@ -67,7 +58,7 @@ impl CatalogTools {
 
     /// The tools of the catalog as it is now, rebuilding the registry if
     /// the catalog changed since the last call.
-    fn current(&self) -> Result<Arc<Installed>> {
+    fn current(&self) -> Result<Arc<Installed>, ToolsError> {
         let mut installed = self.installed.lock().unwrap_or_else(|e| e.into_inner());
         let bundles = self.catalog.tool_bundles()?;
         if let Some(i) = installed.as_ref()
@@ -82,7 +73,7 @@ impl CatalogTools {
             loaded.extend(self.catalog.load_tools(id, entry)?);
         }
         let registry = ToolRegistry::new();
-        register_tools(&registry, &loaded).context("cannot offer the catalog's tools")?;
+        register_tools(&registry, &loaded).map_err(ToolsError::Register)?;
         let mut rows: Vec<ToolRow> = loaded
             .iter()
             .flat_map(|l| {
@@ -109,7 +100,7 @@ impl CatalogTools {
     }
 
     /// Every tool offered, by name.
-    pub fn list(&self) -> Result<Vec<ToolRow>> {
+    pub fn list(&self) -> Result<Vec<ToolRow>, ToolsError> {
         Ok(self.current()?.rows.clone())
     }
 
@@ -128,11 +119,12 @@ impl CatalogTools {
                     .clone();
                 match last {
                     Some(i) => {
-                        tracing::warn!(error = %format!("{e:#}"), "tool_calls: using the tools loaded before");
+                        tracing::warn!(error = %crate::catalog::error_chain(&e), "tool_calls: using the tools loaded before");
                         Ok(i.handler.clone())
                     }
                     None => Err(EffectError::retryable(format!(
-                        "tool_calls: cannot load the tools of the catalog: {e:#}"
+                        "tool_calls: cannot load the tools of the catalog: {}",
+                        crate::catalog::error_chain(&e)
                     ))),
                 }
             }
@@ -154,48 +146,4 @@ impl EffectHandler for CatalogTools {
     fn resume(&self, call: &EffectCall<'_>, payload: &Value) -> Result<EffectOutcome, EffectError> {
         self.handler()?.resume(call, payload)
     }
-}
-
-pub fn run(tools: &CatalogTools, cmd: &ToolsCommand, json: bool) -> Result<i32> {
-    match cmd {
-        ToolsCommand::List => {
-            let rows = tools.list()?;
-            if json {
-                let list: Vec<Value> = rows
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "name": r.name,
-                            "approval": r.approval.as_str(),
-                            "read_only": r.read_only,
-                            "bundle": r.bundle,
-                            "bundle_version": r.bundle_version,
-                            "component": r.component,
-                            "description": r.description,
-                        })
-                    })
-                    .collect();
-                println!("{}", Value::Array(list));
-            } else {
-                let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
-                for r in &rows {
-                    println!(
-                        "{:<width$}  {:<8}  {:<9}  {}@{}  {}",
-                        r.name,
-                        r.approval.as_str(),
-                        if r.read_only { "read-only" } else { "writes" },
-                        r.bundle,
-                        r.bundle_version,
-                        first_line(&r.description),
-                    );
-                }
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// A description's first line: a table row stays one line.
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
 }

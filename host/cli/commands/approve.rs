@@ -1,7 +1,52 @@
-//! Tool-call approvals: the calls a run waits on, and the decision a
-//! `waymark approve` sends.
+//! `waymark approve`: the calls a run waits on, and the decision it sends.
 
-use super::*;
+use anyhow::{Result, bail};
+use clap::Args;
+use serde_json::Value;
+use waymark_core::{RunState, RunStatus, WaitReason};
+
+use crate::global::GlobalArgs;
+use crate::output::{exit_code, show_run, status_text, wait_reason_text};
+
+/// Answer a run waiting for the approval of tool calls (see `status` for
+/// the calls) and advance it: approve them all, or deny them all with
+/// --deny, deciding single calls otherwise with --call.
+#[derive(Args)]
+pub struct ApproveArgs {
+    run_id: String,
+    /// Deny the calls that wait for approval (default: approve them).
+    #[arg(long)]
+    deny: bool,
+    /// Why; the workflow gets it with each denied call.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// Decide one call otherwise: `<call-id>=approve` or `<call-id>=deny`
+    /// (repeatable).
+    #[arg(long = "call", value_name = "CALL_ID=approve|deny")]
+    calls: Vec<String>,
+    /// Refuse unless the run still waits with this key.
+    #[arg(long)]
+    wait_key: Option<String>,
+}
+
+impl ApproveArgs {
+    pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
+        let host = g.open_host(false)?;
+        let rt = &host.runtime;
+        let state = rt.get_state(&self.run_id)?;
+        let wait = approval_wait(&state)?;
+        let payload = decision(
+            &wait_calls(wait),
+            self.deny,
+            self.reason.as_deref(),
+            &self.calls,
+        )?;
+        let key = self.wait_key.as_deref().unwrap_or(&wait.wait_key);
+        let state = rt.resume(&self.run_id, key, payload)?;
+        show_run(&mut std::io::stdout(), &state, g.json)?;
+        Ok(exit_code(&state))
+    }
+}
 
 /// One call of an approval wait, as its `details.calls` list it.
 pub(crate) struct WaitCall {
@@ -40,7 +85,7 @@ pub(crate) fn wait_calls(w: &waymark_core::WaitState) -> Vec<WaitCall> {
 }
 
 /// The wait of a run that waits for an approval, or why it does not.
-pub(crate) fn approval_wait(s: &RunState) -> Result<&waymark_core::WaitState> {
+fn approval_wait(s: &RunState) -> Result<&waymark_core::WaitState> {
     match (&s.status, &s.waiting) {
         (RunStatus::Waiting, Some(w)) if w.reason == WaitReason::Approval => Ok(w),
         (RunStatus::Waiting, Some(w)) => {
@@ -64,7 +109,7 @@ pub(crate) fn approval_wait(s: &RunState) -> Result<&waymark_core::WaitState> {
 
 /// The approval payload (`waymark_tools::Decision`) from `approve`'s
 /// options, checking each `--call` against the calls the wait lists.
-pub(crate) fn decision(
+fn decision(
     listed: &[WaitCall],
     deny: bool,
     reason: Option<&str>,

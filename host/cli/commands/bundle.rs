@@ -13,7 +13,32 @@ use waymark_bundle::{
 };
 use waymark_runtime::Workflow;
 
-use crate::{BundleCommand, Cli, loader};
+use clap::Subcommand;
+
+use crate::global::GlobalArgs;
+
+#[derive(Subcommand)]
+pub enum BundleCommand {
+    /// Pack a bundle from a pack file (a manifest whose workflows name a
+    /// component file, a Rust guest package, or a Python or JavaScript
+    /// source directory to build); `.wmb` output gives a single file,
+    /// anything else a directory.
+    Pack {
+        spec: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Install componentize-py / componentize-js into
+        /// target/lang-toolchains when a Python or JavaScript guest needs
+        /// them and they are missing (needs python3 or npm and network).
+        #[arg(long)]
+        install_toolchains: bool,
+    },
+    /// Show a bundle's manifest summary and what the policy would grant.
+    Inspect { bundle: PathBuf },
+    /// Check digests, compile every component and check what it describes;
+    /// exits 1 if anything is wrong.
+    Verify { bundle: PathBuf },
+}
 
 /// A pack file: a manifest whose workflows and tool components name, instead
 /// of a path inside the bundle and a digest, where the component comes from:
@@ -64,19 +89,21 @@ fn build_lang_guest(language: Language, source: &Path, toolchains: &Toolchains) 
     Ok(built.path)
 }
 
-pub fn run(cli: &Cli, cmd: &BundleCommand) -> Result<i32> {
-    match cmd {
-        BundleCommand::Pack {
-            spec,
-            out,
-            install_toolchains,
-        } => pack_cmd(cli, spec, out, *install_toolchains),
-        BundleCommand::Inspect { bundle } => inspect(cli, bundle),
-        BundleCommand::Verify { bundle } => verify(cli, bundle),
+impl BundleCommand {
+    pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
+        match self {
+            BundleCommand::Pack {
+                spec,
+                out,
+                install_toolchains,
+            } => pack_cmd(g, spec, out, *install_toolchains),
+            BundleCommand::Inspect { bundle } => inspect(g, bundle),
+            BundleCommand::Verify { bundle } => verify(g, bundle),
+        }
     }
 }
 
-fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -> Result<i32> {
+fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bool) -> Result<i32> {
     let text = std::fs::read_to_string(spec_path)
         .with_context(|| format!("cannot read pack file {}", spec_path.display()))?;
     let file: PackFile = toml::from_str(&text)
@@ -144,7 +171,7 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -
     };
     // Refuse to ship a component that does not describe the workflow it is
     // packed as.
-    let loader = loader(cli)?;
+    let loader = g.loader()?;
     for w in &spec.workflows {
         // Through the store's compile cache: a component with an
         // interpreter inside takes seconds to compile, and running the
@@ -185,7 +212,7 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -
         }
     }
     let packed = pack(&spec, out)?;
-    if cli.json {
+    if g.json {
         println!(
             "{}",
             serde_json::json!({"path": packed.path, "digest": packed.digest, "bytes": packed.total_bytes})
@@ -203,10 +230,10 @@ fn pack_cmd(cli: &Cli, spec_path: &Path, out: &Path, install_toolchains: bool) -
     Ok(0)
 }
 
-fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
+fn inspect(g: &GlobalArgs, path: &Path) -> Result<i32> {
     let bundle = Bundle::open(path)?;
     let report = bundle.inspect();
-    let loader = loader(cli)?;
+    let loader = g.loader()?;
     let rights = loader.effective_rights(&bundle.manifest);
     // What each tool component offers is known only from the component:
     // load it (through the compile cache) and ask.
@@ -218,7 +245,7 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
             .context("an opened bundle lost a tool component")?;
         tools.push(loader.load_tools_from_manifest(&bundle.manifest, &t.component, bytes)?);
     }
-    if cli.json {
+    if g.json {
         let mut v = serde_json::to_value(&report)?;
         v["effective"] = rights
             .iter()
@@ -340,7 +367,7 @@ fn inspect(cli: &Cli, path: &Path) -> Result<i32> {
     Ok(0)
 }
 
-fn verify(cli: &Cli, path: &Path) -> Result<i32> {
+fn verify(g: &GlobalArgs, path: &Path) -> Result<i32> {
     let bundle = match Bundle::open(path) {
         Ok(b) => b,
         Err(e) => {
@@ -348,7 +375,7 @@ fn verify(cli: &Cli, path: &Path) -> Result<i32> {
             return Ok(1);
         }
     };
-    let loader = loader(cli)?;
+    let loader = g.loader()?;
     match loader.load_bundle(&bundle) {
         Ok(loaded) => {
             for wf in &loaded.workflows {

@@ -12,12 +12,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use waymark_bundle::{Bundle, Manifest};
 use waymark_core::ledger::sha256_hex;
 use waymark_loader::{LoadError, LoadedBundle, LoadedTools, LoadedWorkflow, Loader, ToolOrigin};
 use waymark_runtime::{Workflow, WorkflowLoader};
+
+use crate::error::CatalogError;
+
+type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Index {
@@ -61,8 +64,11 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn open(dir: PathBuf, loader: Loader) -> Result<Self> {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the component catalog {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io {
+            action: "create the component catalog",
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Self { dir, loader })
     }
 
@@ -73,10 +79,12 @@ impl Catalog {
     fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("component index {} is corrupt", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CatalogError::Corrupt {
+                what: format!("component index {}", path.display()),
+                source: source.into(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(source) => Err(io("read", &path, source)),
         }
     }
 
@@ -91,16 +99,15 @@ impl Catalog {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .with_context(|| format!("cannot open {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+            .map_err(|e| io("open", &lock_path, e))?;
+        lock.lock().map_err(|e| io("lock", &lock_path, e))?;
         let mut index = self.read_index()?;
         let out = change(&mut index)?;
-        write_atomic(
-            &self.dir,
-            &self.index_path(),
-            &serde_json::to_vec_pretty(&index)?,
-        )?;
+        let bytes = serde_json::to_vec_pretty(&index).map_err(|source| CatalogError::Corrupt {
+            what: "the component index being written".to_owned(),
+            source: source.into(),
+        })?;
+        write_atomic(&self.dir, &self.index_path(), &bytes)?;
         // Dropping the file releases the lock.
         drop(lock);
         Ok(out)
@@ -112,20 +119,22 @@ impl Catalog {
 
     /// Loads a bare component file, saves it in the catalog and makes it
     /// the current version of its workflow id.
-    pub fn add_file(&self, path: &Path) -> Result<Arc<dyn Workflow>> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read component {}", path.display()))?;
+    pub fn add_file(&self, path: &Path) -> Result<LoadedWorkflow> {
+        let bytes = std::fs::read(path).map_err(|e| io("read component", path, e))?;
         let loaded = self
             .loader
             .load_component(&bytes)
-            .with_context(|| format!("cannot load {}", path.display()))?;
+            .map_err(|source| CatalogError::Load {
+                what: path.display().to_string(),
+                source,
+            })?;
         let (id, entry) =
             self.store_workflow(&loaded, &bytes, None, &path.display().to_string())?;
         self.update_index(|index| {
             index.workflows.insert(id, entry);
             Ok(())
         })?;
-        Ok(loaded.workflow)
+        Ok(loaded)
     }
 
     /// Loads every workflow and tool component of a verified bundle and
@@ -136,22 +145,30 @@ impl Catalog {
         let loaded = self
             .loader
             .load_bundle(bundle)
-            .with_context(|| format!("cannot load bundle {}", bundle.source))?;
+            .map_err(|source| CatalogError::Load {
+                what: format!("bundle {}", bundle.source),
+                source,
+            })?;
         let manifest = &bundle.manifest;
         let source = bundle.source.to_string();
         let mut entries = Vec::with_capacity(loaded.workflows.len());
         for (entry, wf) in manifest.workflows.iter().zip(&loaded.workflows) {
-            let bytes = bundle
-                .components
-                .get(&entry.component)
-                .context("a loaded bundle lost a component")?;
+            let bytes = bundle.components.get(&entry.component).ok_or_else(|| {
+                CatalogError::MissingBundleComponent {
+                    bundle: source.clone(),
+                    component: entry.component.clone(),
+                }
+            })?;
             entries.push(self.store_workflow(wf, bytes, Some(manifest), &source)?);
         }
         let mut components = Vec::with_capacity(loaded.tools.len());
         for t in &loaded.tools {
-            let bytes = bundle
-                .tool_component(&t.component)
-                .context("a loaded bundle lost a tool component")?;
+            let bytes = bundle.tool_component(&t.component).ok_or_else(|| {
+                CatalogError::MissingBundleComponent {
+                    bundle: source.clone(),
+                    component: t.component.clone(),
+                }
+            })?;
             self.store_component(t.digest(), bytes, Some(manifest))?;
             components.push(ToolComponent {
                 component: t.component.clone(),
@@ -162,8 +179,10 @@ impl Catalog {
         // The components are saved; the index makes them current, in one
         // locked update with the check that no other bundle offers its tools.
         self.update_index(|index| {
-            check_tool_names(index, &loaded)
-                .with_context(|| format!("cannot load bundle {}", bundle.source))?;
+            check_tool_names(index, &loaded).map_err(|source| CatalogError::Load {
+                what: format!("bundle {}", bundle.source),
+                source,
+            })?;
             index.workflows.extend(entries);
             if components.is_empty() {
                 index.tools.remove(&loaded.id);
@@ -194,26 +213,30 @@ impl Catalog {
     pub fn load_tools(&self, bundle_id: &str, entry: &ToolBundle) -> Result<Vec<LoadedTools>> {
         let mut out = Vec::with_capacity(entry.components.len());
         for c in &entry.components {
-            let bytes = self.read_verified(&c.digest)?.with_context(|| {
-                format!(
-                    "tool component {} of bundle '{bundle_id}' is missing from the catalog",
-                    c.component
+            let bytes = self.read_verified(&c.digest)?.ok_or_else(|| {
+                CatalogError::MissingToolComponent {
+                    bundle: bundle_id.to_owned(),
+                    component: c.component.clone(),
+                }
+            })?;
+            let manifest = self.read_manifest(&c.digest)?.ok_or_else(|| {
+                io(
+                    "read",
+                    &self.manifest_path(&c.digest),
+                    std::io::ErrorKind::NotFound.into(),
                 )
             })?;
-            let manifest_path = self.manifest_path(&c.digest);
-            let text = std::fs::read_to_string(&manifest_path)
-                .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-            let manifest = Manifest::parse(&text)
-                .with_context(|| format!("{} is corrupt", manifest_path.display()))?;
             match self
                 .loader
                 .load_tools_from_manifest(&manifest, &c.component, &bytes)
             {
                 Ok(t) => out.push(t),
                 Err(LoadError::Denied(_)) => return Ok(Vec::new()),
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot load the tools of bundle '{bundle_id}'"));
+                Err(source) => {
+                    return Err(CatalogError::Load {
+                        what: format!("the tools of bundle '{bundle_id}'"),
+                        source,
+                    });
                 }
             }
         }
@@ -261,10 +284,7 @@ impl Catalog {
             None => match std::fs::remove_file(&manifest_path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot remove {}", manifest_path.display()));
-                }
+                Err(e) => return Err(io("remove", &manifest_path, e)),
             },
         }
         Ok(())
@@ -274,20 +294,21 @@ impl Catalog {
     /// under; none when absent.
     fn read_verified(&self, digest: &str) -> Result<Option<Vec<u8>>> {
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("'{digest}' is not a sha256 digest");
+            return Err(CatalogError::NotADigest(digest.to_owned()));
         }
         let path = self.component_path(digest);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => return Err(io("read", &path, e)),
         };
         let actual = sha256_hex(&bytes);
         if actual != digest {
-            bail!(
-                "component {} is corrupt: its sha256 is {actual}, expected {digest}",
-                path.display()
-            );
+            return Err(CatalogError::DigestMismatch {
+                path,
+                actual,
+                expected: digest.to_owned(),
+            });
         }
         Ok(Some(bytes))
     }
@@ -304,24 +325,33 @@ impl Catalog {
         let Some(bytes) = self.read_verified(digest)? else {
             return Ok(None);
         };
-        let path = self.component_path(digest);
-        let manifest_path = self.manifest_path(digest);
-        let loaded = match std::fs::read_to_string(&manifest_path) {
-            Ok(text) => {
-                let manifest = Manifest::parse(&text)
-                    .with_context(|| format!("{} is corrupt", manifest_path.display()))?;
-                self.loader
-                    .load_from_manifest(&manifest, workflow_id, &bytes)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.loader.load_component(&bytes)
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read {}", manifest_path.display()));
-            }
+        let loaded = match self.read_manifest(digest)? {
+            Some(manifest) => self
+                .loader
+                .load_from_manifest(&manifest, workflow_id, &bytes),
+            None => self.loader.load_component(&bytes),
         }
-        .with_context(|| format!("cannot load {}", path.display()))?;
+        .map_err(|source| CatalogError::Load {
+            what: self.component_path(digest).display().to_string(),
+            source,
+        })?;
         Ok(Some(loaded.workflow))
+    }
+
+    /// The manifest of the bundle a component came from; none for a bare
+    /// component.
+    fn read_manifest(&self, digest: &str) -> Result<Option<Manifest>> {
+        let path = self.manifest_path(digest);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Manifest::parse(&text)
+                .map(Some)
+                .map_err(|source| CatalogError::Corrupt {
+                    what: path.display().to_string(),
+                    source: source.into(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path, e)),
+        }
     }
 }
 
@@ -331,27 +361,25 @@ impl WorkflowLoader for Catalog {
         workflow_id: &str,
         digest: Option<&str>,
     ) -> std::result::Result<Option<Arc<dyn Workflow>>, String> {
-        let digest = match digest {
-            Some(d) => d.to_owned(),
-            None => match self
+        let found = match digest {
+            Some(d) => Ok(Some(d.to_owned())),
+            None => self
                 .read_index()
-                .map_err(|e| format!("{e:#}"))?
-                .workflows
-                .get(workflow_id)
-            {
-                Some(entry) => entry.digest.clone(),
-                None => return Ok(None),
-            },
+                .map(|index| index.workflows.get(workflow_id).map(|e| e.digest.clone())),
         };
-        self.load_digest(workflow_id, &digest)
-            .map_err(|e| format!("{e:#}"))
+        let loaded = match found {
+            Ok(Some(digest)) => self.load_digest(workflow_id, &digest),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        loaded.map_err(|e| error_chain(&e))
     }
 }
 
 /// A tool of `loaded` that another bundle of the catalog offers is the
 /// loader's [`LoadError::DuplicateTool`]. (Its earlier versions do not
 /// count: the new one replaces them.)
-fn check_tool_names(index: &Index, loaded: &LoadedBundle) -> Result<()> {
+fn check_tool_names(index: &Index, loaded: &LoadedBundle) -> Result<(), LoadError> {
     for t in &loaded.tools {
         for info in t.tools.tools() {
             let other = index.tools.iter().find_map(|(id, b)| {
@@ -366,8 +394,7 @@ fn check_tool_names(index: &Index, loaded: &LoadedBundle) -> Result<()> {
                         bundle: loaded.id.clone(),
                         component: t.component.clone(),
                     },
-                }
-                .into());
+                });
             }
         }
     }
@@ -392,14 +419,34 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+        return Err(io("write", &tmp, e));
     }
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot replace {}", path.display()));
+        return Err(io("replace", path, e));
     }
     // The rename itself is durable once the directory is synced.
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))
+        .map_err(|e| io("sync", dir, e))
+}
+
+fn io(action: &'static str, path: &Path, source: std::io::Error) -> CatalogError {
+    CatalogError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` prints them.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

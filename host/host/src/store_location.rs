@@ -1,7 +1,23 @@
 //! Where the store is: a SQLite file or a file-store directory, chosen from
-//! `--store`; URLs of stores this build does not have are refused.
+//! what an operator wrote (`--store`, `WAYMARK_STORE`); URLs of stores this
+//! build does not have are refused.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use waymark_core::{Durability, Store};
+use waymark_files::{FileOptions, FileStore};
+use waymark_sqlite::{SqliteOptions, SqliteStore};
+
+use crate::error::HostError;
+
+type Result<T, E = HostError> = std::result::Result<T, E>;
+
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        return Err(HostError::Location(format!($($arg)*)))
+    };
+}
 
 impl std::fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -12,41 +28,44 @@ impl std::fmt::Display for StoreLocation {
     }
 }
 
-/// Which backend `--store` names.
+/// Which backend a store location names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StoreLocation {
+pub enum StoreLocation {
+    /// A SQLite database file.
     Sqlite(PathBuf),
+    /// A file-store directory.
     Files(PathBuf),
 }
 
 impl StoreLocation {
-    pub(crate) fn of(cli: &Cli) -> Result<Self> {
-        let raw = cli.store.as_os_str();
-        let Some(text) = raw.to_str() else {
-            return Ok(if cli.store.is_dir() {
-                Self::Files(cli.store.clone())
+    /// Reads a location as `--store` takes it: `sqlite:<file>`,
+    /// `files:<dir>`, a directory (a file store), or a file path (SQLite).
+    pub fn parse(store: &Path) -> Result<Self> {
+        let Some(text) = store.as_os_str().to_str() else {
+            return Ok(if store.is_dir() {
+                Self::Files(store.to_owned())
             } else {
-                Self::Sqlite(cli.store.clone())
+                Self::Sqlite(store.to_owned())
             });
         };
         if let Some(dir) = text.strip_prefix("files:") {
             if dir.is_empty() {
-                bail!("--store files:<dir> needs a directory, e.g. files:.waymark/store");
+                refuse!("--store files:<dir> needs a directory, e.g. files:.waymark/store");
             }
             return Ok(Self::Files(PathBuf::from(dir)));
         }
         if let Some(file) = text.strip_prefix("sqlite:") {
             if file.is_empty() {
-                bail!("--store sqlite:<file> needs a file path");
+                refuse!("--store sqlite:<file> needs a file path");
             }
             return Ok(Self::Sqlite(PathBuf::from(file)));
         }
         if text.is_empty() {
-            bail!("--store is empty: give a SQLite file or files:<dir>");
+            refuse!("--store is empty: give a SQLite file or files:<dir>");
         }
         if let Some(scheme) = url_scheme(text) {
             // Only the scheme is shown: the rest may hold a password.
-            bail!(
+            refuse!(
                 "--store: this build does not support `{scheme}:` stores; supported: a SQLite \
                  file path (or sqlite:<file>) and files:<dir> (a file whose name has a colon \
                  can be given as ./{scheme}:...)"
@@ -56,29 +75,29 @@ impl StoreLocation {
         // that is a file store or empty. Any other directory (say, the one
         // holding the default SQLite file) is refused rather than silently
         // turned into a new file store.
-        if cli.store.is_dir() {
-            let is_store = cli.store.join("journal.jsonl").exists()
-                || std::fs::read_dir(&cli.store).is_ok_and(|mut d| d.next().is_none());
+        if store.is_dir() {
+            let is_store = store.join("journal.jsonl").exists()
+                || std::fs::read_dir(store).is_ok_and(|mut d| d.next().is_none());
             if !is_store {
-                bail!(
+                refuse!(
                     "--store {} is a directory but not a file store; give a SQLite file \
                      (e.g. {}/waymark.db) or files:<dir>",
-                    cli.store.display(),
-                    cli.store.display()
+                    store.display(),
+                    store.display()
                 );
             }
-            return Ok(Self::Files(cli.store.clone()));
+            return Ok(Self::Files(store.to_owned()));
         }
         Ok(if text.ends_with(std::path::MAIN_SEPARATOR) {
-            Self::Files(cli.store.clone())
+            Self::Files(store.to_owned())
         } else {
-            Self::Sqlite(cli.store.clone())
+            Self::Sqlite(store.to_owned())
         })
     }
 
     /// Where the catalog and the compile cache live: beside a SQLite file,
     /// inside a file-store directory.
-    pub(crate) fn state_dir(&self) -> PathBuf {
+    pub fn state_dir(&self) -> PathBuf {
         match self {
             Self::Sqlite(file) => file
                 .parent()
@@ -89,11 +108,16 @@ impl StoreLocation {
         }
     }
 
-    pub(crate) fn open(&self, durability: Durability) -> Result<Arc<dyn Store>> {
+    /// Opens the store, creating it if it does not exist.
+    pub fn open(&self, durability: Durability) -> Result<Arc<dyn Store>> {
         Ok(match self {
             Self::Sqlite(file) => Arc::new(
-                SqliteStore::open_with(file, SqliteOptions { durability })
-                    .with_context(|| format!("cannot open store {}", file.display()))?,
+                SqliteStore::open_with(file, SqliteOptions { durability }).map_err(|source| {
+                    HostError::Store {
+                        what: format!("store {}", file.display()),
+                        source,
+                    }
+                })?,
             ),
             Self::Files(dir) => Arc::new(
                 FileStore::open_with(
@@ -103,7 +127,10 @@ impl StoreLocation {
                         ..FileOptions::default()
                     },
                 )
-                .with_context(|| format!("cannot open file store {}", dir.display()))?,
+                .map_err(|source| HostError::Store {
+                    what: format!("file store {}", dir.display()),
+                    source,
+                })?,
             ),
         })
     }
@@ -113,17 +140,11 @@ impl StoreLocation {
 /// two or more letters, digits, `+`, `-` or `.` before a colon, starting
 /// with a letter. A path never looks like that unless it is a bare relative
 /// name with a colon, which `./` disambiguates.
-pub(crate) fn url_scheme(text: &str) -> Option<&str> {
+fn url_scheme(text: &str) -> Option<&str> {
     let (scheme, _) = text.split_once(':')?;
     let mut chars = scheme.chars();
     let valid = scheme.len() >= 2
         && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     valid.then_some(scheme)
-}
-
-/// The directory of the catalog and the compile cache (see
-/// [`StoreLocation::state_dir`]).
-pub(crate) fn state_dir(cli: &Cli) -> Result<PathBuf> {
-    Ok(StoreLocation::of(cli)?.state_dir())
 }

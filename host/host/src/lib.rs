@@ -1,0 +1,28 @@
+//! A Waymark host assembled once, for every process that runs workflows:
+//! the command line, `waymark serve`, embedders and servers.
+//!
+//! - [`StoreLocation`]: which store an operator named, and opening it;
+//! - [`policy`], [`engine`], [`runtime_config`]: the operator policy with
+//!   overrides, the engine it sizes, the runtime limits it sets;
+//! - [`Catalog`]: the components beside a store, by digest, so any process
+//!   resumes a run with the exact component it recorded;
+//! - [`CatalogTools`]: the `tool_calls` handler, fed from the catalog;
+//! - [`Host`]: all of it on one runtime.
+//!
+//! The lease-held turn every process takes to advance a run on a shared
+//! store is `waymark_driver::tick_under_lease`.
+
+mod catalog;
+mod error;
+mod host;
+mod store_location;
+mod tools;
+
+pub use catalog::{Catalog, Entry, ToolBundle, ToolComponent};
+pub use error::{CatalogError, HostError, ToolsError};
+pub use host::{
+    Compiles, Host, HostLoadError, HostOptions, LimitOverrides, engine, is_bundle, loader, policy,
+    runtime_config,
+};
+pub use store_location::StoreLocation;
+pub use tools::{CatalogTools, ToolRow};

@@ -1,0 +1,115 @@
+//! The schema's history: one SQL file per version under `migrations/`,
+//! embedded in the binary so that a store needs nothing beside its own
+//! file. [`schema::migrate`](crate::schema::migrate) applies them.
+//!
+//! A file at `user_version` n has had exactly the first n steps applied, and
+//! a fresh file runs them all, so every file ends up with the same schema
+//! whichever version it started from. A released step is never edited: a
+//! change to the schema is a new file and a new entry here.
+
+/// One step of the schema: the SQL that takes a file from `version - 1` to
+/// `version`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    /// The `user_version` a file has once this step is applied.
+    pub(crate) version: i64,
+    /// What the step is about, as in its file name, `{version:04}_{name}.sql`.
+    pub(crate) name: &'static str,
+    /// The step's statements, run as one batch.
+    pub(crate) sql: &'static str,
+}
+
+/// Every step, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs_and_ledger",
+        sql: include_str!("../migrations/0001_runs_and_ledger.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "pause_and_host_tables",
+        sql: include_str!("../migrations/0002_pause_and_host_tables.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "leases",
+        sql: include_str!("../migrations/0003_leases.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "partial_run_indexes",
+        sql: include_str!("../migrations/0004_partial_run_indexes.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "root_run_id",
+        sql: include_str!("../migrations/0005_root_run_id.sql"),
+    },
+];
+
+/// The version the last step leaves a file at.
+pub(crate) const LATEST_VERSION: i64 = latest_version(MIGRATIONS);
+
+/// The last step's version. Evaluated at compile time, it fails the build
+/// unless the steps are numbered 1, 2, 3... in order: a gap or a swap would
+/// make `user_version` n stop meaning "the first n steps were applied".
+const fn latest_version(steps: &[Migration]) -> i64 {
+    assert!(!steps.is_empty(), "the schema needs at least one migration");
+    let mut expected = 1;
+    let mut i = 0;
+    while i < steps.len() {
+        assert!(
+            steps[i].version == expected,
+            "migrations must be numbered 1, 2, 3... in order"
+        );
+        expected += 1;
+        i += 1;
+    }
+    expected - 1
+}
+
+/// The steps a file at `version` still lacks, oldest first.
+pub(crate) fn pending(version: i64) -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS.iter().filter(move |step| step.version > version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The folder and the list name the same files with the same text, so a
+    /// file added without its entry (or renamed) fails here rather than
+    /// being silently left out.
+    #[test]
+    fn the_list_matches_the_migrations_folder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut on_disk: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .expect("read migrations folder")
+            .map(|entry| {
+                let path = entry.expect("read migrations entry").path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .expect("utf-8 file name")
+                    .to_owned();
+                let sql = std::fs::read_to_string(&path).expect("read migration");
+                (name, sql)
+            })
+            .collect();
+        on_disk.sort();
+        let listed: Vec<(String, String)> = MIGRATIONS
+            .iter()
+            .map(|m| (format!("{:04}_{}.sql", m.version, m.name), m.sql.to_owned()))
+            .collect();
+        assert_eq!(listed, on_disk);
+    }
+
+    #[test]
+    fn pending_steps_are_those_above_the_version() {
+        let versions = |from| pending(from).map(|m| m.version).collect::<Vec<_>>();
+        assert_eq!(versions(0), (1..=LATEST_VERSION).collect::<Vec<_>>());
+        assert_eq!(versions(3), (4..=LATEST_VERSION).collect::<Vec<_>>());
+        assert!(versions(LATEST_VERSION).is_empty());
+    }
+}
