@@ -12,6 +12,7 @@ mod docs;
 mod driver;
 mod durability;
 mod effects;
+mod golden;
 mod hostile;
 mod lang;
 mod ledger;
