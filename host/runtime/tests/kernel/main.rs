@@ -1,0 +1,18 @@
+//! The kernel's own integration tests: native workflows (Rust closures per
+//! node) on an in-memory store and a manual clock, one module per concern.
+//! They need no WASM guest, so they build and run in seconds.
+
+mod support;
+
+mod approvals;
+mod budgets;
+mod children;
+mod control;
+mod effects;
+mod events;
+mod ledger;
+mod limits;
+mod recovery;
+mod retries;
+mod timers;
+mod waits;
