@@ -33,6 +33,13 @@ struct Staged {
 }
 
 impl Batch {
+    /// A batch holding only an effect-log entry.
+    pub fn of_effect(entry: EffectEntry) -> Self {
+        Self {
+            effects: vec![entry],
+            ..Self::default()
+        }
+    }
     /// The run as this batch leaves it, else as stored.
     pub fn load(&self, store: &dyn Store, run_id: &str) -> Result<RunState, StoreError> {
         match self.index.get(run_id) {

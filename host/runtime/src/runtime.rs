@@ -11,8 +11,9 @@
 //!
 //! This file holds the `Runtime` itself (construction, registration,
 //! starting and ticking runs, reading them back); the rest is split by
-//! concern, in `runtime/`: `advance.rs` (the step loop), `apply.rs`
-//! (acting on a plan), `perform.rs` (effects), `waits.rs` (ending waits:
+//! concern, in `runtime/`: `advance.rs` (the step loop), `step.rs` (a step
+//! in flight and how it ends), `apply.rs` (acting on a plan, in stages),
+//! `perform.rs` (effects), `waits.rs` (ending waits:
 //! answers, events, timers, a child's end), `commit.rs` (landing batches),
 //! `keys.rs`, `config.rs`, `error.rs` and `scheduler.rs`.
 
@@ -35,6 +36,7 @@ mod error;
 mod keys;
 mod perform;
 mod scheduler;
+mod step;
 mod waits;
 
 pub use config::RuntimeConfig;
@@ -45,13 +47,14 @@ pub use keys::effect_key;
 pub use keys::scope_key;
 pub use scheduler::Scheduler;
 
-use apply::{Resumed, store_result, touched_keys};
-use keys::resume_key;
+use apply::{store_result, touched_keys};
+use keys::{node_retry_key, resume_key, wait_key};
+use step::{Halt, Resumed, Stage, Step, StepEnd};
 use waits::{reason_name, wait_from_request};
 
 use crate::batch::Batch;
 use crate::effects::{EffectCall, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest};
-use crate::workflow::{StepContext, StepFailure, Workflow, WorkflowRegistry};
+use crate::workflow::{StepContext, StepFailure, StepOutput, Workflow, WorkflowRegistry};
 
 /// Options for [`Runtime::start_with`].
 #[derive(Debug, Clone, Default)]
@@ -83,7 +86,11 @@ pub struct Runtime {
     interrupted: std::sync::atomic::AtomicBool,
 }
 
-/// What performing an effect came to.
+/// What performing an effect came to, for the step. A handler answers in
+/// [`EffectOutcome`] (its public vocabulary: done, or wait as requested);
+/// the kernel's effects and the effect log answer here, with the wait made
+/// concrete and a retry with its delay. A failure is the stage's
+/// [`Halt::Fail`], not a variant.
 enum Performed {
     Done(Value),
     Wait(Box<WaitState>),

@@ -127,17 +127,21 @@ impl Runtime {
         };
         let result = wf.run_node(&ctx);
         drop(vars);
-        let mut rec = StepRecord::new(
-            &run.run_id,
-            RecordKind::Step,
-            StepStatus::Completed,
-            started,
-        );
-        rec.node_id = Some(node.clone());
-        rec.attempt = attempt;
-        rec.component_digest = wf.digest().map(str::to_owned);
+        let mut step = Step::new(wf, run, attempt, started);
         run.steps += 1;
+        let end = self.after_node(&mut step, run, result, batch);
+        self.end_step(run, step, end, batch)
+    }
 
+    /// What the node returned: a failure to retry or fail on, or a plan to
+    /// check and act on.
+    fn after_node(
+        &self,
+        step: &mut Step<'_>,
+        run: &mut RunState,
+        result: std::result::Result<StepOutput, StepFailure>,
+        batch: &mut Batch,
+    ) -> Stage<StepEnd> {
         let output = match result {
             Ok(out) => out,
             Err(StepFailure {
@@ -146,28 +150,30 @@ impl Runtime {
                 fuel_consumed,
                 retryable,
             }) => {
-                rec.logs = logs;
-                rec.fuel_consumed = fuel_consumed;
+                step.rec.logs = logs;
+                step.rec.fuel_consumed = fuel_consumed;
                 let policy = self.config.node_retry;
-                if retryable && attempt < policy.max_attempts {
-                    let key = format!("{}:{}:{}", run.run_id, node, run.ledger.next_seq);
-                    let delay = policy.backoff_ms(attempt, &key);
+                if retryable && step.attempt < policy.max_attempts {
+                    let key = node_retry_key(&run.run_id, &step.node, run.ledger.next_seq);
                     let wait = WaitState {
-                        attempt,
+                        attempt: step.attempt,
                         pending_plan: None,
                         ..WaitState::new(WaitReason::Retry)
                     };
-                    return self.wait_to_retry(run, rec, error.at_node(node), wait, delay, batch);
+                    return Ok(StepEnd::Retries {
+                        error,
+                        wait: Box::new(wait),
+                        delay_ms: policy.backoff_ms(step.attempt, &key),
+                    });
                 }
-                return self.fail_step(run, rec, error.at_node(node), batch);
+                return Err(error.into());
             }
         };
-        rec.logs = output.logs;
-        rec.fuel_consumed = output.fuel_consumed;
+        step.rec.logs = output.logs;
+        step.rec.fuel_consumed = output.fuel_consumed;
         let plan = output.plan;
-
         if plan.writes.len() > self.config.max_writes_per_plan {
-            let err = RunError::new(
+            return Err(RunError::new(
                 FailureKind::PlanTooLarge,
                 format!(
                     "the plan carries {} var writes; the limit is {}",
@@ -175,14 +181,12 @@ impl Runtime {
                     self.config.max_writes_per_plan
                 ),
             )
-            .at_node(node);
-            return self.fail_step(run, rec, err, batch);
+            .into());
         }
-        if let Err(msg) = crate::plan::validate(&plan, wf.info()) {
-            let err = RunError::new(FailureKind::InvalidPlan, msg).at_node(node);
-            return self.fail_step(run, rec, err, batch);
+        if let Err(msg) = crate::plan::validate(&plan, step.wf.info()) {
+            return Err(RunError::new(FailureKind::InvalidPlan, msg).into());
         }
-        self.apply_plan(wf, run, node, plan, attempt, rec, batch, None)
+        self.act_on_plan(step, run, plan, batch)
     }
 
     /// Seals the step's record and stages the run; a run that ended settles

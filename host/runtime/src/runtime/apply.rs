@@ -1,200 +1,209 @@
-//! Acting on a validated plan: its writes, its effect (refused, performed,
-//! or waited for), its transition; and the retries of a failed attempt.
+//! Acting on a validated plan, in stages: apply its writes, authorize its
+//! effect, perform it, store its result, take its transition (see
+//! `step.rs` for how a step ends); and the retries of a failed attempt.
 
 use super::*;
 
 impl Runtime {
-    /// Acts on a validated plan: applies its writes, performs its effect,
-    /// takes its transition, and stages the step's record.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one step's pieces; a step pipeline type replaces them in the restructure"
-    )]
-    pub(super) fn apply_plan(
+    /// Acts on a validated plan; the step ends in the returned [`StepEnd`].
+    pub(super) fn act_on_plan(
         &self,
-        wf: &dyn Workflow,
+        step: &mut Step<'_>,
         run: &mut RunState,
-        node: String,
         mut plan: StepPlan,
-        attempt: u32,
-        mut rec: StepRecord,
         batch: &mut Batch,
-        resumed: Option<Resumed<'_>>,
-    ) -> Result<()> {
-        // Apply writes to a copy: a write that fails leaves vars untouched.
-        let mut old_vars = None;
-        if !plan.writes.is_empty() {
-            let touched = touched_keys(plan.writes.iter().map(|w| match w {
-                waymark_core::VarWrite::Set { path, .. }
-                | waymark_core::VarWrite::Remove { path } => path.as_str(),
-            }));
-            let mut v = run.vars.clone();
-            self.materialize(run, &mut v, &touched)?;
-            if let Err(e) = vars::apply(&mut v, &plan.writes) {
-                let err = RunError::new(FailureKind::InvalidPlan, e.to_string()).at_node(node);
-                return self.fail_step(run, rec, err, batch);
-            }
-            if vars::depth(&v) > vars::MAX_VARS_DEPTH {
-                let err = RunError::new(
-                    FailureKind::InvalidPlan,
-                    format!(
-                        "the writes nest vars deeper than {} levels",
-                        vars::MAX_VARS_DEPTH
-                    ),
-                )
-                .at_node(node);
-                return self.fail_step(run, rec, err, batch);
-            }
-            old_vars = Some(std::mem::replace(&mut run.vars, v));
-            self.offload_vars(run, touched)?;
-            for w in &mut plan.writes {
-                if let waymark_core::VarWrite::Set { value, .. } = w {
-                    self.offload_value(run, value)?;
-                }
-            }
-        }
-        rec.writes = plan.writes.clone();
-        rec.result_key = plan.result_key.clone();
-
+    ) -> Stage<StepEnd> {
+        let old_vars = self.apply_writes(run, &mut plan)?;
+        step.rec.writes = plan.writes.clone();
+        step.rec.result_key = plan.result_key.clone();
         if let Some(effect) = plan.effect.clone() {
-            if let Some(grants) = wf.grants()
+            step.rec.effect = Some(effect.clone());
+            if let Some(grants) = step.wf.grants()
                 && let Some(reason) = refusal(grants, &effect)
             {
-                rec.effect = Some(effect);
-                let err = RunError::new(FailureKind::EffectNotAllowed, reason).at_node(node);
-                return self.fail_step(run, rec, err, batch);
+                return Err(RunError::new(FailureKind::EffectNotAllowed, reason).into());
             }
-            let host = is_host_effect(&effect);
-            let outcome = if let Some(resumed) = &resumed {
-                // Finishing an effect whose handler made the run wait: the
-                // resume record is in `batch` and must land with this step,
-                // or a crash between them would leave the run at the node
-                // that is never to run again.
-                rec.idempotency_key = Some(resumed.key.clone());
-                self.perform_host(
-                    run,
-                    &node,
-                    &effect,
-                    &resumed.key,
-                    attempt,
-                    &mut rec,
-                    Some(resumed.payload),
-                )?
-            } else if let Some(err) = over_budget(run, &effect) {
-                rec.effect = Some(effect);
-                return self.fail_step(run, rec, err.at_node(node), batch);
-            } else if host {
-                // A durability point: the steps before it land before the
-                // world outside is touched.
-                self.check_held(&run.run_id)?;
-                if !batch.is_empty() {
-                    let follow = self.land_keeping(std::mem::take(batch), run)?;
-                    batch.follow.extend(follow);
-                }
-                let key = effect_key(&run.run_id, &node, &effect, run.effect_seq);
-                rec.idempotency_key = Some(key.clone());
-                let outcome =
-                    self.perform_host(run, &node, &effect, &key, attempt, &mut rec, None)?;
-                if !matches!(outcome, Ok(Performed::Retry { .. })) {
-                    run.effect_seq += 1;
-                }
-                outcome
-            } else {
-                let outcome = self.perform(run, &node, &effect, &plan.transition, batch)?;
-                if matches!(effect, Effect::StartSubworkflow { .. }) && outcome.is_ok() {
-                    run.children_started += 1;
-                }
-                outcome
-            };
-            rec.effect = Some(effect);
-            match outcome {
-                Err(err) => return self.fail_step(run, rec, err.at_node(node), batch),
-                Ok(Performed::Retry { error, delay_ms }) => {
+            match self.perform_effect(step, run, &effect, &plan.transition, batch)? {
+                Performed::Retry { error, delay_ms } => {
                     if let Some(v) = old_vars {
                         run.vars = v;
                     }
-                    let err = RunError::new(FailureKind::EffectFailed, error).at_node(node);
                     let wait = WaitState {
-                        attempt,
+                        attempt: step.attempt,
                         result_key: plan.result_key.clone(),
                         pending_plan: Some(Box::new(plan)),
                         ..WaitState::new(WaitReason::Retry)
                     };
-                    return self.wait_to_retry(run, rec, err, wait, delay_ms, batch);
+                    return Ok(StepEnd::Retries {
+                        error: RunError::new(FailureKind::EffectFailed, error),
+                        wait: Box::new(wait),
+                        delay_ms,
+                    });
                 }
-                Ok(Performed::Done(mut value)) => {
-                    if let Some(err) = spend_tokens(run, rec.effect.as_ref(), &value) {
-                        rec.result = Some(value);
-                        return self.fail_step(run, rec, err.at_node(node), batch);
-                    }
-                    if let Some(key) = &plan.result_key {
-                        let touched = touched_keys(std::iter::once(key.as_str()));
-                        let mut v = run.vars.clone();
-                        self.materialize(run, &mut v, &touched)?;
-                        if let Err(e) = store_result(&mut v, key, value.clone()) {
-                            rec.result = Some(value);
-                            let err =
-                                RunError::new(FailureKind::InvalidPlan, format!("result key: {e}"))
-                                    .at_node(node);
-                            return self.fail_step(run, rec, err, batch);
-                        }
-                        run.vars = v;
-                        self.offload_vars(run, touched)?;
-                    }
-                    self.offload_value(run, &mut value)?;
-                    rec.result = Some(value);
-                }
-                Ok(Performed::Wait(wait)) => {
-                    let mut wait = *wait;
-                    let Transition::NextNode(next) = &plan.transition else {
-                        let err = RunError::new(
-                            FailureKind::InvalidPlan,
-                            "a blocking effect needs a next node to resume to, not complete-output",
-                        )
-                        .at_node(node);
-                        return self.fail_step(run, rec, err, batch);
-                    };
-                    wait.resume_to_node = next.clone();
-                    if host {
-                        // The resume goes back to the handler with this
-                        // effect (see `EffectHandler::resume`).
-                        wait.pending_plan = Some(Box::new(StepPlan {
-                            writes: Vec::new(),
-                            effect: rec.effect.clone(),
-                            result_key: plan.result_key.clone(),
-                            transition: plan.transition.clone(),
-                        }));
-                    }
-                    wait.result_key = plan.result_key;
-                    wait.wait_key = format!(
-                        "{}:{}:{}",
-                        reason_name(wait.reason),
-                        run.run_id,
-                        run.ledger.next_seq
-                    );
-                    rec.status = StepStatus::Waiting;
-                    rec.next_node = Some(next.clone());
-                    rec.wait = Some(wait.clone());
-                    run.status = RunStatus::Waiting;
-                    run.waiting = Some(wait);
-                    return self.commit_step(run, rec, batch);
+                Performed::Done(value) => self.store_effect_result(step, run, value, &plan)?,
+                Performed::Wait(wait) => {
+                    let host = is_host_effect(&effect);
+                    return self.wait_for_effect(step, run, *wait, plan, host);
                 }
             }
         }
-
         match plan.transition {
             Transition::NextNode(next) => {
-                rec.next_node = Some(next.clone());
+                step.rec.next_node = Some(next.clone());
                 run.current_node = next;
             }
             Transition::CompleteOutput(mut out) => {
                 self.offload_value(run, &mut out)?;
-                rec.output = Some(out.clone());
+                step.rec.output = Some(out.clone());
                 run.output = Some(out);
                 run.status = RunStatus::Completed;
             }
         }
-        self.commit_step(run, rec, batch)
+        Ok(StepEnd::Moved)
+    }
+
+    /// Applies the plan's writes to a copy of the vars, so a write that
+    /// fails leaves them untouched; returns the vars as they were, if any
+    /// write changed them.
+    fn apply_writes(&self, run: &mut RunState, plan: &mut StepPlan) -> Stage<Option<Value>> {
+        if plan.writes.is_empty() {
+            return Ok(None);
+        }
+        let touched = touched_keys(plan.writes.iter().map(|w| match w {
+            waymark_core::VarWrite::Set { path, .. } | waymark_core::VarWrite::Remove { path } => {
+                path.as_str()
+            }
+        }));
+        let mut v = run.vars.clone();
+        self.materialize(run, &mut v, &touched)?;
+        if let Err(e) = vars::apply(&mut v, &plan.writes) {
+            return Err(RunError::new(FailureKind::InvalidPlan, e.to_string()).into());
+        }
+        if vars::depth(&v) > vars::MAX_VARS_DEPTH {
+            return Err(RunError::new(
+                FailureKind::InvalidPlan,
+                format!(
+                    "the writes nest vars deeper than {} levels",
+                    vars::MAX_VARS_DEPTH
+                ),
+            )
+            .into());
+        }
+        let old_vars = std::mem::replace(&mut run.vars, v);
+        self.offload_vars(run, touched)?;
+        for w in &mut plan.writes {
+            if let waymark_core::VarWrite::Set { value, .. } = w {
+                self.offload_value(run, value)?;
+            }
+        }
+        Ok(Some(old_vars))
+    }
+
+    /// Performs the plan's effect: a handler's resume, a host effect (a
+    /// durability point: the steps before it land before the world outside
+    /// is touched), or a built-in one.
+    fn perform_effect(
+        &self,
+        step: &mut Step<'_>,
+        run: &mut RunState,
+        effect: &Effect,
+        transition: &Transition,
+        batch: &mut Batch,
+    ) -> Stage<Performed> {
+        if let Some(resumed) = &step.resumed {
+            // Finishing an effect whose handler made the run wait: the
+            // resume record is in `batch` and must land with this step, or
+            // a crash between them would leave the run at the node that is
+            // never to run again.
+            let key = resumed.key.clone();
+            step.rec.idempotency_key = Some(key.clone());
+            return self.perform_host(run, step, effect, &key);
+        }
+        if let Some(err) = over_budget(run, effect) {
+            return Err(err.into());
+        }
+        if is_host_effect(effect) {
+            self.check_held(&run.run_id)?;
+            if !batch.is_empty() {
+                let follow = self.land_keeping(std::mem::take(batch), run)?;
+                batch.follow.extend(follow);
+            }
+            let key = effect_key(&run.run_id, &step.node, effect, run.effect_seq);
+            step.rec.idempotency_key = Some(key.clone());
+            let performed = self.perform_host(run, step, effect, &key);
+            if !matches!(performed, Ok(Performed::Retry { .. }) | Err(Halt::Host(_))) {
+                run.effect_seq += 1;
+            }
+            return performed;
+        }
+        let performed = self.perform(run, &step.node, effect, transition, batch);
+        if matches!(effect, Effect::StartSubworkflow { .. }) && performed.is_ok() {
+            run.children_started += 1;
+        }
+        performed
+    }
+
+    /// Counts an LLM call's tokens and stores the effect's result at the
+    /// plan's result key.
+    fn store_effect_result(
+        &self,
+        step: &mut Step<'_>,
+        run: &mut RunState,
+        mut value: Value,
+        plan: &StepPlan,
+    ) -> Stage<()> {
+        if let Some(err) = spend_tokens(run, step.rec.effect.as_ref(), &value) {
+            step.rec.result = Some(value);
+            return Err(err.into());
+        }
+        if let Some(key) = &plan.result_key {
+            let touched = touched_keys(std::iter::once(key.as_str()));
+            let mut v = run.vars.clone();
+            self.materialize(run, &mut v, &touched)?;
+            if let Err(e) = store_result(&mut v, key, value.clone()) {
+                step.rec.result = Some(value);
+                return Err(
+                    RunError::new(FailureKind::InvalidPlan, format!("result key: {e}")).into(),
+                );
+            }
+            run.vars = v;
+            self.offload_vars(run, touched)?;
+        }
+        self.offload_value(run, &mut value)?;
+        step.rec.result = Some(value);
+        Ok(())
+    }
+
+    /// The wait an effect asked for, resuming at the plan's next node.
+    fn wait_for_effect(
+        &self,
+        step: &Step<'_>,
+        run: &RunState,
+        mut wait: WaitState,
+        plan: StepPlan,
+        host: bool,
+    ) -> Stage<StepEnd> {
+        let Transition::NextNode(next) = &plan.transition else {
+            return Err(RunError::new(
+                FailureKind::InvalidPlan,
+                "a blocking effect needs a next node to resume to, not complete-output",
+            )
+            .into());
+        };
+        wait.resume_to_node = next.clone();
+        if host {
+            // The resume goes back to the handler with this effect (see
+            // `EffectHandler::resume`).
+            wait.pending_plan = Some(Box::new(StepPlan {
+                writes: Vec::new(),
+                effect: step.rec.effect.clone(),
+                result_key: plan.result_key.clone(),
+                transition: plan.transition.clone(),
+            }));
+        }
+        wait.result_key = plan.result_key;
+        wait.wait_key = wait_key(wait.reason, &run.run_id, run.ledger.next_seq);
+        Ok(StepEnd::Waits(Box::new(wait)))
     }
 
     /// Stages a failed attempt and a durable `retry` wait until its backoff
@@ -212,7 +221,7 @@ impl Runtime {
         let now = self.clock.now_ms();
         wait.resume_to_node = run.current_node.clone();
         wait.wake_at_ms = Some(now.saturating_add(delay_ms));
-        wait.wait_key = format!("retry:{}:{}", run.run_id, run.ledger.next_seq);
+        wait.wait_key = wait_key(WaitReason::Retry, &run.run_id, run.ledger.next_seq);
         rec.status = StepStatus::Retrying;
         rec.error = Some(err);
         rec.wait = Some(wait.clone());
@@ -239,23 +248,9 @@ impl Runtime {
         match wait.pending_plan {
             None => self.step(wf.as_ref(), &mut run, attempt, batch)?,
             Some(plan) => {
-                let now = self.clock.now_ms();
-                let mut rec =
-                    StepRecord::new(&run.run_id, RecordKind::Step, StepStatus::Completed, now);
-                let node = run.current_node.clone();
-                rec.node_id = Some(node.clone());
-                rec.attempt = attempt;
-                rec.component_digest = wf.digest().map(str::to_owned);
-                self.apply_plan(
-                    wf.as_ref(),
-                    &mut run,
-                    node,
-                    *plan,
-                    attempt,
-                    rec,
-                    batch,
-                    None,
-                )?;
+                let mut step = Step::new(wf.as_ref(), &run, attempt, self.clock.now_ms());
+                let end = self.act_on_plan(&mut step, &mut run, *plan, batch);
+                self.end_step(&mut run, step, end, batch)?;
             }
         }
         if run.status == RunStatus::Running {
@@ -315,13 +310,6 @@ pub(super) fn spend_tokens(
             ),
         )
     })
-}
-
-/// A resume handed back to the handler that made the run wait.
-pub(super) struct Resumed<'a> {
-    /// The idempotency key of finishing the effect ([`resume_key`]).
-    pub(super) key: String,
-    pub(super) payload: &'a Value,
 }
 
 /// The top-level var names a set of paths touches.

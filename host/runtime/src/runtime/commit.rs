@@ -1,4 +1,9 @@
-//! Landing a batch as one commit, and carrying on the runs it woke.
+//! The one way changes reach the store: a [`Batch`] lands as one atomic
+//! commit (`land`, or `land_group` for independent batches sharing one
+//! transaction), then the scheduler hears of the timers it set and the runs
+//! it woke are carried on (`drive`). Every step, answer, event, timer and
+//! control command goes through here; so does a host effect's log entry,
+//! in a batch of its own before its step goes on.
 
 use super::*;
 
@@ -41,6 +46,40 @@ impl Runtime {
             run.ledger = w.run.ledger.clone();
         }
         Ok(follow)
+    }
+
+    /// Commits independent batches as one group (one transaction, one
+    /// fsync where the store can), each succeeding on its own. For each:
+    /// the runs to advance next, or None when another host changed one of
+    /// its runs first (a ledger conflict: nothing of that batch landed).
+    pub(super) fn land_group(
+        &self,
+        batches: Vec<(String, Batch)>,
+    ) -> Result<Vec<(String, Option<Vec<String>>)>> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let parts: Vec<(String, Commit, Vec<String>)> = batches
+            .into_iter()
+            .map(|(id, batch)| {
+                let (commit, follow) = batch.into_parts();
+                (id, commit, follow)
+            })
+            .collect();
+        let commits: Vec<&Commit> = parts.iter().map(|(_, c, _)| c).collect();
+        let results = self.store.commit_group(&commits);
+        let mut out = Vec::with_capacity(parts.len());
+        for ((id, commit, follow), result) in parts.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.landed(&commit);
+                    out.push((id, Some(follow)));
+                }
+                Err(StoreError::LedgerConflict { .. }) => out.push((id, None)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
     }
 
     /// Tells the scheduler about the timers a landed commit set.

@@ -9,6 +9,17 @@ pub(super) fn resume_key(run_id: &str, wait_key: &str) -> String {
     waymark_core::ledger::sha256_hex(material.as_bytes())
 }
 
+/// A wait's key: its reason, the run, and the seq of the record that
+/// starts the wait (so unique within the run).
+pub(super) fn wait_key(reason: WaitReason, run_id: &str, seq: u64) -> String {
+    format!("{}:{run_id}:{seq}", reason_name(reason))
+}
+
+/// What a node retry's backoff jitter is derived from.
+pub(super) fn node_retry_key(run_id: &str, node: &str, seq: u64) -> String {
+    format!("{run_id}:{node}:{seq}")
+}
+
 /// The idempotency key of one issuance: sha256 over the run, the node, the
 /// effect (name and payload, canonical JSON) and the run's issuance counter.
 pub fn effect_key(run_id: &str, node: &str, effect: &Effect, issuance: u64) -> String {

@@ -14,34 +14,33 @@ impl Runtime {
 
     /// Performs a host effect (a registered handler) under its idempotency
     /// key: an outcome already recorded for the key is reused, not
-    /// performed again; a new outcome is recorded durably before the step
-    /// goes on, so a crash after this point never repeats it.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one step's pieces; a step pipeline type replaces them in the restructure"
-    )]
+    /// performed again; a new outcome lands in the effect log, in a commit
+    /// of its own, before the step goes on, so a crash after this point
+    /// never repeats it. A step finishing a handler's wait hands the
+    /// handler its resume payload instead.
     pub(super) fn perform_host(
         &self,
         run: &RunState,
-        node: &str,
+        step: &mut Step<'_>,
         effect: &Effect,
         key: &str,
-        attempt: u32,
-        rec: &mut StepRecord,
-        resume_payload: Option<&Value>,
-    ) -> Result<std::result::Result<Performed, RunError>> {
+    ) -> Stage<Performed> {
         let name = effect.name();
+        let node = step.node.as_str();
+        let attempt = step.attempt;
+        let resume_payload = step.resumed.as_ref().map(|r| r.payload);
         if let Some(entry) = self.store.effect_entry(key)? {
-            rec.replayed = true;
-            rec.attempt = entry.attempt;
+            step.rec.replayed = true;
+            step.rec.attempt = entry.attempt;
             tracing::info!(run_id = %run.run_id, node, effect = name, "effect outcome replayed from the effect log");
-            return Ok(decode_outcome(&entry.outcome, &run.run_id));
+            return decode_outcome(&entry.outcome, &run.run_id);
         }
         let Some(handler) = self.handler(name) else {
-            return Ok(Err(RunError::new(
+            return Err(RunError::new(
                 FailureKind::UnknownEffect,
                 format!("no handler is registered for effect '{name}'"),
-            )));
+            )
+            .into());
         };
         let now = self.clock.now_ms();
         let call = EffectCall {
@@ -63,20 +62,21 @@ impl Runtime {
                 // A resume is not retried: the retry wait would perform the
                 // effect from the start, not finish it.
                 if e.retryable && resume_payload.is_none() && attempt < policy.max_attempts {
-                    return Ok(Ok(Performed::Retry {
+                    return Ok(Performed::Retry {
                         error: format!("effect '{name}' attempt {attempt}: {e}"),
                         delay_ms: policy.backoff_ms(attempt, key),
-                    }));
+                    });
                 }
                 let tries = if attempt > 1 {
                     format!(" after {attempt} attempts")
                 } else {
                     String::new()
                 };
-                return Ok(Err(RunError::new(
+                return Err(RunError::new(
                     FailureKind::EffectFailed,
                     format!("effect '{name}'{tries}: {e}"),
-                )));
+                )
+                .into());
             }
         };
         let recorded = match &outcome {
@@ -92,14 +92,14 @@ impl Runtime {
             outcome: recorded,
             recorded_at_ms: now,
         };
-        self.store.commit(&Commit {
-            effects: vec![entry],
-            ..Commit::default()
-        })?;
-        Ok(Ok(match outcome {
+        // Not with the step's batch: the step may stage more before it
+        // lands (a resume's record waits for the step finishing it), and the
+        // outcome must be durable first.
+        self.land(Batch::of_effect(entry))?;
+        Ok(match outcome {
             EffectOutcome::Done(v) => Performed::Done(v),
             EffectOutcome::Wait(req) => Performed::Wait(Box::new(wait_from_request(req))),
-        }))
+        })
     }
 
     /// Performs a built-in effect for `run` (whose vars already carry the
@@ -111,9 +111,9 @@ impl Runtime {
         effect: &Effect,
         transition: &Transition,
         batch: &mut Batch,
-    ) -> Result<std::result::Result<Performed, RunError>> {
+    ) -> Stage<Performed> {
         let now = self.clock.now_ms();
-        Ok(match effect {
+        let performed = match effect {
             Effect::AskUser {
                 prompt,
                 choices,
@@ -187,13 +187,14 @@ impl Runtime {
                 mode,
             } => {
                 if *mode == ChildMode::Sync && matches!(transition, Transition::CompleteOutput(_)) {
-                    return Ok(Err(RunError::new(
+                    return Err(RunError::new(
                         FailureKind::InvalidPlan,
                         "a sync child needs a next node to resume to, not complete-output",
-                    )));
+                    )
+                    .into());
                 }
                 if let Some(refused) = self.child_limit(run, batch)? {
-                    return Ok(Err(refused));
+                    return Err(refused.into());
                 }
                 let root = run.root_run_id.as_ref().unwrap_or(&run.run_id);
                 let started = self.start_in(
@@ -235,9 +236,16 @@ impl Runtime {
             }
             Effect::VarsQuery { run_id, paths } => self.vars_query(run, run_id.as_deref(), paths),
             Effect::LlmCall { .. } | Effect::ToolCalls { .. } | Effect::Custom { .. } => {
-                unreachable!("host effects go through perform_host")
+                Err(RunError::new(
+                    FailureKind::HostError,
+                    format!(
+                        "host effect '{}' reached the built-in effects",
+                        effect.name()
+                    ),
+                ))
             }
-        })
+        };
+        Ok(performed?)
     }
 
     /// Why `run` may not start another child, if it may not. The tree's
@@ -307,10 +315,7 @@ impl Runtime {
     }
 }
 
-pub(super) fn decode_outcome(
-    outcome: &Value,
-    run_id: &str,
-) -> std::result::Result<Performed, RunError> {
+pub(super) fn decode_outcome(outcome: &Value, run_id: &str) -> Stage<Performed> {
     if let Some(v) = outcome.get("done") {
         return Ok(Performed::Done(v.clone()));
     }
@@ -322,5 +327,6 @@ pub(super) fn decode_outcome(
     Err(RunError::new(
         FailureKind::HostError,
         format!("the effect log holds an unreadable outcome for run '{run_id}'"),
-    ))
+    )
+    .into())
 }

@@ -133,6 +133,7 @@ impl Runtime {
             if run.status != RunStatus::Waiting || run.paused {
                 continue;
             }
+            let w_reason = w.reason;
             let mut batch = Batch::default();
             let woken = if w.reason == WaitReason::Retry {
                 // Performs the effect again; its outcome is in the effect log
@@ -151,32 +152,30 @@ impl Runtime {
             match woken {
                 Ok(()) => group.push((run_id, batch)),
                 Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
+                // No one can answer a timer otherwise: the run fails, rather
+                // than stop every other due timer behind it.
+                Err(RuntimeError::InvalidResponse { reason, .. }) => {
+                    tracing::warn!(run_id = %run_id, reason = %reason, "a due timer could not be delivered; the run fails");
+                    let err = RunError::new(
+                        FailureKind::InvalidPlan,
+                        format!(
+                            "its {} could not be delivered: {reason}",
+                            reason_name(w_reason)
+                        ),
+                    );
+                    let mut batch = Batch::default();
+                    self.fail_outside_step(self.store.load_run(&run_id)?, err, &mut batch)?;
+                    group.push((run_id, batch));
+                }
                 Err(e) => return Err(e),
             }
         }
-        if group.is_empty() {
-            return Ok(fired);
-        }
-        let parts: Vec<(String, Commit, Vec<String>)> = group
-            .into_iter()
-            .map(|(id, batch)| {
-                let (commit, follow) = batch.into_parts();
-                (id, commit, follow)
-            })
-            .collect();
-        let commits: Vec<&Commit> = parts.iter().map(|(_, c, _)| c).collect();
-        let results = self.store.commit_group(&commits);
         let mut follow_all = VecDeque::new();
-        for ((id, commit, follow), result) in parts.into_iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    self.landed(&commit);
-                    fired.push(id);
-                    follow_all.extend(follow);
-                }
-                // Resumed by someone else between the query and now.
-                Err(StoreError::LedgerConflict { .. }) => {}
-                Err(e) => return Err(e.into()),
+        for (id, landed) in self.land_group(group)? {
+            // None: resumed by someone else between the query and now.
+            if let Some(follow) = landed {
+                fired.push(id);
+                follow_all.extend(follow);
             }
         }
         self.drive(follow_all)?;
@@ -303,24 +302,13 @@ impl Runtime {
         run.updated_at_ms = now;
         batch.record(&mut run, rec);
 
-        let mut step = StepRecord::new(&run.run_id, RecordKind::Step, StepStatus::Completed, now);
-        step.node_id = Some(node.clone());
-        step.attempt = 1;
-        step.component_digest = wf.digest().map(str::to_owned);
-        let resumed = Resumed {
+        let mut step = Step::new(wf.as_ref(), &run, 1, now);
+        step.resumed = Some(Resumed {
             key,
             payload: &payload,
-        };
-        self.apply_plan(
-            wf.as_ref(),
-            &mut run,
-            node,
-            plan,
-            1,
-            step,
-            batch,
-            Some(resumed),
-        )?;
+        });
+        let end = self.act_on_plan(&mut step, &mut run, plan, batch);
+        self.end_step(&mut run, step, end, batch)?;
         if run.status == RunStatus::Running {
             batch.follow.push(run.run_id.clone());
         }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use waymark_core::StepPlan;
 use waymark_core::{EventScope, MemoryStore, RecordKind, RunStatus, WaitReason};
-use waymark_runtime::RuntimeConfig;
+use waymark_runtime::{NativeWorkflow, RuntimeConfig};
 
 use crate::support::*;
 
@@ -258,5 +259,38 @@ fn a_stale_list_of_due_timers_fires_no_run_paused_or_ended_since() {
     assert_eq!(k.state(&heard).output, Some(json!("heard")));
     assert_status(&k.state(&live), RunStatus::Completed);
     assert_eq!(sleeps.get(), 3);
+    k.assert_all_verified();
+}
+
+#[test]
+fn a_timer_whose_payload_cannot_be_stored_fails_its_run_and_blocks_no_other() {
+    // `a` is a number, and the wait stores its payload at `a.b`: no timer
+    // payload can land there. Its run fails; the later timer still fires.
+    let k = Kernel::new();
+    let bad = NativeWorkflow::builder("bad")
+        .node("sleep", |_| {
+            Ok(StepPlan::next("end")
+                .set("a", json!(5))
+                .effect(wait_until(T0 + 10), Some("a.b")))
+        })
+        .node("end", |_| Ok(StepPlan::complete(json!("end"))))
+        .build()
+        .unwrap();
+    k.register(bad);
+    let (good, _) = one_effect("good", wait_until(T0 + 20));
+    k.register(good);
+    let (bad_id, _) = k.run("bad", json!({}));
+    let (good_id, _) = k.run("good", json!({}));
+
+    k.clock.advance(30);
+    let fired = k.rt.fire_due_timers().unwrap();
+    assert_eq!(fired, [bad_id.as_str(), good_id.as_str()]);
+    let s = k.state(&bad_id);
+    assert_status(&s, RunStatus::Failed);
+    let err = s.error.unwrap();
+    assert_eq!(err.kind, waymark_core::FailureKind::InvalidPlan);
+    assert!(err.message.contains("a.b"), "{}", err.message);
+    assert_status(&k.state(&good_id), RunStatus::Completed);
+    assert!(k.rt.fire_due_timers().unwrap().is_empty());
     k.assert_all_verified();
 }
