@@ -43,10 +43,10 @@ impl Runtime {
             run.waiting = None;
             run.updated_at_ms = now;
             batch.record(&mut run, rec);
-            self.settle_end(&run, &mut batch)?;
+            self.resume_parent_of_ended(&run, &mut batch)?;
         }
-        let follow = self.land(batch)?;
-        self.drive(follow.into())?;
+        let follow = self.commit_batch(batch)?;
+        self.advance_woken(follow.into())?;
         self.get_state(run_id)
     }
 
@@ -59,7 +59,8 @@ impl Runtime {
     }
 
     /// Resumes a paused run and its paused descendants, and advances the
-    /// ones that are running.
+    /// ones that are running. This ends a pause; [`Runtime::resume`] answers
+    /// a wait.
     pub fn resume_run(&self, run_id: &str) -> Result<RunState> {
         self.set_paused(run_id, false, "", Batch::default())
     }
@@ -93,8 +94,8 @@ impl Runtime {
                 batch.follow.push(run.run_id.clone());
             }
         }
-        let follow = self.land(batch)?;
-        self.drive(follow.into())?;
+        let follow = self.commit_batch(batch)?;
+        self.advance_woken(follow.into())?;
         self.get_state(run_id)
     }
 
@@ -181,7 +182,7 @@ impl Runtime {
         }));
         let mut batch = Batch::default();
         batch.record(&mut run, rec);
-        self.land(batch)?;
+        self.commit_batch(batch)?;
         self.get_state(&snapshot.run_id)
     }
 
@@ -279,8 +280,8 @@ impl Runtime {
                     &mut batch,
                 )?;
                 batch.follow.push(id.clone());
-                let follow = self.land(batch)?;
-                self.drive(follow.into())?;
+                let follow = self.commit_batch(batch)?;
+                self.advance_woken(follow.into())?;
                 Ok(json!({ "run_id": id }))
             }
             "resume" | "respond" => {

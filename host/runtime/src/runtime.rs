@@ -14,7 +14,7 @@
 //! concern, in `runtime/`: `advance.rs` (the step loop), `step.rs` (a step
 //! in flight and how it ends), `apply.rs` (acting on a plan, in stages),
 //! `perform.rs` (effects), `waits.rs` (ending waits:
-//! answers, events, timers, a child's end), `commit.rs` (landing batches),
+//! answers, events, timers, a child's end), `commit.rs` (committing batches: the one way to the store),
 //! `keys.rs`, `config.rs`, `error.rs` and `scheduler.rs`.
 
 use std::collections::{HashMap, VecDeque};
@@ -211,7 +211,7 @@ impl Runtime {
     pub fn start_with(&self, workflow_id: &str, vars: Value, opts: StartOptions) -> Result<String> {
         let mut batch = Batch::default();
         let run_id = self.start_in(workflow_id, vars, opts, &mut batch)?;
-        self.land(batch)?;
+        self.commit_batch(batch)?;
         tracing::debug!(run_id = %run_id, workflow_id, "run started");
         Ok(run_id)
     }
@@ -300,7 +300,7 @@ impl Runtime {
             // What it woke may move it on again (a child ending at once
             // resumes it); then only the store knows its state.
             let settled = follow.is_empty();
-            self.drive(follow)?;
+            self.advance_woken(follow)?;
             match last {
                 Some(s) if settled && s.artifacts.is_empty() => s,
                 _ => self.get_state(run_id)?,
@@ -332,7 +332,7 @@ impl Runtime {
             .filter(|r| !r.paused)
             .map(|r| r.run_id)
             .collect();
-        self.drive(ids.iter().cloned().collect())?;
+        self.advance_woken(ids.iter().cloned().collect())?;
         Ok(ids)
     }
 

@@ -49,14 +49,14 @@ impl Runtime {
             _ => pending.load(self.store.as_ref(), run_id)?,
         };
         if run.status != RunStatus::Running || run.paused {
-            work.extend(self.land(pending)?);
+            work.extend(self.commit_batch(pending)?);
             return Ok(None);
         }
         let wf = match self.workflow_of(&run) {
             Ok(wf) => wf,
             Err(err) => {
                 self.fail_outside_step(run, err, &mut pending)?;
-                work.extend(self.land(pending)?);
+                work.extend(self.commit_batch(pending)?);
                 return Ok(None);
             }
         };
@@ -84,7 +84,7 @@ impl Runtime {
                 )
                 .at_node(run.current_node.clone());
                 self.fail_outside_step(run, err, &mut pending)?;
-                work.extend(self.land(pending)?);
+                work.extend(self.commit_batch(pending)?);
                 return Ok(None);
             }
             self.step(wf.as_ref(), &mut run, 1, &mut pending)?;
@@ -94,12 +94,12 @@ impl Runtime {
             staged += 1;
             if staged >= self.config.max_steps_per_commit.max(1) {
                 self.check_held(run_id)?;
-                work.extend(self.land_keeping(std::mem::take(&mut pending), &mut run)?);
+                work.extend(self.commit_batch_keeping(std::mem::take(&mut pending), &mut run)?);
                 staged = 0;
             }
         }
         self.check_held(run_id)?;
-        work.extend(self.land_keeping(pending, &mut run)?);
+        work.extend(self.commit_batch_keeping(pending, &mut run)?);
         Ok(Some(run))
     }
 
@@ -204,7 +204,7 @@ impl Runtime {
         batch.record(run, rec);
         if run.status.is_terminal() {
             tracing::debug!(run_id = %run.run_id, status = %run.status, "run ended");
-            self.settle_end(run, batch)?;
+            self.resume_parent_of_ended(run, batch)?;
         }
         Ok(())
     }

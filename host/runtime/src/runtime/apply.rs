@@ -125,7 +125,7 @@ impl Runtime {
         if is_host_effect(effect) {
             self.check_held(&run.run_id)?;
             if !batch.is_empty() {
-                let follow = self.land_keeping(std::mem::take(batch), run)?;
+                let follow = self.commit_batch_keeping(std::mem::take(batch), run)?;
                 batch.follow.extend(follow);
             }
             let key = effect_key(&run.run_id, &step.node, effect, run.effect_seq);

@@ -1,7 +1,7 @@
 //! The one way changes reach the store: a [`Batch`] lands as one atomic
-//! commit (`land`, or `land_group` for independent batches sharing one
+//! commit (`commit_batch`, or `commit_batches` for independent batches sharing one
 //! transaction), then the scheduler hears of the timers it set and the runs
-//! it woke are carried on (`drive`). Every step, answer, event, timer and
+//! it woke are carried on (`advance_woken`). Every step, answer, event, timer and
 //! control command goes through here; so does a host effect's log entry,
 //! in a batch of its own before its step goes on.
 
@@ -9,14 +9,18 @@ use super::*;
 
 impl Runtime {
     /// Commits a batch; returns the runs to advance next.
-    pub(crate) fn land(&self, batch: Batch) -> Result<Vec<String>> {
-        self.land_into(batch, None)
+    pub(crate) fn commit_batch(&self, batch: Batch) -> Result<Vec<String>> {
+        self.commit_batch_into(batch, None)
     }
 
     /// Lands `batch` and hands `run`, which goes on stepping, its settled
     /// ledger head (a batch seals a run's last record only as it lands).
-    pub(crate) fn land_keeping(&self, batch: Batch, run: &mut RunState) -> Result<Vec<String>> {
-        self.land_into(batch, Some(run))
+    pub(crate) fn commit_batch_keeping(
+        &self,
+        batch: Batch,
+        run: &mut RunState,
+    ) -> Result<Vec<String>> {
+        self.commit_batch_into(batch, Some(run))
     }
 
     /// Fails with [`RuntimeError::LeaseLost`] when the scheduler no longer
@@ -30,7 +34,7 @@ impl Runtime {
         }
     }
 
-    pub(super) fn land_into(
+    pub(super) fn commit_batch_into(
         &self,
         batch: Batch,
         run: Option<&mut RunState>,
@@ -38,7 +42,7 @@ impl Runtime {
         let (commit, follow) = batch.into_parts();
         if !commit.is_empty() {
             self.store.commit(&commit)?;
-            self.landed(&commit);
+            self.after_commit(&commit);
         }
         if let Some(run) = run
             && let Some(w) = commit.runs.iter().find(|w| w.run.run_id == run.run_id)
@@ -52,7 +56,7 @@ impl Runtime {
     /// fsync where the store can), each succeeding on its own. For each:
     /// the runs to advance next, or None when another host changed one of
     /// its runs first (a ledger conflict: nothing of that batch landed).
-    pub(super) fn land_group(
+    pub(super) fn commit_batches(
         &self,
         batches: Vec<(String, Batch)>,
     ) -> Result<Vec<(String, Option<Vec<String>>)>> {
@@ -72,7 +76,7 @@ impl Runtime {
         for ((id, commit, follow), result) in parts.into_iter().zip(results) {
             match result {
                 Ok(()) => {
-                    self.landed(&commit);
+                    self.after_commit(&commit);
                     out.push((id, Some(follow)));
                 }
                 Err(StoreError::LedgerConflict { .. }) => out.push((id, None)),
@@ -83,7 +87,7 @@ impl Runtime {
     }
 
     /// Tells the scheduler about the timers a landed commit set.
-    pub(super) fn landed(&self, commit: &Commit) {
+    pub(super) fn after_commit(&self, commit: &Commit) {
         let Some(s) = self.scheduler() else {
             return;
         };
@@ -98,7 +102,7 @@ impl Runtime {
     }
 
     /// Carries on the runs a call woke: inline, or through the scheduler.
-    pub(crate) fn drive(&self, mut work: VecDeque<String>) -> Result<()> {
+    pub(crate) fn advance_woken(&self, mut work: VecDeque<String>) -> Result<()> {
         if let Some(s) = self.scheduler() {
             for id in work {
                 s.schedule(&id);

@@ -95,7 +95,7 @@ impl Runtime {
         // Not with the step's batch: the step may stage more before it
         // lands (a resume's record waits for the step finishing it), and the
         // outcome must be durable first.
-        self.land(Batch::of_effect(entry))?;
+        self.commit_batch(Batch::of_effect(entry))?;
         Ok(match outcome {
             EffectOutcome::Done(v) => Performed::Done(v),
             EffectOutcome::Wait(req) => Performed::Wait(Box::new(wait_from_request(req))),

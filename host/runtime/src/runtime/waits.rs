@@ -7,6 +7,7 @@ impl Runtime {
     /// Delivers `payload` to a waiting run that presents the right wait key,
     /// stores it at the wait's result key, continues at the wait's
     /// `resume_to_node` (the waiting node is not run again), and advances.
+    /// This answers a wait; [`Runtime::resume_run`] ends a pause.
     pub fn resume(&self, run_id: &str, wait_key: &str, payload: Value) -> Result<RunState> {
         self.resume_in(run_id, wait_key, payload, Batch::default())
     }
@@ -25,7 +26,7 @@ impl Runtime {
                 what,
             });
         }
-        match self.deliver_and_advance(run, wait_key, payload, batch) {
+        match self.answer_wait_and_advance(run, wait_key, payload, batch) {
             Err(RuntimeError::Store(StoreError::LedgerConflict { run_id: id, .. }))
                 if id == run_id && !self.still_waits_on(run_id, wait_key) =>
             {
@@ -47,7 +48,7 @@ impl Runtime {
         })
     }
 
-    pub(super) fn deliver_and_advance(
+    pub(super) fn answer_wait_and_advance(
         &self,
         run: RunState,
         wait_key: &str,
@@ -56,17 +57,17 @@ impl Runtime {
     ) -> Result<RunState> {
         let run_id = run.run_id.clone();
         let run_id = run_id.as_str();
-        self.deliver(run, wait_key, payload, &mut batch)?;
+        self.answer_wait(run, wait_key, payload, &mut batch)?;
         if self.scheduler().is_some() {
-            let follow = self.land(batch)?;
-            self.drive(follow.into())?;
+            let follow = self.commit_batch(batch)?;
+            self.advance_woken(follow.into())?;
         } else {
             // The resume and the steps it leads to land together.
             batch.follow.retain(|id| id != run_id);
             let mut follow = VecDeque::new();
             let last = self.advance_from(run_id, batch, None, &mut follow)?;
             let settled = follow.is_empty();
-            self.drive(follow)?;
+            self.advance_woken(follow)?;
             if let Some(s) = last
                 && settled
                 && s.artifacts.is_empty()
@@ -110,8 +111,8 @@ impl Runtime {
         mut batch: Batch,
     ) -> Result<Vec<String>> {
         let delivered = self.deliver_event(name, scope, &payload, None, &mut batch)?;
-        let follow = self.land(batch)?;
-        self.drive(follow.into())?;
+        let follow = self.commit_batch(batch)?;
+        self.advance_woken(follow.into())?;
         Ok(delivered)
     }
 
@@ -147,7 +148,7 @@ impl Runtime {
                     }),
                     _ => json!({ "timeout": true, "deadline_ms": w.wake_at_ms }),
                 };
-                self.deliver(run, &w.wait_key, payload, &mut batch)
+                self.answer_wait(run, &w.wait_key, payload, &mut batch)
             };
             match woken {
                 Ok(()) => group.push((run_id, batch)),
@@ -171,20 +172,20 @@ impl Runtime {
             }
         }
         let mut follow_all = VecDeque::new();
-        for (id, landed) in self.land_group(group)? {
+        for (id, landed) in self.commit_batches(group)? {
             // None: resumed by someone else between the query and now.
             if let Some(follow) = landed {
                 fired.push(id);
                 follow_all.extend(follow);
             }
         }
-        self.drive(follow_all)?;
+        self.advance_woken(follow_all)?;
         Ok(fired)
     }
 
     /// Satisfies a run's wait and stages the resume record; the run is
     /// advanced once the batch lands.
-    pub(crate) fn deliver(
+    pub(crate) fn answer_wait(
         &self,
         mut run: RunState,
         wait_key: &str,
@@ -221,7 +222,7 @@ impl Runtime {
         if let Some(plan) = wait.pending_plan.as_deref()
             && let Some(effect) = &plan.effect
         {
-            return self.deliver_to_handler(run, &wait, plan.clone(), effect, payload, batch);
+            return self.answer_handler_wait(run, &wait, plan.clone(), effect, payload, batch);
         }
         let now = self.clock.now_ms();
         let mut rec = StepRecord::new(&run.run_id, RecordKind::Resume, StepStatus::Completed, now);
@@ -259,7 +260,7 @@ impl Runtime {
     /// Resumes a run whose host effect handler made it wait: the payload
     /// goes to the handler, whose outcome is the effect's result. The
     /// resume record and the step finishing the effect land together.
-    pub(super) fn deliver_to_handler(
+    pub(super) fn answer_handler_wait(
         &self,
         mut run: RunState,
         wait: &WaitState,
@@ -340,7 +341,7 @@ impl Runtime {
             if !matches {
                 continue;
             }
-            match self.deliver(run, &key, payload.clone(), batch) {
+            match self.answer_wait(run, &key, payload.clone(), batch) {
                 Ok(()) => delivered.push(run_id),
                 Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
                 Err(e) => return Err(e),
@@ -352,7 +353,7 @@ impl Runtime {
     /// A run ended: if its parent waits on it, resume the parent with the
     /// child's output, or fail the parent if the child did not complete,
     /// in the same batch.
-    pub(crate) fn settle_end(&self, child: &RunState, batch: &mut Batch) -> Result<()> {
+    pub(crate) fn resume_parent_of_ended(&self, child: &RunState, batch: &mut Batch) -> Result<()> {
         let Some(parent_id) = child.parent_run_id.clone() else {
             return Ok(());
         };
@@ -380,7 +381,7 @@ impl Runtime {
                     Some(out) => self.rehydrated(child, out)?.into_owned(),
                     None => Value::Null,
                 };
-                self.deliver(parent, &key, output, batch)
+                self.answer_wait(parent, &key, output, batch)
             }
             status => {
                 let cause = child
