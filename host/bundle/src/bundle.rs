@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::archive::{self, Kind, TarEntry, TarError};
 use crate::error::{BundleError, EntryProblem, PathProblem};
 use crate::manifest::{Manifest, RequestedCapabilities, RequestedLimits};
 use crate::path::check_entry_path;
-use crate::tar::{self, Kind, TarEntry, TarError};
 
 /// Name of the manifest at the bundle root.
 pub const MANIFEST_FILE: &str = "waymark-bundle.toml";
@@ -333,7 +333,7 @@ fn read_archive<R: Read + Seek>(
     limits: &BundleLimits,
 ) -> Result<(Manifest, BTreeMap<String, Vec<u8>>), BundleError> {
     let entries =
-        tar::index(r, len, limits.archive_entries).map_err(|e| tar_error(label, limits, e))?;
+        archive::index(r, len, limits.archive_entries).map_err(|e| tar_error(label, limits, e))?;
 
     // Structure first: names, types, duplicates. Nothing is read yet.
     let mut files: BTreeMap<String, &TarEntry> = BTreeMap::new();
@@ -397,8 +397,8 @@ fn read_archive<R: Read + Seek>(
             limit: limits.manifest_bytes,
         });
     }
-    let text =
-        tar::read_data(r, m.data_offset, m.size, len).map_err(|e| tar_error(label, limits, e))?;
+    let text = archive::read_data(r, m.data_offset, m.size, len)
+        .map_err(|e| tar_error(label, limits, e))?;
     let manifest = Manifest::parse_in(&manifest_text(label, text)?, label)?;
 
     // Nothing but the manifest, listed components and their directories.
@@ -440,7 +440,7 @@ fn read_archive<R: Read + Seek>(
     let mut components = BTreeMap::new();
     for path in manifest.components.keys() {
         let Some(e) = files.get(path) else { continue };
-        let data = tar::read_data(r, e.data_offset, e.size, len)
+        let data = archive::read_data(r, e.data_offset, e.size, len)
             .map_err(|e| tar_error(label, limits, e))?;
         verify(label, &manifest, path, &data)?;
         components.insert(path.clone(), data);

@@ -85,12 +85,12 @@
 //! duplicates and unsafe names are refused. Sizes are bounded by
 //! [`BundleLimits`]. No input makes this crate panic.
 
+mod archive;
 mod bundle;
 mod error;
 mod manifest;
 mod pack;
 mod path;
-mod tar;
 
 pub use bundle::{
     Bundle, BundleLimits, BundleReport, BundleSource, MANIFEST_FILE, MAX_ARCHIVE_ENTRIES,

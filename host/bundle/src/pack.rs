@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive;
 use crate::bundle::{BundleLimits, MANIFEST_FILE, sha256_hex};
 use crate::error::{BundleError, PathProblem};
 use crate::manifest::{
     BundleInfo, ComponentEntry, Manifest, RequestedCapabilities, RequestedLimits, SCHEMA_VERSION,
     ToolEntry, WorkflowEntry,
 };
-use crate::tar;
 
 /// Folder inside a bundle that `pack` puts components in.
 pub const COMPONENTS_DIR: &str = "components";
@@ -246,7 +246,7 @@ fn write_archive_atomically(
         .tempfile_in(parent)?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
-        tar::write_archive(&mut w, entries)?;
+        archive::write_archive(&mut w, entries)?;
         w.flush()?;
     }
     set_mode(tmp.path(), 0o644)?;
