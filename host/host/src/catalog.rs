@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use waymark_bundle::{Bundle, Manifest};
 use waymark_core::ledger::sha256_hex;
 use waymark_loader::{LoadError, LoadedBundle, LoadedTools, LoadedWorkflow, Loader, ToolOrigin};
-use waymark_runtime::{Workflow, WorkflowLoader};
+use waymark_runtime::{LoaderError, Workflow, WorkflowLoader};
 
 use crate::error::CatalogError;
 
@@ -33,8 +33,11 @@ struct Index {
 /// The tool components of one bundle in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolBundle {
+    /// The bundle's version these components are from (the current one).
     pub version: String,
+    /// Where the bundle was loaded from (its path, or `<memory>`).
     pub source: String,
+    /// Its tool components, in manifest order.
     pub components: Vec<ToolComponent>,
 }
 
@@ -42,27 +45,41 @@ pub struct ToolBundle {
 /// names of its tools (so a clash is found without compiling anything).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolComponent {
+    /// The component's path in its bundle.
     pub component: String,
+    /// sha256 (hex) of its bytes: the file it is kept in.
     pub digest: String,
+    /// The names of its tools.
     pub tools: Vec<String>,
 }
 
+/// The current version of one workflow id in the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
+    /// sha256 (hex) of its component: the file it is kept in.
     pub digest: String,
+    /// The workflow's version, as its component describes it.
     pub version: String,
+    /// Where it was loaded from: the component file, or the bundle's path
+    /// (`<memory>` for a bundle given as bytes).
     pub source: String,
     /// `id@version` of the bundle it came from; none for a bare component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
 }
 
+/// The components beside a store, by digest, with an index of the current
+/// version of each workflow id and the tool components of each bundle. As
+/// the runtime's [`WorkflowLoader`], it loads a run's exact component under
+/// the current policy.
 pub struct Catalog {
     dir: PathBuf,
     loader: Loader,
 }
 
 impl Catalog {
+    /// The catalog in `dir` (created if missing), loading components with
+    /// `loader`.
     pub fn open(dir: PathBuf, loader: Loader) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io {
             action: "create the component catalog",
@@ -317,6 +334,7 @@ impl Catalog {
         self.dir.join(format!("{digest}.bundle.toml"))
     }
 
+    /// Every workflow id in the catalog with its current version, by id.
     pub fn entries(&self) -> Result<Vec<(String, Entry)>> {
         Ok(self.read_index()?.workflows.into_iter().collect())
     }
@@ -360,19 +378,15 @@ impl WorkflowLoader for Catalog {
         &self,
         workflow_id: &str,
         digest: Option<&str>,
-    ) -> std::result::Result<Option<Arc<dyn Workflow>>, String> {
-        let found = match digest {
-            Some(d) => Ok(Some(d.to_owned())),
-            None => self
-                .read_index()
-                .map(|index| index.workflows.get(workflow_id).map(|e| e.digest.clone())),
+    ) -> std::result::Result<Option<Arc<dyn Workflow>>, LoaderError> {
+        let digest = match digest {
+            Some(d) => d.to_owned(),
+            None => match self.read_index()?.workflows.get(workflow_id) {
+                Some(entry) => entry.digest.clone(),
+                None => return Ok(None),
+            },
         };
-        let loaded = match found {
-            Ok(Some(digest)) => self.load_digest(workflow_id, &digest),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        loaded.map_err(|e| error_chain(&e))
+        Ok(self.load_digest(workflow_id, &digest)?)
     }
 }
 
@@ -437,16 +451,4 @@ fn io(action: &'static str, path: &Path, source: std::io::Error) -> CatalogError
         path: path.to_owned(),
         source,
     }
-}
-
-/// An error and its causes on one line, as anyhow's `{:#}` prints them.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use waymark_loader::register_tools;
-use waymark_runtime::{EffectCall, EffectError, EffectHandler, EffectOutcome, Runtime};
+use waymark_runtime::{
+    EffectCall, EffectError, EffectHandler, EffectOutcome, ResumeRefused, Runtime,
+};
 use waymark_tools::{Approval, ToolCallsHandler, ToolRegistry};
 
 use crate::catalog::{Catalog, ToolBundle};
@@ -21,12 +23,19 @@ use crate::error::ToolsError;
 /// One tool the host offers.
 #[derive(Debug, Clone)]
 pub struct ToolRow {
+    /// The name calls use.
     pub name: String,
+    /// What the tool does, as its component describes it.
     pub description: String,
+    /// The tool's claim that it only looks things up.
     pub read_only: bool,
+    /// Whether its calls wait for a person, as the policy decides.
     pub approval: Approval,
+    /// The id of the bundle offering it.
     pub bundle: String,
+    /// That bundle's current version.
     pub bundle_version: String,
+    /// The component's path in the bundle.
     pub component: String,
 }
 
@@ -119,12 +128,12 @@ impl CatalogTools {
                     .clone();
                 match last {
                     Some(i) => {
-                        tracing::warn!(error = %crate::catalog::error_chain(&e), "tool_calls: using the tools loaded before");
+                        tracing::warn!(error = %waymark_runtime::error_text(&e), "tool_calls: using the tools loaded before");
                         Ok(i.handler.clone())
                     }
                     None => Err(EffectError::retryable(format!(
                         "tool_calls: cannot load the tools of the catalog: {}",
-                        crate::catalog::error_chain(&e)
+                        waymark_runtime::error_text(&e)
                     ))),
                 }
             }
@@ -137,9 +146,9 @@ impl EffectHandler for CatalogTools {
         self.handler()?.handle(call)
     }
 
-    fn check_resume(&self, call: &EffectCall<'_>, payload: &Value) -> Result<(), String> {
+    fn check_resume(&self, call: &EffectCall<'_>, payload: &Value) -> Result<(), ResumeRefused> {
         self.handler()
-            .map_err(|e| e.message)?
+            .map_err(|e| ResumeRefused(e.message))?
             .check_resume(call, payload)
     }
 

@@ -122,6 +122,12 @@ impl RetryPolicy {
     }
 }
 
+/// Why a handler refuses a resume payload (an approval that names calls
+/// the wait does not hold, say); the run keeps waiting, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ResumeRefused(pub String);
+
 /// Performs one kind of effect. Registered with the runtime under the
 /// effect's name (`llm_call`, `tool_calls`, or a custom name).
 ///
@@ -139,7 +145,7 @@ pub trait EffectHandler: Send + Sync {
     /// approval, say). The caller gets
     /// [`RuntimeError::InvalidResponse`](crate::RuntimeError::InvalidResponse)
     /// and the run keeps waiting, unchanged.
-    fn check_resume(&self, _call: &EffectCall<'_>, _payload: &Value) -> Result<(), String> {
+    fn check_resume(&self, _call: &EffectCall<'_>, _payload: &Value) -> Result<(), ResumeRefused> {
         Ok(())
     }
 

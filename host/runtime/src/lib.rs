@@ -15,15 +15,16 @@ pub mod workflow;
 
 pub use control::CommandOutcome;
 pub use effects::{
-    EffectCall, EffectError, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest,
+    EffectCall, EffectError, EffectHandler, EffectOutcome, ResumeRefused, RetryPolicy, WaitRequest,
 };
 pub use runtime::{
-    Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key,
+    Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, error_text,
 };
 // Kept for callers of the old name; `EventScope::key_for` replaces it.
 #[allow(deprecated, reason = "re-exported for callers of the old name")]
 pub use runtime::scope_key;
 pub use workflow::{
-    GrantedWorkflow, Grants, NativeWorkflow, NativeWorkflowBuilder, StepContext, StepFailure,
-    StepOutput, Workflow, WorkflowLoader, WorkflowRegistry, validate_info,
+    GrantedWorkflow, Grants, InvalidWorkflow, LoaderError, NativeWorkflow, NativeWorkflowBuilder,
+    ResolveError, StepContext, StepFailure, StepOutput, Workflow, WorkflowLoader, WorkflowRegistry,
+    validate_info,
 };

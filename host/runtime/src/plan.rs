@@ -3,16 +3,22 @@
 use serde_json::Value;
 use waymark_core::{Effect, Transition, VarWrite, WorkflowInfo, vars};
 
+/// Why a plan (or a value in one) is refused; the message names what is
+/// wrong, with guest-provided names clipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPlan(pub String);
+
 /// Returns why the plan is invalid, if it is.
-pub fn validate(plan: &waymark_core::StepPlan, info: &WorkflowInfo) -> Result<(), String> {
+pub fn validate(plan: &waymark_core::StepPlan, info: &WorkflowInfo) -> Result<(), InvalidPlan> {
     if let Transition::NextNode(next) = &plan.transition
         && !info.nodes.iter().any(|n| n == next)
     {
-        return Err(format!(
+        return Err(InvalidPlan(format!(
             "next node '{}' is not a node of workflow '{}'",
             clip(next),
             info.workflow_id
-        ));
+        )));
     }
     for w in &plan.writes {
         let path = match w {
@@ -22,7 +28,7 @@ pub fn validate(plan: &waymark_core::StepPlan, info: &WorkflowInfo) -> Result<()
             }
             VarWrite::Remove { path } => path,
         };
-        vars::parse_path(path).map_err(|e| format!("var write: {e}"))?;
+        vars::parse_path(path).map_err(|e| InvalidPlan(format!("var write: {e}")))?;
     }
     if let Transition::CompleteOutput(out) = &plan.transition {
         check_depth("complete-output", out)?;
@@ -35,14 +41,14 @@ pub fn validate(plan: &waymark_core::StepPlan, info: &WorkflowInfo) -> Result<()
             .max()
             .unwrap_or(0);
         if deepest > vars::MAX_VALUE_DEPTH {
-            return Err(format!(
+            return Err(InvalidPlan(format!(
                 "effect payload is nested {deepest} levels deep; the limit is {}",
                 vars::MAX_VALUE_DEPTH
-            ));
+            )));
         }
     }
     if let Some(key) = &plan.result_key {
-        vars::parse_path(key).map_err(|e| format!("result key: {e}"))?;
+        vars::parse_path(key).map_err(|e| InvalidPlan(format!("result key: {e}")))?;
     }
     Ok(())
 }
@@ -77,13 +83,13 @@ fn effect_values(effect: &Effect) -> Box<dyn Iterator<Item = (usize, &Value)> + 
 }
 
 /// Refuses values nested deeper than [`vars::MAX_VALUE_DEPTH`].
-pub fn check_depth(what: &str, value: &Value) -> Result<(), String> {
+pub fn check_depth(what: &str, value: &Value) -> Result<(), InvalidPlan> {
     let d = vars::depth(value);
     if d > vars::MAX_VALUE_DEPTH {
-        return Err(format!(
+        return Err(InvalidPlan(format!(
             "{what} is nested {d} levels deep; the limit is {}",
             vars::MAX_VALUE_DEPTH
-        ));
+        )));
     }
     Ok(())
 }
@@ -119,7 +125,7 @@ mod tests {
         }
     }
 
-    fn with(effect: Effect) -> Result<(), String> {
+    fn with(effect: Effect) -> Result<(), InvalidPlan> {
         validate(&StepPlan::next("a").effect(effect, Some("r")), &info())
     }
 

@@ -40,7 +40,7 @@ mod step;
 mod waits;
 
 pub use config::RuntimeConfig;
-pub use error::{Result, RuntimeError};
+pub use error::{Result, RuntimeError, error_text};
 pub use keys::effect_key;
 // Kept for callers of the old name; `EventScope::key_for` replaces it.
 #[allow(deprecated, reason = "re-exported for callers of the old name")]
@@ -54,7 +54,10 @@ use waits::{reason_name, wait_from_request};
 
 use crate::batch::Batch;
 use crate::effects::{EffectCall, EffectHandler, EffectOutcome, RetryPolicy, WaitRequest};
-use crate::workflow::{StepContext, StepFailure, StepOutput, Workflow, WorkflowRegistry};
+use crate::plan::InvalidPlan;
+use crate::workflow::{
+    ResolveError, StepContext, StepFailure, StepOutput, Workflow, WorkflowRegistry,
+};
 
 /// Options for [`Runtime::start_with`].
 #[derive(Debug, Clone, Default)]
@@ -170,9 +173,7 @@ impl Runtime {
 
     /// Registers a workflow (the current version of its id).
     pub fn register(&self, wf: Arc<dyn Workflow>) -> Result<()> {
-        self.workflows
-            .register(wf)
-            .map_err(RuntimeError::InvalidWorkflow)
+        Ok(self.workflows.register(wf)?)
     }
 
     /// Registers the handler of a non-built-in effect (`llm_call`,
@@ -238,7 +239,10 @@ impl Runtime {
         let wf = self
             .workflows
             .resolve(workflow_id, None)
-            .map_err(RuntimeError::InvalidWorkflow)?
+            .map_err(|e| match e {
+                ResolveError::Invalid(invalid) => RuntimeError::InvalidWorkflow(invalid),
+                load => RuntimeError::WorkflowUnavailable(load),
+            })?
             .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow_id.to_owned()))?;
         let run_id = opts
             .run_id

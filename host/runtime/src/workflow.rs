@@ -109,31 +109,57 @@ pub trait Workflow: Send + Sync {
     fn run_node(&self, ctx: &StepContext<'_>) -> Result<StepOutput, StepFailure>;
 }
 
+/// Why a workflow's description of itself is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid workflow: {0}")]
+pub struct InvalidWorkflow(pub String);
+
+/// Why a workflow loader could not provide a workflow: its own error, kept
+/// whole as the cause.
+pub type LoaderError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why [`WorkflowRegistry::resolve`] found no usable workflow.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The loader failed (a corrupt catalog, a component that no longer
+    /// compiles).
+    #[error("cannot load workflow '{workflow_id}'")]
+    Load {
+        workflow_id: String,
+        #[source]
+        source: LoaderError,
+    },
+    /// The loader's workflow describes itself wrongly.
+    #[error(transparent)]
+    Invalid(#[from] InvalidWorkflow),
+}
+
 /// Checks what a workflow says about itself before it is registered.
-pub fn validate_info(info: &WorkflowInfo) -> Result<(), String> {
+pub fn validate_info(info: &WorkflowInfo) -> Result<(), InvalidWorkflow> {
+    let refuse = |why: String| Err(InvalidWorkflow(why));
     if info.workflow_id.is_empty() {
-        return Err("workflow id is empty".into());
+        return refuse("workflow id is empty".into());
     }
     if info.nodes.is_empty() {
-        return Err(format!("workflow '{}' has no nodes", info.workflow_id));
+        return refuse(format!("workflow '{}' has no nodes", info.workflow_id));
     }
     let mut seen = std::collections::HashSet::new();
     for n in &info.nodes {
         if n.is_empty() {
-            return Err(format!(
+            return refuse(format!(
                 "workflow '{}' has an empty node name",
                 info.workflow_id
             ));
         }
         if !seen.insert(n.as_str()) {
-            return Err(format!(
+            return refuse(format!(
                 "workflow '{}' lists node '{n}' twice",
                 info.workflow_id
             ));
         }
     }
     if !seen.contains(info.entry_node.as_str()) {
-        return Err(format!(
+        return refuse(format!(
             "workflow '{}': entry node '{}' is not one of its nodes",
             info.workflow_id, info.entry_node
         ));
@@ -218,7 +244,7 @@ impl NativeWorkflowBuilder {
         self
     }
 
-    pub fn build(self) -> Result<NativeWorkflow, String> {
+    pub fn build(self) -> Result<NativeWorkflow, InvalidWorkflow> {
         let entry = self
             .entry
             .or_else(|| self.nodes.first().map(|(n, _)| n.clone()))
@@ -268,7 +294,7 @@ pub trait WorkflowLoader: Send + Sync {
         &self,
         workflow_id: &str,
         digest: Option<&str>,
-    ) -> Result<Option<Arc<dyn Workflow>>, String>;
+    ) -> Result<Option<Arc<dyn Workflow>>, LoaderError>;
 }
 
 /// Maps workflow ids (and component digests) to workflows.
@@ -282,7 +308,7 @@ pub struct WorkflowRegistry {
 impl WorkflowRegistry {
     /// Registers `wf` as the current version of its workflow id. Older
     /// versions stay reachable by digest for runs that recorded them.
-    pub fn register(&self, wf: Arc<dyn Workflow>) -> Result<(), String> {
+    pub fn register(&self, wf: Arc<dyn Workflow>) -> Result<(), InvalidWorkflow> {
         validate_info(wf.info())?;
         if let Some(d) = wf.digest() {
             write(&self.by_digest).insert(d.to_owned(), wf.clone());
@@ -301,7 +327,7 @@ impl WorkflowRegistry {
         &self,
         workflow_id: &str,
         digest: Option<&str>,
-    ) -> Result<Option<Arc<dyn Workflow>>, String> {
+    ) -> Result<Option<Arc<dyn Workflow>>, ResolveError> {
         if let Some(d) = digest
             && let Some(wf) = read(&self.by_digest).get(d)
         {
@@ -314,7 +340,13 @@ impl WorkflowRegistry {
         }
         let loader = read(&self.loader).clone();
         if let Some(loader) = loader
-            && let Some(wf) = loader.load(workflow_id, digest)?
+            && let Some(wf) =
+                loader
+                    .load(workflow_id, digest)
+                    .map_err(|source| ResolveError::Load {
+                        workflow_id: workflow_id.to_owned(),
+                        source,
+                    })?
         {
             validate_info(wf.info())?;
             if let Some(d) = wf.digest() {

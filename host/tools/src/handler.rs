@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use waymark_core::{Effect, ToolCall, WaitReason, ledger::sha256_hex};
 use waymark_runtime::{
-    EffectCall, EffectError, EffectHandler, EffectOutcome, Runtime, WaitRequest,
+    EffectCall, EffectError, EffectHandler, EffectOutcome, ResumeRefused, Runtime, WaitRequest,
 };
 
 use crate::decision::Decision;
@@ -179,15 +179,17 @@ impl EffectHandler for ToolCallsHandler {
         }))
     }
 
-    fn check_resume(&self, call: &EffectCall<'_>, payload: &Value) -> Result<(), String> {
-        let decision = Decision::from_payload(payload).map_err(|e| e.to_string())?;
-        let calls = calls_of(call).map_err(|e| e.message)?;
+    fn check_resume(&self, call: &EffectCall<'_>, payload: &Value) -> Result<(), ResumeRefused> {
+        let decision = Decision::from_payload(payload).map_err(|e| ResumeRefused(e.to_string()))?;
+        let calls = calls_of(call).map_err(|e| ResumeRefused(e.message))?;
         if let Some(id) = decision
             .calls
             .keys()
             .find(|id| !calls.iter().any(|c| &c.call_id == *id))
         {
-            return Err(format!("the batch has no call with id '{id}'"));
+            return Err(ResumeRefused(format!(
+                "the batch has no call with id '{id}'"
+            )));
         }
         Ok(())
     }

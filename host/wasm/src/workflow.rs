@@ -51,13 +51,15 @@ impl WasmEngine {
             .call(|store, inst| inst.waymark_workflow_node().call_describe(store))
             .map_err(|f| WasmError::Describe(f.error.to_string()))?;
         let info = convert::info_from_wit(info);
-        validate_info(&info).map_err(WasmError::InvalidInfo)?;
+        validate_info(&info).map_err(|e| WasmError::InvalidInfo(e.0))?;
         wf.info = info;
         Ok(wf)
     }
 }
 
 impl WasmWorkflow {
+    /// The limits every step runs under, fixed when the component was
+    /// loaded.
     pub fn limits(&self) -> &StepLimits {
         &self.sandbox.limits
     }

@@ -24,7 +24,7 @@ impl Runtime {
                     None => format!("workflow '{}' is not registered", run.workflow_id),
                 },
             )),
-            Err(e) => Err(RunError::new(FailureKind::UnknownWorkflow, e)),
+            Err(e) => Err(RunError::new(FailureKind::UnknownWorkflow, error_text(&e))),
         }
     }
 
@@ -184,7 +184,7 @@ impl Runtime {
             .into());
         }
         if let Err(msg) = crate::plan::validate(&plan, step.wf.info()) {
-            return Err(RunError::new(FailureKind::InvalidPlan, msg).into());
+            return Err(RunError::new(FailureKind::InvalidPlan, msg.0).into());
         }
         self.act_on_plan(step, run, plan, batch)
     }

@@ -350,13 +350,14 @@ pub(super) fn store_result(
     vars: &mut Value,
     key: &str,
     value: Value,
-) -> std::result::Result<(), String> {
-    let segments = vars::parse_path(key).map_err(|e| e.to_string())?.len();
+) -> std::result::Result<(), InvalidPlan> {
+    let invalid = |e: vars::PathError| InvalidPlan(e.to_string());
+    let segments = vars::parse_path(key).map_err(invalid)?.len();
     if segments + vars::depth(&value) > vars::MAX_VARS_DEPTH {
-        return Err(format!(
+        return Err(InvalidPlan(format!(
             "storing it would nest vars deeper than {} levels",
             vars::MAX_VARS_DEPTH
-        ));
+        )));
     }
-    vars::set(vars, key, value).map_err(|e| e.to_string())
+    vars::set(vars, key, value).map_err(invalid)
 }

@@ -10,8 +10,11 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error("workflow '{0}' is not registered")]
     UnknownWorkflow(String),
-    #[error("invalid workflow: {0}")]
-    InvalidWorkflow(String),
+    #[error(transparent)]
+    InvalidWorkflow(#[from] crate::workflow::InvalidWorkflow),
+    /// The workflow loader failed to provide the workflow.
+    #[error(transparent)]
+    WorkflowUnavailable(crate::workflow::ResolveError),
     #[error("run '{run_id}' is {status}, not waiting")]
     NotWaiting { run_id: String, status: RunStatus },
     #[error("wrong wait key for run '{run_id}'; nothing was changed")]
@@ -39,3 +42,17 @@ pub enum RuntimeError {
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `: `-separated (what anyhow's
+/// `{:#}` prints): for messages that outlive the error, such as a run's
+/// recorded failure.
+pub fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

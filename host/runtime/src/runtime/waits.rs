@@ -216,7 +216,7 @@ impl Runtime {
         crate::plan::check_depth("the payload", &payload).map_err(|reason| {
             RuntimeError::InvalidResponse {
                 run_id: run.run_id.clone(),
-                reason,
+                reason: reason.0,
             }
         })?;
         if let Some(plan) = wait.pending_plan.as_deref()
@@ -283,7 +283,7 @@ impl Runtime {
             handler.check_resume(&call, &payload).map_err(|reason| {
                 RuntimeError::InvalidResponse {
                     run_id: run.run_id.clone(),
-                    reason,
+                    reason: reason.0,
                 }
             })?;
         }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use waymark_core::{EffectLog, FailureKind, RecordKind, RunStatus, StepPlan, WaitReason};
 use waymark_runtime::{
-    EffectCall, EffectError, EffectHandler, EffectOutcome, NativeWorkflow, RetryPolicy,
-    RuntimeError, WaitRequest,
+    EffectCall, EffectError, EffectHandler, EffectOutcome, NativeWorkflow, ResumeRefused,
+    RetryPolicy, RuntimeError, WaitRequest,
 };
 
 use crate::support::*;
@@ -41,12 +41,14 @@ impl EffectHandler for Approver {
         }))
     }
 
-    fn check_resume(&self, _call: &EffectCall<'_>, payload: &Value) -> Result<(), String> {
+    fn check_resume(&self, _call: &EffectCall<'_>, payload: &Value) -> Result<(), ResumeRefused> {
         let decided = payload.get("approved").is_some_and(Value::is_boolean);
         if decided || payload.get("timeout").is_some() {
             Ok(())
         } else {
-            Err("an answer says approved: true or false".into())
+            Err(ResumeRefused(
+                "an answer says approved: true or false".into(),
+            ))
         }
     }
 
