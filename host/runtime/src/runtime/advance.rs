@@ -77,12 +77,7 @@ impl Runtime {
             {
                 break;
             }
-            if run.steps >= self.config.max_steps_per_run {
-                let err = RunError::new(
-                    FailureKind::StepLimitExceeded,
-                    format!("run executed {} nodes, its limit", run.steps),
-                )
-                .at_node(run.current_node.clone());
+            if let Some(err) = self.step_limit_reached(&run) {
                 self.fail_outside_step(run, err, &mut pending)?;
                 work.extend(self.commit_batch(pending)?);
                 return Ok(None);
@@ -101,6 +96,17 @@ impl Runtime {
         self.check_held(run_id)?;
         work.extend(self.commit_batch_keeping(pending, &mut run)?);
         Ok(Some(run))
+    }
+
+    /// The failure of a run that has run as many nodes as it may.
+    pub(super) fn step_limit_reached(&self, run: &RunState) -> Option<RunError> {
+        (run.steps >= self.config.max_steps_per_run).then(|| {
+            RunError::new(
+                FailureKind::StepLimitExceeded,
+                format!("run executed {} nodes, its limit", run.steps),
+            )
+            .at_node(run.current_node.clone())
+        })
     }
 
     /// Runs the current node once (as attempt `attempt`) and stages the

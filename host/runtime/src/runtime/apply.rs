@@ -246,6 +246,11 @@ impl Runtime {
         run.waiting = None;
         let attempt = wait.attempt + 1;
         match wait.pending_plan {
+            // A node retry runs the node again: it counts against the
+            // run's step limit like any other run of a node.
+            None if let Some(err) = self.step_limit_reached(&run) => {
+                return self.fail_outside_step(run, err, batch);
+            }
             None => self.step(wf.as_ref(), &mut run, attempt, batch)?,
             Some(plan) => {
                 let mut step = Step::new(wf.as_ref(), &run, attempt, self.clock.now_ms());

@@ -324,6 +324,8 @@ impl Runtime {
         emitter: Option<&str>,
         batch: &mut Batch,
     ) -> Result<Vec<String>> {
+        crate::plan::check_depth("the event payload", payload)
+            .map_err(|e| RuntimeError::InvalidInput(e.0))?;
         let mut delivered = Vec::new();
         for run_id in self.store.event_waiters(name, scope)? {
             if Some(run_id.as_str()) == emitter {
@@ -344,6 +346,18 @@ impl Runtime {
             match self.answer_wait(run, &key, payload.clone(), batch) {
                 Ok(()) => delivered.push(run_id),
                 Err(RuntimeError::NotWaiting { .. } | RuntimeError::WrongWaitKey { .. }) => {}
+                // This listener's wait cannot take the payload (its result
+                // key runs through a scalar, say): it fails, and the event
+                // still reaches the others.
+                Err(RuntimeError::InvalidResponse { reason, .. }) => {
+                    tracing::warn!(run_id = %run_id, event = name, reason = %reason, "a listener could not take an event; it fails");
+                    let err = RunError::new(
+                        FailureKind::InvalidPlan,
+                        format!("its wait for event '{name}' could not take the payload: {reason}"),
+                    );
+                    let run = batch.load(self.store.as_ref(), &run_id)?;
+                    self.fail_outside_step(run, err, batch)?;
+                }
                 Err(e) => return Err(e),
             }
         }

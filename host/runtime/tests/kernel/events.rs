@@ -318,3 +318,48 @@ fn a_stale_list_of_waiters_reaches_no_run_whose_wait_changed() {
     assert_eq!(k.state(&once).output, Some(json!(1)));
     k.assert_all_verified();
 }
+
+#[test]
+fn a_listener_that_cannot_take_the_payload_fails_and_the_others_get_it() {
+    // `broken` makes `a` a number and waits with result key `a.b`: no
+    // payload can land there.
+    let k = Kernel::new();
+    let broken = NativeWorkflow::builder("broken")
+        .node("wait", |_| {
+            Ok(StepPlan::next("end")
+                .set("a", json!(5))
+                .effect(wait_event("go", EventScope::Global, None), Some("a.b")))
+        })
+        .node("end", |_| Ok(StepPlan::complete(json!("end"))))
+        .build()
+        .unwrap();
+    k.register(broken);
+    listener(&k, "fine", "go", EventScope::Global);
+    let bad = waiter(&k, "broken", "S");
+    let good = waiter(&k, "fine", "S");
+
+    let delivered = k.rt.emit_event("go", "global", json!({"n": 1})).unwrap();
+    assert_eq!(delivered, [good.as_str()]);
+    let s = k.state(&bad);
+    assert_status(&s, RunStatus::Failed);
+    let e = s.error.unwrap();
+    assert_eq!(e.kind, FailureKind::InvalidPlan);
+    assert!(e.message.contains("a.b"), "{}", e.message);
+    assert_status(&k.state(&good), RunStatus::Completed);
+    k.assert_all_verified();
+}
+
+#[test]
+fn an_event_payload_nested_too_deep_is_refused_and_changes_nothing() {
+    let k = Kernel::new();
+    listener(&k, "fine", "go", EventScope::Global);
+    let id = waiter(&k, "fine", "S");
+    let before = k.snapshot(&id);
+    let deep = (0..200).fold(json!(1), |v, _| json!([v]));
+    let err = k.rt.emit_event("go", "global", deep).unwrap_err();
+    assert!(
+        matches!(err, waymark_runtime::RuntimeError::InvalidInput(_)),
+        "{err}"
+    );
+    assert_eq!(k.snapshot(&id), before);
+}

@@ -386,3 +386,24 @@ fn backoff_grows_is_capped_and_jitters_the_same_way_for_the_same_key() {
     };
     assert_eq!(shrinking.backoff_ms(4, "k"), 100);
 }
+
+#[test]
+fn node_retries_count_against_the_step_limit() {
+    let k = Kernel::with_config(RuntimeConfig {
+        node_retry: policy(4, 10, 1.0),
+        max_steps_per_run: 2,
+        ..RuntimeConfig::default()
+    });
+    k.register(failing("doomed", "busy", true));
+    let (id, _) = k.run("doomed", json!({}));
+    k.clock.advance(10);
+    assert_eq!(k.rt.fire_due_timers().unwrap(), [id.as_str()]);
+    k.clock.advance(10);
+    assert_eq!(k.rt.fire_due_timers().unwrap(), [id.as_str()]);
+    let s = k.state(&id);
+    assert_status(&s, RunStatus::Failed);
+    assert_eq!(s.error.unwrap().kind, FailureKind::StepLimitExceeded);
+    assert_eq!(s.steps, 2, "the node ran twice, its limit");
+    assert_eq!(k.rt.next_timer_at().unwrap(), None);
+    k.assert_verified(&id);
+}
