@@ -8,12 +8,14 @@ use waymark_build::lang::{
     DEFAULT_OUT_DIR, DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Language, Toolchains,
 };
 use waymark_bundle::{
-    Bundle, BundleInfo, PackSpec, PackTool, PackWorkflow, RequestedCapabilities, RequestedLimits,
-    pack,
+    Bundle, BundleInfo, BundleReport, PackSpec, PackTool, PackWorkflow, RequestedCapabilities,
+    RequestedLimits, pack,
 };
 use waymark_runtime::Workflow;
 
 use clap::Subcommand;
+
+use waymark_loader::{Effective, LoadedTools};
 
 use crate::global::GlobalArgs;
 
@@ -109,7 +111,30 @@ fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bo
     let file: PackFile = toml::from_str(&text)
         .with_context(|| format!("pack file {} is invalid", spec_path.display()))?;
     let base = spec_path.parent().unwrap_or(Path::new("."));
+    let spec = pack_spec(file, base, install_toolchains)?;
+    check_spec(&g.loader()?, &spec)?;
+    let packed = pack(&spec, out)?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"path": packed.path, "digest": packed.digest, "bytes": packed.total_bytes})
+        );
+    } else {
+        println!(
+            "packed {}@{} into {} ({} bytes of components)\n  bundle digest {}",
+            spec.bundle.id,
+            spec.bundle.version,
+            packed.path.display(),
+            packed.total_bytes,
+            packed.digest
+        );
+    }
+    Ok(0)
+}
 
+/// The pack spec of a pack file: each workflow and tool with the component
+/// file it names, building the guests it names from source first.
+fn pack_spec(file: PackFile, base: &Path, install_toolchains: bool) -> Result<PackSpec> {
     // Build every named guest package in one cargo invocation.
     let packages: Vec<String> = file
         .workflows
@@ -164,14 +189,17 @@ fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bo
             limits: t.limits,
         });
     }
-    let spec = PackSpec {
+    Ok(PackSpec {
         bundle: file.bundle,
         workflows,
         tools,
-    };
-    // Refuse to ship a component that does not describe the workflow it is
-    // packed as.
-    let loader = g.loader()?;
+    })
+}
+
+/// Refuses to ship a component that does not describe the workflow it is
+/// packed as, a file listed as tools that is not a tool component, or two
+/// tools of one name (calls name tools alone).
+fn check_spec(loader: &waymark_loader::Loader, spec: &PackSpec) -> Result<()> {
     for w in &spec.workflows {
         // Through the store's compile cache: a component with an
         // interpreter inside takes seconds to compile, and running the
@@ -191,8 +219,6 @@ fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bo
             );
         }
     }
-    // And no file listed as tools that is not a tool component, nor two
-    // tools of one name (calls name tools alone).
     let mut names = std::collections::BTreeMap::new();
     for t in &spec.tools {
         let file = &t.component_file;
@@ -211,23 +237,7 @@ fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bo
             }
         }
     }
-    let packed = pack(&spec, out)?;
-    if g.json {
-        println!(
-            "{}",
-            serde_json::json!({"path": packed.path, "digest": packed.digest, "bytes": packed.total_bytes})
-        );
-    } else {
-        println!(
-            "packed {}@{} into {} ({} bytes of components)\n  bundle digest {}",
-            spec.bundle.id,
-            spec.bundle.version,
-            packed.path.display(),
-            packed.total_bytes,
-            packed.digest
-        );
-    }
-    Ok(0)
+    Ok(())
 }
 
 fn inspect(g: &GlobalArgs, path: &Path) -> Result<i32> {
@@ -246,49 +256,69 @@ fn inspect(g: &GlobalArgs, path: &Path) -> Result<i32> {
         tools.push(loader.load_tools_from_manifest(&bundle.manifest, &t.component, bytes)?);
     }
     if g.json {
-        let mut v = serde_json::to_value(&report)?;
-        v["effective"] = rights
-            .iter()
-            .map(|(id, e)| {
-                serde_json::json!({
-                    "workflow": id,
-                    "fuel": e.limits.fuel,
-                    "memory_bytes": e.limits.max_memory_bytes,
-                    "timeout_ms": e.limits.timeout.as_millis() as u64,
-                    "effects": e.grants.effects,
-                    "child_workflows": e.grants.child_workflows,
-                    "data_dir": e.data_dir,
-                    "refused": e.refused,
-                })
-            })
-            .collect();
-        v["effective_tools"] = tools
-            .iter()
-            .map(|t| {
-                let limits = t.limits();
-                let offered: Vec<serde_json::Value> = t
-                    .described()
-                    .map(|(info, approval)| {
-                        serde_json::json!({
-                            "name": info.name,
-                            "description": info.description,
-                            "read_only": info.read_only,
-                            "approval": approval.as_str(),
-                        })
-                    })
-                    .collect();
-                serde_json::json!({
-                    "component": t.component,
-                    "fuel": limits.fuel,
-                    "memory_bytes": limits.max_memory_bytes,
-                    "timeout_ms": limits.timeout.as_millis() as u64,
-                    "tools": offered,
-                })
-            })
-            .collect();
-        println!("{v}");
-        return Ok(0);
+        println!("{}", inspection_json(&report, &rights, &tools)?);
+    } else {
+        print_inspection(&report, &rights, &tools, denied);
     }
+    Ok(0)
+}
+
+/// `bundle inspect --json`: the report with what the policy grants each
+/// workflow and tool component.
+fn inspection_json(
+    report: &BundleReport,
+    rights: &[(String, Effective)],
+    tools: &[LoadedTools],
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(&report)?;
+    v["effective"] = rights
+        .iter()
+        .map(|(id, e)| {
+            serde_json::json!({
+                "workflow": id,
+                "fuel": e.limits.fuel,
+                "memory_bytes": e.limits.max_memory_bytes,
+                "timeout_ms": e.limits.timeout.as_millis() as u64,
+                "effects": e.grants.effects,
+                "child_workflows": e.grants.child_workflows,
+                "data_dir": e.data_dir,
+                "refused": e.refused,
+            })
+        })
+        .collect();
+    v["effective_tools"] = tools
+        .iter()
+        .map(|t| {
+            let limits = t.limits();
+            let offered: Vec<serde_json::Value> = t
+                .described()
+                .map(|(info, approval)| {
+                    serde_json::json!({
+                        "name": info.name,
+                        "description": info.description,
+                        "read_only": info.read_only,
+                        "approval": approval.as_str(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "component": t.component,
+                "fuel": limits.fuel,
+                "memory_bytes": limits.max_memory_bytes,
+                "timeout_ms": limits.timeout.as_millis() as u64,
+                "tools": offered,
+            })
+        })
+        .collect();
+    Ok(v)
+}
+
+fn print_inspection(
+    report: &BundleReport,
+    rights: &[(String, Effective)],
+    tools: &[LoadedTools],
+    denied: bool,
+) {
     println!(
         "bundle {}@{}  ({})",
         report.id, report.version, report.source
@@ -300,7 +330,7 @@ fn inspect(g: &GlobalArgs, path: &Path) -> Result<i32> {
         "  digest {}  components {} bytes",
         report.digest, report.total_bytes
     );
-    for (w, (_, e)) in report.workflows.iter().zip(&rights) {
+    for (w, (_, e)) in report.workflows.iter().zip(rights) {
         println!(
             "  workflow {}  {} ({} bytes, sha256 {})",
             w.id, w.component, w.size, w.sha256
@@ -337,7 +367,7 @@ fn inspect(g: &GlobalArgs, path: &Path) -> Result<i32> {
     if denied {
         println!("  the policy refuses this bundle: nothing of it would be loaded");
     }
-    for (r, t) in report.tools.iter().zip(&tools) {
+    for (r, t) in report.tools.iter().zip(tools) {
         let limits = t.limits();
         println!(
             "  tools {} ({} bytes, sha256 {})",
@@ -364,7 +394,6 @@ fn inspect(g: &GlobalArgs, path: &Path) -> Result<i32> {
             );
         }
     }
-    Ok(0)
 }
 
 fn verify(g: &GlobalArgs, path: &Path) -> Result<i32> {
