@@ -185,55 +185,7 @@ impl Runtime {
                 workflow_id,
                 vars,
                 mode,
-            } => {
-                if *mode == ChildMode::Sync && matches!(transition, Transition::CompleteOutput(_)) {
-                    return Err(RunError::new(
-                        FailureKind::InvalidPlan,
-                        "a sync child needs a next node to resume to, not complete-output",
-                    )
-                    .into());
-                }
-                if let Some(refused) = self.child_limit(run, batch)? {
-                    return Err(refused.into());
-                }
-                let root = run.root_run_id.as_ref().unwrap_or(&run.run_id);
-                let started = self.start_in(
-                    workflow_id,
-                    vars.clone(),
-                    StartOptions {
-                        run_id: None,
-                        session_id: Some(run.session_id.clone()),
-                        parent_run_id: Some(run.run_id.clone()),
-                        // A child spends under the same budget as its
-                        // parent, so starting children cannot lift it.
-                        token_budget: run.token_budget,
-                        lineage: Some((root.clone(), run.depth + 1)),
-                    },
-                    batch,
-                );
-                match started {
-                    Err(e) => Err(match e {
-                        RuntimeError::UnknownWorkflow(_) => {
-                            RunError::new(FailureKind::UnknownWorkflow, e.to_string())
-                        }
-                        RuntimeError::InvalidInput(_) => {
-                            RunError::new(FailureKind::InvalidPlan, format!("child {e}"))
-                        }
-                        RuntimeError::Store(e) => return Err(e.into()),
-                        e => RunError::new(FailureKind::EffectFailed, e.to_string()),
-                    }),
-                    Ok(child_id) => {
-                        batch.follow.push(child_id.clone());
-                        match mode {
-                            ChildMode::Sync => Ok(Performed::Wait(Box::new(WaitState {
-                                child_run_id: Some(child_id),
-                                ..WaitState::new(WaitReason::Subworkflow)
-                            }))),
-                            ChildMode::Async => Ok(Performed::Done(json!({ "run_id": child_id }))),
-                        }
-                    }
-                }
-            }
+            } => return self.start_child(run, workflow_id, vars, *mode, transition, batch),
             Effect::VarsQuery { run_id, paths } => self.vars_query(run, run_id.as_deref(), paths),
             Effect::LlmCall { .. } | Effect::ToolCalls { .. } | Effect::Custom { .. } => {
                 Err(RunError::new(
@@ -246,6 +198,67 @@ impl Runtime {
             }
         };
         Ok(performed?)
+    }
+
+    /// Starts a child run in `batch`: a sync child makes the parent wait for
+    /// its end, an async one answers with its id at once.
+    fn start_child(
+        &self,
+        run: &RunState,
+        workflow_id: &str,
+        vars: &Value,
+        mode: ChildMode,
+        transition: &Transition,
+        batch: &mut Batch,
+    ) -> Stage<Performed> {
+        if mode == ChildMode::Sync && matches!(transition, Transition::CompleteOutput(_)) {
+            return Err(RunError::new(
+                FailureKind::InvalidPlan,
+                "a sync child needs a next node to resume to, not complete-output",
+            )
+            .into());
+        }
+        if let Some(refused) = self.child_limit(run, batch)? {
+            return Err(refused.into());
+        }
+        let root = run.root_run_id.as_ref().unwrap_or(&run.run_id);
+        let started = self.start_in(
+            workflow_id,
+            vars.clone(),
+            StartOptions {
+                run_id: None,
+                session_id: Some(run.session_id.clone()),
+                parent_run_id: Some(run.run_id.clone()),
+                // A child spends under the same budget as its
+                // parent, so starting children cannot lift it.
+                token_budget: run.token_budget,
+                lineage: Some((root.clone(), run.depth + 1)),
+            },
+            batch,
+        );
+        let performed = match started {
+            Err(e) => Err(match e {
+                RuntimeError::UnknownWorkflow(_) => {
+                    RunError::new(FailureKind::UnknownWorkflow, e.to_string())
+                }
+                RuntimeError::InvalidInput(_) => {
+                    RunError::new(FailureKind::InvalidPlan, format!("child {e}"))
+                }
+                RuntimeError::Store(e) => return Err(e.into()),
+                e => RunError::new(FailureKind::EffectFailed, e.to_string()),
+            }),
+            Ok(child_id) => {
+                batch.follow.push(child_id.clone());
+                match mode {
+                    ChildMode::Sync => Ok(Performed::Wait(Box::new(WaitState {
+                        child_run_id: Some(child_id),
+                        ..WaitState::new(WaitReason::Subworkflow)
+                    }))),
+                    ChildMode::Async => Ok(Performed::Done(json!({ "run_id": child_id }))),
+                }
+            }
+        };
+        performed.map_err(Halt::from)
     }
 
     /// Why `run` may not start another child, if it may not. The tree's
