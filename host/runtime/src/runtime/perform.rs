@@ -147,39 +147,27 @@ impl Runtime {
                 scope,
                 deadline_ms,
             } => {
-                if name.is_empty() {
-                    Err(RunError::new(
-                        FailureKind::InvalidPlan,
-                        "event name is empty",
-                    ))
-                } else {
-                    Ok(Performed::Wait(Box::new(WaitState {
-                        event_name: Some(name.clone()),
-                        event_scope: Some(scope.resolve(run)),
-                        wake_at_ms: *deadline_ms,
-                        ..WaitState::new(WaitReason::Event)
-                    })))
-                }
+                require_event_name(name)?;
+                Ok(Performed::Wait(Box::new(WaitState {
+                    event_name: Some(name.clone()),
+                    event_scope: Some(scope.resolve(run)),
+                    wake_at_ms: *deadline_ms,
+                    ..WaitState::new(WaitReason::Event)
+                })))
             }
             Effect::EmitEvent {
                 name,
                 scope,
                 payload,
             } => {
-                if name.is_empty() {
-                    Err(RunError::new(
-                        FailureKind::InvalidPlan,
-                        "event name is empty",
-                    ))
-                } else {
-                    let scope_key = scope.resolve(run);
-                    let delivered =
-                        self.deliver_event(name, &scope_key, payload, Some(&run.run_id), batch)?;
-                    Ok(Performed::Done(json!({
-                        "delivered": delivered.len(),
-                        "scope": scope_key,
-                    })))
-                }
+                require_event_name(name)?;
+                let scope_key = scope.resolve(run);
+                let delivered =
+                    self.deliver_event(name, &scope_key, payload, Some(&run.run_id), batch)?;
+                Ok(Performed::Done(json!({
+                    "delivered": delivered.len(),
+                    "scope": scope_key,
+                })))
             }
             Effect::StartSubworkflow {
                 workflow_id,
@@ -326,6 +314,17 @@ impl Runtime {
         }
         Ok(Performed::Done(Value::Object(out)))
     }
+}
+
+/// An event effect must name its event.
+fn require_event_name(name: &str) -> std::result::Result<(), RunError> {
+    if name.is_empty() {
+        return Err(RunError::new(
+            FailureKind::InvalidPlan,
+            "event name is empty",
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn decode_outcome(outcome: &Value, run_id: &str) -> Stage<Performed> {
