@@ -30,9 +30,13 @@ pub const MAX_ARCHIVE_ENTRIES: usize = 10_000;
 /// tests and fuzzing use smaller ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleLimits {
+    /// Largest manifest, in bytes.
     pub manifest_bytes: u64,
+    /// Largest single component, in bytes.
     pub component_bytes: u64,
+    /// Largest sum of all components, in bytes.
     pub total_bytes: u64,
+    /// Most entries (headers) read from an archive.
     pub archive_entries: usize,
 }
 
@@ -51,7 +55,9 @@ impl Default for BundleLimits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "form", content = "path", rename_all = "snake_case")]
 pub enum BundleSource {
+    /// A bundle directory at this path.
     Directory(PathBuf),
+    /// A `.wmb` file at this path.
     Archive(PathBuf),
     /// Bytes handed to [`Bundle::from_tar_bytes`].
     Memory,
@@ -71,23 +77,30 @@ impl fmt::Display for BundleSource {
 /// compiling them is the host's job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
+    /// The validated manifest.
     pub manifest: Manifest,
     /// Component bytes by bundle-relative path (the keys of
     /// `manifest.components`).
     pub components: BTreeMap<String, Vec<u8>>,
+    /// Where the bundle was read from.
     pub source: BundleSource,
 }
 
 /// A serializable summary for `waymark bundle inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BundleReport {
+    /// The bundle id (`[bundle] id`).
     pub id: String,
+    /// The bundle version.
     pub version: String,
+    /// The manifest's description, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// [`Bundle::digest`].
     pub digest: String,
+    /// Where the bundle was read from.
     pub source: BundleSource,
+    /// The workflows, in manifest order.
     pub workflows: Vec<WorkflowReport>,
     /// The `[[tools]]` entries (what tools they offer is known only once
     /// the host loads them).
@@ -99,20 +112,30 @@ pub struct BundleReport {
 /// One workflow in a [`BundleReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkflowReport {
+    /// The workflow id.
     pub id: String,
+    /// Bundle-relative path of its component.
     pub component: String,
+    /// The component's sha256, lowercase hex.
     pub sha256: String,
+    /// The component's size in bytes.
     pub size: u64,
+    /// The per-step limits it asks for.
     pub limits: RequestedLimits,
+    /// The rights it asks for.
     pub capabilities: RequestedCapabilities,
 }
 
 /// One tool component in a [`BundleReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolComponentReport {
+    /// Bundle-relative path of the component.
     pub component: String,
+    /// The component's sha256, lowercase hex.
     pub sha256: String,
+    /// The component's size in bytes.
     pub size: u64,
+    /// The per-call limits it asks for.
     pub limits: RequestedLimits,
 }
 

@@ -6,75 +6,117 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Everything that can go wrong reading, checking or writing a bundle.
+///
+/// `bundle` names the bundle at fault: the path it was opened from or
+/// packed to, `<memory>` for bytes read from memory, or `<manifest>` for a
+/// manifest parsed or validated on its own.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BundleError {
     /// The path is neither a directory nor a regular file.
     #[error("bundle {bundle}: not a bundle directory or .wmb file")]
-    NotABundle { bundle: String },
+    NotABundle {
+        /// The bundle.
+        bundle: String,
+    },
 
     /// Reading or writing failed at the operating-system level.
     #[error("bundle {bundle}: i/o error{}: {source}", on(entry))]
     Io {
+        /// The bundle.
         bundle: String,
+        /// The file or bundle entry the failure is on; empty if it is on the
+        /// bundle path while opening it.
         entry: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// The bundle has no `waymark-bundle.toml` at its root.
     #[error("bundle {bundle}: no manifest `waymark-bundle.toml` at its root")]
-    MissingManifest { bundle: String },
+    MissingManifest {
+        /// The bundle.
+        bundle: String,
+    },
 
     /// The manifest exceeds the manifest size limit.
     #[error("bundle {bundle}: manifest is {size} bytes, more than the limit of {limit}")]
     ManifestTooLarge {
+        /// The bundle.
         bundle: String,
+        /// The manifest's size in bytes.
         size: u64,
+        /// The limit in bytes ([`BundleLimits::manifest_bytes`](crate::BundleLimits::manifest_bytes)).
         limit: u64,
     },
 
     /// The manifest is not UTF-8 text.
     #[error("bundle {bundle}: manifest is not UTF-8 text")]
-    ManifestNotUtf8 { bundle: String },
+    ManifestNotUtf8 {
+        /// The bundle.
+        bundle: String,
+    },
 
     /// The manifest is not valid TOML or does not fit the schema (this
     /// includes unknown fields, which are refused so that typos surface).
     #[error("bundle {bundle}: manifest does not parse: {detail}")]
-    ManifestSyntax { bundle: String, detail: String },
+    ManifestSyntax {
+        /// The bundle.
+        bundle: String,
+        /// The TOML parser's message.
+        detail: String,
+    },
 
     /// The manifest declares a schema this crate does not read.
     #[error("bundle {bundle}: manifest schema {found} is not supported (this host reads schema {supported}{hint})",
         hint = if *.found > i64::from(*.supported) { "; upgrade waymark to load it" } else { "" })]
     UnsupportedSchema {
+        /// The bundle.
         bundle: String,
+        /// The manifest's `schema`.
         found: i64,
+        /// The schema this crate reads ([`SCHEMA_VERSION`](crate::SCHEMA_VERSION)).
         supported: u32,
     },
 
     /// A manifest field breaks one of the rules in the crate documentation.
     #[error("bundle {bundle}: manifest field `{field}` {reason}")]
     InvalidManifest {
+        /// The bundle.
         bundle: String,
+        /// Where the field is, such as `bundle.id` or `workflows[0].limits.fuel`.
         field: String,
+        /// The rule it breaks, worded to follow the field name.
         reason: String,
     },
 
     /// The manifest declares neither a workflow nor a tool component.
     #[error("bundle {bundle}: manifest declares no [[workflows]] (and no [[tools]])")]
-    NoWorkflows { bundle: String },
+    NoWorkflows {
+        /// The bundle.
+        bundle: String,
+    },
 
     /// Two workflows share an id.
     #[error("bundle {bundle}: workflow id `{id}` is declared twice")]
-    DuplicateWorkflow { bundle: String, id: String },
+    DuplicateWorkflow {
+        /// The bundle.
+        bundle: String,
+        /// The shared id.
+        id: String,
+    },
 
     /// A workflow names a component that `[components]` does not list.
     #[error(
         "bundle {bundle}: workflow `{workflow}` uses component `{component}`, which [components] does not list"
     )]
     UnlistedComponent {
+        /// The bundle.
         bundle: String,
+        /// The workflow's id.
         workflow: String,
+        /// The component path it names.
         component: String,
     },
 
@@ -82,16 +124,31 @@ pub enum BundleError {
     #[error(
         "bundle {bundle}: component `{component}` is listed but no workflow or [[tools]] entry uses it"
     )]
-    UnusedComponent { bundle: String, component: String },
+    UnusedComponent {
+        /// The bundle.
+        bundle: String,
+        /// The unused component's path.
+        component: String,
+    },
 
     /// A `[[tools]]` entry names a component that `[components]` does not
     /// list.
     #[error("bundle {bundle}: tool component `{component}` is not listed in [components]")]
-    UnlistedToolComponent { bundle: String, component: String },
+    UnlistedToolComponent {
+        /// The bundle.
+        bundle: String,
+        /// The component path the entry names.
+        component: String,
+    },
 
     /// The same component appears in two `[[tools]]` entries.
     #[error("bundle {bundle}: tool component `{component}` is listed twice in [[tools]]")]
-    DuplicateToolComponent { bundle: String, component: String },
+    DuplicateToolComponent {
+        /// The bundle.
+        bundle: String,
+        /// The component's path.
+        component: String,
+    },
 
     /// A component is both a workflow's and a `[[tools]]` entry's: a
     /// component implements one world or the other.
@@ -99,8 +156,11 @@ pub enum BundleError {
         "bundle {bundle}: component `{component}` is workflow `{workflow}`'s and also a [[tools]] entry; a component is a workflow or a set of tools, not both"
     )]
     ComponentRoleClash {
+        /// The bundle.
         bundle: String,
+        /// The component's path.
         component: String,
+        /// The id of the workflow that uses it.
         workflow: String,
     },
 
@@ -109,8 +169,11 @@ pub enum BundleError {
         "bundle {bundle}: component `{component}` has sha256 `{digest}`, which is not 64 lowercase hex digits"
     )]
     InvalidDigest {
+        /// The bundle.
         bundle: String,
+        /// The component's path.
         component: String,
+        /// The value as written.
         digest: String,
     },
 
@@ -118,48 +181,77 @@ pub enum BundleError {
     /// means different things on different systems.
     #[error("bundle {bundle}: path `{path}` is unsafe: {reason}")]
     UnsafePath {
+        /// The bundle.
         bundle: String,
+        /// The path (lossily decoded if it is not UTF-8).
         path: String,
+        /// Which rule it breaks.
         reason: PathProblem,
     },
 
     /// Something in the bundle that must not be there.
     #[error("bundle {bundle}: entry `{entry}` is not allowed: {kind}")]
     UnexpectedEntry {
+        /// The bundle.
         bundle: String,
+        /// The entry's path inside the bundle.
         entry: String,
+        /// What is wrong with it.
         kind: EntryProblem,
     },
 
     /// A listed component is not in the bundle.
     #[error("bundle {bundle}: component `{path}` is listed in the manifest but missing")]
-    MissingComponent { bundle: String, path: String },
+    MissingComponent {
+        /// The bundle.
+        bundle: String,
+        /// The component's path.
+        path: String,
+    },
 
     /// A component exceeds the per-component size limit.
     #[error("bundle {bundle}: component `{path}` is {size} bytes, more than the limit of {limit}")]
     ComponentTooLarge {
+        /// The bundle.
         bundle: String,
+        /// The component's path.
         path: String,
+        /// Its size in bytes.
         size: u64,
+        /// The limit in bytes ([`BundleLimits::component_bytes`](crate::BundleLimits::component_bytes)).
         limit: u64,
     },
 
     /// The components together exceed the total size limit.
     #[error("bundle {bundle}: components add up to more than the limit of {limit} bytes")]
-    BundleTooLarge { bundle: String, limit: u64 },
+    BundleTooLarge {
+        /// The bundle.
+        bundle: String,
+        /// The limit in bytes ([`BundleLimits::total_bytes`](crate::BundleLimits::total_bytes)).
+        limit: u64,
+    },
 
     /// The archive has more entries than the entry limit.
     #[error("bundle {bundle}: archive has more than {limit} entries")]
-    TooManyEntries { bundle: String, limit: usize },
+    TooManyEntries {
+        /// The bundle.
+        bundle: String,
+        /// The limit ([`BundleLimits::archive_entries`](crate::BundleLimits::archive_entries)).
+        limit: usize,
+    },
 
     /// A component's length differs from the manifest's `size`.
     #[error(
         "bundle {bundle}: component `{path}` is {actual} bytes but the manifest says {expected}"
     )]
     SizeMismatch {
+        /// The bundle.
         bundle: String,
+        /// The component's path.
         path: String,
+        /// The size the manifest gives, in bytes.
         expected: u64,
+        /// The size found, in bytes.
         actual: u64,
     },
 
@@ -169,33 +261,51 @@ pub enum BundleError {
         "bundle {bundle}: component `{path}` has sha256 {actual} but the manifest says {expected}"
     )]
     DigestMismatch {
+        /// The bundle.
         bundle: String,
+        /// The component's path.
         path: String,
+        /// The digest the manifest gives (lowercase hex).
         expected: String,
+        /// The digest of the bytes found (lowercase hex).
         actual: String,
     },
 
     /// The archive ends before its end-of-archive marker.
     #[error("bundle {bundle}: archive is truncated at byte {offset}")]
-    TruncatedArchive { bundle: String, offset: u64 },
+    TruncatedArchive {
+        /// The bundle.
+        bundle: String,
+        /// Where the data ran out, in bytes from the start of the archive.
+        offset: u64,
+    },
 
     /// The archive is not a well-formed ustar/pax/GNU tar file.
     #[error("bundle {bundle}: archive is corrupt at byte {offset}: {reason}")]
     CorruptArchive {
+        /// The bundle.
         bundle: String,
+        /// Where the bad data starts, in bytes from the start of the archive.
         offset: u64,
+        /// What is wrong there.
         reason: String,
     },
 
     /// `pack` refuses to replace an existing bundle directory.
     #[error("cannot pack into {}: it already exists", .path.display())]
-    OutputExists { path: PathBuf },
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+    },
 
     /// Two different component files would land at the same path.
     #[error("cannot pack: {} and {} would both be stored as `{name}`", .first.display(), .second.display())]
     ComponentNameClash {
+        /// The path inside the bundle both would take.
         name: String,
+        /// The file packed first.
         first: PathBuf,
+        /// The other file.
         second: PathBuf,
     },
 }
@@ -212,17 +322,31 @@ fn on(entry: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PathProblem {
+    /// The path is empty.
     Empty,
+    /// Longer than [`MAX_PATH_BYTES`](crate::MAX_PATH_BYTES).
     TooLong,
+    /// Not UTF-8 (an archive entry name, or a component file name given to
+    /// [`pack`](crate::pack)).
     NotUtf8,
+    /// Starts with `/`.
     Absolute,
+    /// Contains a backslash.
     Backslash,
+    /// Contains a NUL or other control character.
     ControlCharacter,
+    /// Starts with a drive letter and a colon (`C:`).
     DriveLetter,
+    /// Contains a colon elsewhere.
     Colon,
+    /// Has an empty segment: `//`, or a trailing `/`.
     EmptySegment,
+    /// Has a `.` segment.
     DotSegment,
+    /// Has a `..` segment.
     DotDotSegment,
+    /// A component path whose file name is not a non-empty stem followed by
+    /// `.wasm`.
     NotWasm,
 }
 
@@ -253,9 +377,14 @@ pub enum EntryProblem {
     NotListed,
     /// The same name appears twice in the archive.
     Duplicate,
+    /// A symbolic link (in an archive, or anywhere on a component's path
+    /// in a directory).
     Symlink,
+    /// A hard link.
     HardLink,
+    /// A character or block device.
     Device,
+    /// A named pipe.
     Fifo,
     /// A directory entry that carries data.
     DirectoryWithContent,

@@ -85,6 +85,8 @@
 //! duplicates and unsafe names are refused. Sizes are bounded by
 //! [`BundleLimits`]. No input makes this crate panic.
 
+#![warn(missing_docs)]
+
 mod archive;
 mod bundle;
 mod error;

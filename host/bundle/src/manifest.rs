@@ -28,7 +28,9 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub struct Manifest {
     /// Format version; only [`SCHEMA_VERSION`] is read.
     pub schema: u32,
+    /// The `[bundle]` table: id, version, description.
     pub bundle: BundleInfo,
+    /// The `[[workflows]]` entries.
     #[serde(default)]
     pub workflows: Vec<WorkflowEntry>,
     /// Tool components (the `tools` world of `wit/tool.wit`). Absent in
@@ -50,6 +52,7 @@ pub struct BundleInfo {
     pub id: String,
     /// Non-empty, at most 64 characters of printable ASCII without spaces.
     pub version: String,
+    /// Free text for people, at most [`MAX_DESCRIPTION_BYTES`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -63,8 +66,10 @@ pub struct WorkflowEntry {
     pub id: String,
     /// Bundle-relative path of the component, a key of `[components]`.
     pub component: String,
+    /// Per-step limits it asks for.
     #[serde(default)]
     pub limits: RequestedLimits,
+    /// Rights it asks for.
     #[serde(default)]
     pub capabilities: RequestedCapabilities,
 }
@@ -87,16 +92,22 @@ pub struct ToolEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedLimits {
+    /// Fuel (wasmtime instructions) per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// Linear memory per instance, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u32>,
+    /// Wall-clock time per step, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Bytes of strings in one returned plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_plan_bytes: Option<u64>,
+    /// Bytes of log output per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_log_bytes: Option<u64>,
+    /// Log lines per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_log_lines: Option<u32>,
 }

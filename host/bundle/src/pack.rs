@@ -20,8 +20,11 @@ pub const COMPONENTS_DIR: &str = "components";
 /// components, with the component files they come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackSpec {
+    /// The manifest's `[bundle]` table.
     pub bundle: BundleInfo,
+    /// The workflows, in manifest order.
     pub workflows: Vec<PackWorkflow>,
+    /// The tool components, in manifest order.
     pub tools: Vec<PackTool>,
 }
 
@@ -29,10 +32,13 @@ pub struct PackSpec {
 /// rather than a path inside the bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackWorkflow {
+    /// The workflow id the component must describe.
     pub id: String,
     /// Stored as `components/<file name>`; workflows may share a file.
     pub component_file: PathBuf,
+    /// Per-step limits it asks for.
     pub limits: RequestedLimits,
+    /// Rights it asks for.
     pub capabilities: RequestedCapabilities,
 }
 
@@ -42,21 +48,27 @@ pub struct PackWorkflow {
 pub struct PackTool {
     /// Stored as `components/<file name>`, like a workflow's.
     pub component_file: PathBuf,
+    /// Per-call limits it asks for.
     pub limits: RequestedLimits,
 }
 
 /// Which of the two bundle forms was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BundleForm {
+    /// A bundle directory.
     Directory,
+    /// A `.wmb` archive.
     Archive,
 }
 
 /// What `pack` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackedBundle {
+    /// Where it was written (the `out` passed to `pack`).
     pub path: PathBuf,
+    /// Whether it is a directory or an archive.
     pub form: BundleForm,
+    /// The manifest written, with each component's sha256 and size.
     pub manifest: Manifest,
     /// Same value as [`Bundle::digest`](crate::Bundle::digest) of the result.
     pub digest: String,

@@ -16,8 +16,11 @@ use crate::runtime::{Result, Runtime, RuntimeError, StartOptions};
 /// What processing one inbox command came to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandOutcome {
+    /// The command's position in the inbox.
     pub seq: u64,
+    /// The id it was submitted under.
     pub command_id: String,
+    /// Its kind (`start`, `resume`, ...; see [`Runtime::submit_command`]).
     pub kind: String,
     /// What it did (`{"run_id": ..}`, `{"delivered": [...]}`, ...), or the
     /// error that refused it. A refused command is consumed too: it would
@@ -147,6 +150,7 @@ impl Runtime {
         Ok(snapshot)
     }
 
+    /// The stored snapshots that match `query`.
     pub fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>> {
         Ok(self.store.find_snapshots(query)?)
     }

@@ -10,8 +10,11 @@ use waymark_core::{Effect, RunState, WaitReason};
 pub struct EffectCall<'a> {
     /// The run as it is after the step's var writes.
     pub run: &'a RunState,
+    /// The node whose step requested the effect.
     pub node_id: &'a str,
+    /// The effect requested.
     pub effect: &'a Effect,
+    /// The runtime clock's time of the call, ms since the Unix epoch.
     pub now_ms: u64,
     /// Names this issuance of the effect: the same on every attempt and on
     /// a re-run after a crash, different for a later request of the same
@@ -37,9 +40,15 @@ pub enum EffectOutcome {
 /// A wait asked for by a handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WaitRequest {
+    /// What kind of wait it is (`approval`, say).
     pub reason: WaitReason,
+    /// Text for whoever answers the wait.
     pub prompt: Option<String>,
+    /// Anything else the answerer needs to see, kept in the wait.
     pub details: Option<Value>,
+    /// When the wait times out, ms since the Unix epoch: it is then answered
+    /// with `{"timeout": true, "deadline_ms": ..}`, which goes to
+    /// [`EffectHandler::resume`] like any answer. None waits until answered.
     pub wake_at_ms: Option<u64>,
 }
 
@@ -47,6 +56,7 @@ pub struct WaitRequest {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct EffectError {
+    /// What went wrong; part of the run's error if the run fails on it.
     pub message: String,
     /// Whether trying again could succeed (used by retry policies).
     pub retryable: bool,
@@ -79,10 +89,16 @@ impl EffectError {
 /// stops the retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 never retries.
     pub max_attempts: u32,
+    /// The wait before the first retry, in ms.
     pub initial_backoff_ms: u64,
+    /// What each further wait is multiplied by; below 1.0 counts as 1.0.
     pub multiplier: f64,
+    /// The longest wait between two attempts, in ms (before jitter).
     pub max_backoff_ms: u64,
+    /// How far a wait may stray from its computed value, as a fraction of
+    /// it; clamped to 0.0..=1.0.
     pub jitter: f64,
 }
 
@@ -139,6 +155,10 @@ pub struct ResumeRefused(pub String);
 /// (its `idempotency_key` names the wait), so a crash after it is recorded
 /// never performs it again.
 pub trait EffectHandler: Send + Sync {
+    /// Performs the effect: done with a result, or a wait to enter. After
+    /// a retryable error it is called again under the effect's
+    /// [`RetryPolicy`], with the same `idempotency_key` and the next
+    /// `attempt`.
     fn handle(&self, call: &EffectCall<'_>) -> Result<EffectOutcome, EffectError>;
 
     /// Refuses a resume payload this handler cannot act on (a malformed

@@ -4,6 +4,8 @@
 //!
 //! [`Store`]: waymark_core::Store
 
+#![warn(missing_docs)]
+
 mod batch;
 mod control;
 pub mod effects;

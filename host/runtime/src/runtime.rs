@@ -66,6 +66,8 @@ pub struct StartOptions {
     pub run_id: Option<String>,
     /// Join an existing session; default: the run's own id.
     pub session_id: Option<String>,
+    /// Start it as a child of this run: its end resumes the parent if the
+    /// parent waits on it, and cancelling or pausing the parent reaches it.
     pub parent_run_id: Option<String>,
     /// The run's token budget; None takes `RuntimeConfig::token_budget`.
     pub token_budget: Option<u64>,
@@ -105,6 +107,8 @@ enum Performed {
 }
 
 impl Runtime {
+    /// A runtime on `store` with the system clock, the default
+    /// [`RuntimeConfig`], no workflows, no effect handlers and no scheduler.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
@@ -144,24 +148,30 @@ impl Runtime {
             .clone()
     }
 
+    /// Uses `clock` for every timestamp and timer instead of the system
+    /// clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
+    /// Replaces the configuration.
     pub fn with_config(mut self, config: RuntimeConfig) -> Self {
         self.config = config;
         self
     }
 
+    /// The store the runtime commits to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
+    /// The registered workflows (and the loader, if one is set).
     pub fn workflows(&self) -> &WorkflowRegistry {
         &self.workflows
     }
 
+    /// The runtime's configuration.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }
@@ -209,6 +219,10 @@ impl Runtime {
         self.start_with(workflow_id, vars, StartOptions::default())
     }
 
+    /// Like [`Runtime::start`], with the options in `opts`. Returns the run
+    /// id. Fails with [`RuntimeError::InvalidInput`] if `vars` is not a JSON
+    /// object, nests too deep, or the run id is not a valid id, and with
+    /// [`RuntimeError::UnknownWorkflow`] if no workflow has `workflow_id`.
     pub fn start_with(&self, workflow_id: &str, vars: Value, opts: StartOptions) -> Result<String> {
         let mut batch = Batch::default();
         let run_id = self.start_in(workflow_id, vars, opts, &mut batch)?;

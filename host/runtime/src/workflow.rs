@@ -11,19 +11,28 @@ use waymark_core::{FailureKind, LogLine, NodeError, RunError, StepPlan, Workflow
 /// What a node is given.
 #[derive(Debug, Clone, Copy)]
 pub struct StepContext<'a> {
+    /// The run the step belongs to.
     pub run_id: &'a str,
+    /// The run's workflow.
     pub workflow_id: &'a str,
+    /// The node to run.
     pub node_id: &'a str,
+    /// 1 for the first attempt; higher when a retryable failure is retried.
     pub attempt: u32,
+    /// The run's vars, with offloaded values read back in.
     pub vars: &'a Value,
+    /// When the step started, ms since the Unix epoch (the runtime's clock).
     pub now_ms: u64,
 }
 
 /// What a node produced, with what running it cost.
 #[derive(Debug, Clone)]
 pub struct StepOutput {
+    /// What the node asks the runtime to do.
     pub plan: StepPlan,
+    /// What the node logged, kept in the step's ledger record.
     pub logs: Vec<LogLine>,
+    /// Fuel the node used, when it ran in a component.
     pub fuel_consumed: Option<u64>,
 }
 
@@ -31,8 +40,11 @@ pub struct StepOutput {
 /// limit, or a plan the host refused while decoding it.
 #[derive(Debug, Clone)]
 pub struct StepFailure {
+    /// The error the run fails with (unless the step is retried).
     pub error: RunError,
+    /// What the node logged before it failed.
     pub logs: Vec<LogLine>,
+    /// Fuel the node used, when it ran in a component.
     pub fuel_consumed: Option<u64>,
     /// The node said trying again could succeed; the node is re-run under
     /// [`crate::RuntimeConfig::node_retry`].
@@ -40,6 +52,7 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
+    /// A failure of `kind` that is not retried, with no logs.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Self {
             error: RunError::new(kind, message),
@@ -49,6 +62,8 @@ impl StepFailure {
         }
     }
 
+    /// The failure a node reported itself: `node_error` with the node's
+    /// code, retried if the node said it could be.
     pub fn from_node_error(e: NodeError) -> Self {
         let mut error = RunError::new(FailureKind::NodeError, e.message);
         error.code = Some(e.code);
@@ -79,10 +94,12 @@ impl Grants {
         Self::default()
     }
 
+    /// Whether the workflow may request the effect `name`.
     pub fn allows_effect(&self, name: &str) -> bool {
         self.effects.as_ref().is_none_or(|e| e.contains(name))
     }
 
+    /// Whether the workflow may start `workflow_id` as a child.
     pub fn allows_child(&self, workflow_id: &str) -> bool {
         self.child_workflows
             .as_ref()
@@ -92,6 +109,7 @@ impl Grants {
 
 /// A workflow graph the runtime can execute.
 pub trait Workflow: Send + Sync {
+    /// The workflow's id, version, nodes and entry node.
     fn info(&self) -> &WorkflowInfo;
 
     /// What the workflow may request; None: anything (trusted code).
@@ -125,7 +143,9 @@ pub enum ResolveError {
     /// compiles).
     #[error("cannot load workflow '{workflow_id}'")]
     Load {
+        /// The workflow asked for.
         workflow_id: String,
+        /// The loader's error.
         #[source]
         source: LoaderError,
     },
@@ -174,6 +194,7 @@ pub struct GrantedWorkflow {
 }
 
 impl GrantedWorkflow {
+    /// `inner`, limited to `grants`.
     pub fn new(inner: Arc<dyn Workflow>, grants: Grants) -> Self {
         Self { inner, grants }
     }
@@ -206,6 +227,7 @@ pub struct NativeWorkflow {
 }
 
 impl NativeWorkflow {
+    /// Starts a workflow with this id, version `0.0.0` and no nodes.
     pub fn builder(workflow_id: impl Into<String>) -> NativeWorkflowBuilder {
         NativeWorkflowBuilder {
             workflow_id: workflow_id.into(),
@@ -216,6 +238,7 @@ impl NativeWorkflow {
     }
 }
 
+/// Builds a [`NativeWorkflow`]; see [`NativeWorkflow::builder`].
 pub struct NativeWorkflowBuilder {
     workflow_id: String,
     version: String,
@@ -224,6 +247,7 @@ pub struct NativeWorkflowBuilder {
 }
 
 impl NativeWorkflowBuilder {
+    /// Sets the workflow's version (default `0.0.0`).
     pub fn version(mut self, v: impl Into<String>) -> Self {
         self.version = v.into();
         self
@@ -239,11 +263,14 @@ impl NativeWorkflowBuilder {
         self
     }
 
+    /// Makes `name` the entry node.
     pub fn entry(mut self, name: impl Into<String>) -> Self {
         self.entry = Some(name.into());
         self
     }
 
+    /// The workflow, checked with [`validate_info`]: it fails with no
+    /// nodes, a node added twice, or an entry that is not one of the nodes.
     pub fn build(self) -> Result<NativeWorkflow, InvalidWorkflow> {
         let entry = self
             .entry
@@ -290,6 +317,8 @@ impl Workflow for NativeWorkflow {
 /// component from a catalog on disk. `digest` names the exact code a run
 /// recorded, when it recorded one.
 pub trait WorkflowLoader: Send + Sync {
+    /// The workflow with this id (and, if given, this digest); None if the
+    /// loader has none.
     fn load(
         &self,
         workflow_id: &str,
@@ -317,6 +346,8 @@ impl WorkflowRegistry {
         Ok(())
     }
 
+    /// Sets the loader asked for workflows the registry does not hold,
+    /// replacing any earlier one.
     pub fn set_loader(&self, loader: Arc<dyn WorkflowLoader>) {
         *write(&self.loader) = Some(loader);
     }
@@ -368,6 +399,7 @@ impl WorkflowRegistry {
         Ok(None)
     }
 
+    /// The ids of the workflows held as current versions, sorted.
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = read(&self.by_id).keys().cloned().collect();
         ids.sort();

@@ -22,28 +22,44 @@ pub enum ArgumentError {
     /// usually).
     #[error("expected {expected}, got {actual}")]
     NotOfType {
+        /// The type (or types, `or`-joined) the schema asks for.
         expected: String,
+        /// The JSON type given (`object`, `array`, `null`...).
         actual: &'static str,
     },
     /// A required argument is absent.
     #[error("missing required argument '{name}'")]
-    Missing { name: String },
+    Missing {
+        /// The argument's path (`address.zip`).
+        name: String,
+    },
     /// An argument is of the wrong JSON type.
     #[error("argument '{name}' should be {expected}, got {actual}")]
     WrongType {
+        /// The argument's path (`items[2]`).
         name: String,
+        /// The type (or types, `or`-joined) the schema asks for.
         expected: String,
+        /// The JSON type given.
         actual: &'static str,
     },
     /// An argument breaks another rule of the schema (a bound, a pattern,
     /// an enum, an unexpected property...). `name` is empty when the rule is
     /// about the arguments as a whole.
     #[error("{}{reason}", at(name))]
-    Invalid { name: String, reason: String },
+    Invalid {
+        /// The argument's path; empty for the arguments as a whole.
+        name: String,
+        /// The rule broken, without the argument's value.
+        reason: String,
+    },
     /// The schema is not a usable JSON Schema (or refers to a document
     /// outside itself), so no arguments can be checked against it.
     #[error("the parameter schema is not usable: {reason}")]
-    Schema { reason: String },
+    Schema {
+        /// Why the schema does not compile.
+        reason: String,
+    },
 }
 
 fn at(name: &str) -> String {

@@ -25,12 +25,18 @@ pub struct Decision {
 pub enum DecisionError {
     /// A `{"text": ...}` answer that is neither an approval nor a denial.
     #[error("answer 'approve' or 'deny' (or a decision object), not '{answer}'")]
-    UnknownAnswer { answer: String },
+    UnknownAnswer {
+        /// The answer, trimmed and lowercased.
+        answer: String,
+    },
     /// An object (or other value) that does not read as a decision.
     #[error(
         "an approval is {{\"approve\": true|false, \"reason\"?: text, \"calls\"?: {{call id: true|false}}}}: {detail}"
     )]
-    Malformed { detail: String },
+    Malformed {
+        /// What the JSON reader found wrong.
+        detail: String,
+    },
 }
 
 impl Decision {

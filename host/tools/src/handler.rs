@@ -22,10 +22,12 @@ pub struct ToolCallsHandler {
 }
 
 impl ToolCallsHandler {
+    /// A handler running the tools of `registry`.
     pub fn new(registry: Arc<ToolRegistry>) -> Self {
         Self { registry }
     }
 
+    /// The registry it runs tools from.
     pub fn registry(&self) -> &Arc<ToolRegistry> {
         &self.registry
     }

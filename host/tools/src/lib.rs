@@ -38,6 +38,8 @@
 //! arguments, a trap, a limit) is a failed entry, not a failed run, so the
 //! workflow decides what to do about it.
 
+#![warn(missing_docs)]
+
 mod arguments;
 mod decision;
 mod handler;

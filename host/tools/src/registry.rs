@@ -15,14 +15,29 @@ use crate::wasm::WasmTool;
 /// Why a tool could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
+    /// A tool of this name is already registered (or a component offers
+    /// two tools of the same name).
     #[error("a tool named '{name}' is already registered")]
-    Duplicate { name: String },
+    Duplicate {
+        /// The name.
+        name: String,
+    },
+    /// The name is not 1 to 64 characters of ASCII letters, digits, `_`,
+    /// `-` or `.`.
     #[error("a tool name must be 1 to 64 characters of letters, digits, '_', '-' or '.': {name:?}")]
-    InvalidName { name: String },
+    InvalidName {
+        /// The name.
+        name: String,
+    },
     /// The parameters are not a JSON schema object the registry can check
     /// arguments against (draft 2020-12, referring to nothing outside it).
     #[error("the parameters of tool '{name}' must be a JSON schema object: {reason}")]
-    InvalidSchema { name: String, reason: String },
+    InvalidSchema {
+        /// The tool's name.
+        name: String,
+        /// Why the schema was refused.
+        reason: String,
+    },
 }
 
 pub(crate) struct Entry {
@@ -108,6 +123,7 @@ impl std::fmt::Debug for ToolRegistry {
 }
 
 impl ToolRegistry {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }

@@ -10,7 +10,10 @@ use crate::arguments::ArgumentError;
 /// What a tool is, as models and approvers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
+    /// The name calls use: 1 to 64 characters of ASCII letters, digits,
+    /// `_`, `-` or `.` (checked when the tool is registered).
     pub name: String,
+    /// What the tool does, for the model choosing it.
     pub description: String,
     /// JSON schema of the arguments object.
     pub parameters: Value,
@@ -20,6 +23,7 @@ pub struct ToolSpec {
 }
 
 impl ToolSpec {
+    /// A spec that is not read-only.
     pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
         Self {
             name: name.into(),
@@ -29,6 +33,7 @@ impl ToolSpec {
         }
     }
 
+    /// Marks the tool read-only.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self
@@ -79,8 +84,11 @@ impl Approval {
 /// What a tool is told about the call besides its arguments.
 #[derive(Debug, Clone, Copy)]
 pub struct ToolContext<'a> {
+    /// The run whose `tool_calls` effect made the call.
     pub run_id: &'a str,
+    /// The node that requested the effect.
     pub node_id: &'a str,
+    /// The call's id within its batch (as the model gave it).
     pub call_id: &'a str,
     /// The same for every execution of this call (after a crash, say), and
     /// different for any other call: pass it on to outside services.
@@ -93,16 +101,30 @@ pub struct ToolContext<'a> {
 pub enum ToolError {
     /// The tool reported its own failure.
     #[error("{message}")]
-    Failed { code: String, message: String },
+    Failed {
+        /// The tool's own error code.
+        code: String,
+        /// What went wrong, for the workflow or model.
+        message: String,
+    },
     /// The arguments do not fit the tool's schema; the tool was not run.
     #[error("invalid arguments: {reason}")]
-    InvalidArguments { reason: ArgumentError },
+    InvalidArguments {
+        /// What is wrong with them.
+        reason: ArgumentError,
+    },
     /// No tool of this name is registered; nothing was run.
     #[error("no tool named '{name}' is registered")]
-    UnknownTool { name: String },
+    UnknownTool {
+        /// The name the call used.
+        name: String,
+    },
     /// The approver denied the call; it was not run.
     #[error("denied: {reason}")]
-    Denied { reason: String },
+    Denied {
+        /// The approver's reason, or a stock one if they gave none.
+        reason: String,
+    },
     /// The sandbox stopped a component tool (a trap, fuel, time, memory,
     /// output size) or its output was unusable.
     #[error("{0}")]
@@ -133,7 +155,11 @@ impl ToolError {
 
 /// A tool the registry can run.
 pub trait Tool: Send + Sync {
+    /// What the tool is: its name, description and parameter schema.
     fn spec(&self) -> &ToolSpec;
+    /// Runs one call; the value returned is the call's `output`. Through
+    /// the registry, `arguments` have been checked against the spec's
+    /// schema first.
     fn call(&self, arguments: &Value, ctx: &ToolContext<'_>) -> Result<Value, ToolError>;
 }
 
@@ -147,6 +173,7 @@ impl<F> NativeTool<F>
 where
     F: Fn(&Value, &ToolContext<'_>) -> Result<Value, ToolError> + Send + Sync,
 {
+    /// The tool `spec` describes, run by calling `f`.
     pub fn new(spec: ToolSpec, f: F) -> Self {
         Self { spec, f }
     }
