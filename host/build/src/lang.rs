@@ -176,6 +176,7 @@ impl Toolchains {
         self
     }
 
+    /// The directory the toolchains are looked for and installed in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -33,6 +33,8 @@
 //! both, checks each against its own world ([`check_guest_component`]) and
 //! says which it is in [`BuiltComponent::kind`].
 
+#![warn(missing_docs)]
+
 pub mod embedded;
 pub mod lang;
 

@@ -270,7 +270,7 @@ fn inspection_json(
     rights: &[(String, Effective)],
     tools: &[LoadedTools],
 ) -> Result<serde_json::Value> {
-    let mut v = serde_json::to_value(&report)?;
+    let mut v = serde_json::to_value(report)?;
     v["effective"] = rights
         .iter()
         .map(|(id, e)| {

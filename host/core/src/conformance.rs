@@ -68,6 +68,8 @@ fn waiting(run: &mut RunState, wait: WaitState) {
     run.waiting = Some(wait);
 }
 
+/// A created run loads back as written, with one verifying start record; an
+/// unknown run is `RunNotFound`.
 pub fn create_and_load(store: &dyn Store) {
     let run = create(store, "r1");
     assert_eq!(store.load_run("r1").unwrap(), run);
@@ -81,6 +83,7 @@ pub fn create_and_load(store: &dyn Store) {
     ));
 }
 
+/// Creating a run whose id exists is `RunExists` and changes nothing.
 pub fn create_twice_is_refused(store: &dyn Store) {
     let run = create(store, "r1");
     let mut again = sample_run("r1");
@@ -95,6 +98,7 @@ pub fn create_twice_is_refused(store: &dyn Store) {
     assert_eq!(store.ledger_raw("r1").unwrap().len(), 1);
 }
 
+/// Updating a run that does not exist is `RunNotFound` and creates nothing.
 pub fn update_of_unknown_run_is_refused(store: &dyn Store) {
     let mut run = sample_run("ghost");
     let rec = step_record(&mut run, "a");
@@ -103,6 +107,8 @@ pub fn update_of_unknown_run_is_refused(store: &dyn Store) {
     assert!(store.list_runs(&RunQuery::default()).unwrap().is_empty());
 }
 
+/// Commits append records after the stored head, one or several at a time,
+/// stored byte for byte as sealed.
 pub fn appends_continue_the_chain(store: &dyn Store) {
     let mut run = create(store, "r1");
     for i in 0..5 {
@@ -124,6 +130,8 @@ pub fn appends_continue_the_chain(store: &dyn Store) {
     assert_eq!(store.load_run("r1").unwrap(), run);
 }
 
+/// A commit made from a run state loaded before another commit is a
+/// `LedgerConflict` and leaves the newer state.
 pub fn stale_append_is_a_conflict(store: &dyn Store) {
     let run = create(store, "r1");
     let mut first = run.clone();
@@ -265,6 +273,8 @@ pub fn descendants_are_counted_by_root(store: &dyn Store) {
     );
 }
 
+/// `list_runs` returns runs newest first and applies each filter of a
+/// `RunQuery`, and its limit.
 pub fn list_runs_filters_newest_first(store: &dyn Store) {
     for id in ["a", "b", "c"] {
         create(store, id);
@@ -318,6 +328,8 @@ pub fn list_runs_filters_newest_first(store: &dyn Store) {
     );
 }
 
+/// `event_waiters` finds exactly the runs waiting for that event name in that
+/// resolved scope.
 pub fn event_waiters_match_name_and_scope(store: &dyn Store) {
     for (id, name, scope) in [
         ("w1", "paid", "session:s"),
@@ -344,6 +356,8 @@ pub fn event_waiters_match_name_and_scope(store: &dyn Store) {
     assert!(store.event_waiters("nothing", "global").unwrap().is_empty());
 }
 
+/// `due_waits` lists due timers earliest first up to the limit, leaving out
+/// paused runs; `next_wake_at` agrees.
 pub fn due_waits_are_earliest_first_and_skip_paused(store: &dyn Store) {
     for (id, at, paused) in [
         ("t30", 30, false),
@@ -382,6 +396,8 @@ fn effect_entry(key: &str, run: &str) -> EffectEntry {
     }
 }
 
+/// Effect entries land with a commit, alone or beside a step, and are found by
+/// key.
 pub fn effect_entries_land_with_commits(store: &dyn Store) {
     let mut run = create(store, "r1");
     assert!(store.effect_entry("k1").unwrap().is_none());
@@ -404,6 +420,8 @@ pub fn effect_entries_land_with_commits(store: &dyn Store) {
     assert!(store.effect_entry("k2").unwrap().is_some());
 }
 
+/// Artifacts are named by the sha256 of their bytes, stored once, and read back
+/// checked; bad ids are `InvalidId`.
 pub fn artifacts_are_content_addressed(store: &dyn Store) {
     let bytes = b"{\"big\": \"value\"}".to_vec();
     let meta = store.put_artifact(&bytes, "application/json").unwrap();
@@ -442,6 +460,8 @@ fn snapshot(id: &str, run: &RunState, name: &str, tags: &[&str], at: u64) -> Sna
     }
 }
 
+/// Snapshot ids are unique; `find_snapshots` filters by run, tag and text,
+/// newest first; deleting reports whether the snapshot existed.
 pub fn snapshots_save_find_delete(store: &dyn Store) {
     let r1 = create(store, "r1");
     let r2 = create(store, "r2");
@@ -521,6 +541,8 @@ fn command(id: &str, kind: &str) -> Command {
     }
 }
 
+/// Submitting a command id twice keeps the first; seqs count from 1; cursors
+/// are per consumer, never move back, and can be advanced by a commit.
 pub fn inbox_is_idempotent_with_cursors(store: &dyn Store) {
     let a = store.submit_command(&command("c-a", "respond")).unwrap();
     let b = store.submit_command(&command("c-b", "cancel")).unwrap();
@@ -597,6 +619,8 @@ pub fn deep_commands_are_refused_and_the_inbox_goes_on(store: &dyn Store) {
     assert_eq!(all[0].payload, ok.payload);
 }
 
+/// Ids that could escape a directory or exceed the length cap are `InvalidId`
+/// on write, and reads with them fail cleanly.
 pub fn traversal_ids_are_refused(store: &dyn Store) {
     for bad in [
         "../x",
@@ -669,6 +693,9 @@ pub fn group_commits_are_independent(store: &dyn Store) {
     assert!(verify("g1", &store.ledger_raw("g1").unwrap()).is_ok());
 }
 
+/// A lease is exclusive to its owner until it expires; the owner renews it,
+/// another owner takes it over once expired, and only the holder can release
+/// it.
 pub fn leases_are_exclusive_until_they_expire(store: &dyn Store) {
     assert!(store.acquire_lease("run:r1", "host-a", 1_000, 500).unwrap());
     assert!(

@@ -40,6 +40,7 @@ pub struct GroupStats {
 }
 
 impl<S: Store + ?Sized> GroupCommit<S> {
+    /// Wraps `inner`, grouping at most 512 commits per backend commit.
     pub fn new(inner: Arc<S>) -> Self {
         Self {
             inner,
@@ -55,10 +56,13 @@ impl<S: Store + ?Sized> GroupCommit<S> {
         self
     }
 
+    /// The wrapped store.
     pub fn inner(&self) -> &Arc<S> {
         &self.inner
     }
 
+    /// How many backend commits were made so far, and how many commits they
+    /// landed.
     pub fn stats(&self) -> GroupStats {
         let q = self.lock();
         GroupStats {

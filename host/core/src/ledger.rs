@@ -69,8 +69,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// A record ready to store: its number, hash and canonical text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedRecord {
+    /// The run whose ledger the record belongs to.
     pub run_id: String,
+    /// Position in the run's ledger, from 0.
     pub seq: u64,
+    /// sha256 (hex) of the record; the next record's `prev_hash`.
     pub record_hash: String,
     /// Canonical JSON of the full record (with `record_hash`).
     pub json: String,
@@ -126,11 +129,17 @@ pub fn state_hash(run: &crate::model::RunState) -> String {
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum ChainProblem {
     /// The stored text is not JSON (or not an object).
-    Unparseable { detail: String },
+    Unparseable {
+        /// The parser's message.
+        detail: String,
+    },
     /// The stored text parses but is not in canonical form.
     NotCanonical,
     /// `seq` does not equal the record's position.
-    WrongSeq { found: Option<u64> },
+    WrongSeq {
+        /// The `seq` the record holds; None if it has none.
+        found: Option<u64>,
+    },
     /// `prev_hash` does not equal the previous record's `record_hash`.
     BrokenLink,
     /// `record_hash` does not match the record's content.
@@ -139,7 +148,10 @@ pub enum ChainProblem {
     WrongRun,
     /// The run's state says its ledger holds more records than are stored:
     /// records were cut off the end.
-    Truncated { state_records: u64 },
+    Truncated {
+        /// How many records the state counts.
+        state_records: u64,
+    },
     /// The last record the run's state counts is not the head it holds.
     HeadMismatch,
     /// The run's state does not hash to the `state_hash` of the record that
@@ -173,13 +185,16 @@ impl std::fmt::Display for ChainProblem {
 /// The result of verifying one run's ledger.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
+    /// The run whose ledger was verified.
     pub run_id: String,
+    /// How many records are stored.
     pub records: u64,
     /// The first bad record, if any: its index and what is wrong with it.
     pub first_bad: Option<(u64, ChainProblem)>,
 }
 
 impl Verification {
+    /// Whether every record checked out.
     pub fn is_ok(&self) -> bool {
         self.first_bad.is_none()
     }

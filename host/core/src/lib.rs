@@ -2,6 +2,8 @@
 //! records; the hash-chained ledger; var paths; the store traits and an
 //! in-memory store. No I/O happens here.
 
+#![warn(missing_docs)]
+
 pub mod canonical;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -30,6 +32,7 @@ pub use store::{
 /// The host's clock. Runs see it through the `now-ms` of their context, so a
 /// test can drive time explicitly.
 pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 }
 

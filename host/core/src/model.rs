@@ -13,16 +13,21 @@ pub enum RunStatus {
     Running,
     /// Blocked on a [`WaitState`]; only `resume` (or a timer) moves it on.
     Waiting,
+    /// Ended with an output.
     Completed,
+    /// Ended with a [`RunError`].
     Failed,
+    /// Ended by a cancel.
     Cancelled,
 }
 
 impl RunStatus {
+    /// Whether the run has ended: completed, failed or cancelled.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 
+    /// The stored name (`running`, `waiting`, ...), the same as the serde form.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -33,6 +38,7 @@ impl RunStatus {
         }
     }
 
+    /// The status [`as_str`](Self::as_str) names; None for any other text.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "running" => Self::Running,
@@ -73,6 +79,7 @@ pub enum WaitReason {
 /// process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WaitState {
+    /// Why the run waits.
     pub reason: WaitReason,
     /// Must be presented by whoever resumes the run.
     pub wait_key: String,
@@ -81,20 +88,25 @@ pub struct WaitState {
     /// Var path that receives the resume payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_key: Option<String>,
+    /// For `user` waits: the question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// For `user` waits: the suggested answers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
+    /// For `user` waits: whether an answer outside `choices` is acceptable.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_free_text: bool,
     /// For `until` waits the due time; for `event` waits the optional deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_at_ms: Option<u64>,
+    /// For `event` waits: the event's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_name: Option<String>,
     /// The resolved scope key of an event wait (see [`EventScope::resolve`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_scope: Option<String>,
+    /// For `subworkflow` waits: the child run waited on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_run_id: Option<String>,
     /// Extra data from the effect handler that created the wait.
@@ -181,6 +193,8 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The stable stored name (`node_error`, `out_of_fuel`, ...), the same as
+    /// the serde form.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NodeError => "node_error",
@@ -214,16 +228,21 @@ impl std::fmt::Display for FailureKind {
 /// Why a run (or a step) failed: typed, and naming the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunError {
+    /// What kind of failure it is.
     pub kind: FailureKind,
+    /// The node it happened at; None when no node is to blame (a child failed,
+    /// say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// For `node_error`: the node's own code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// What went wrong, for people.
     pub message: String,
 }
 
 impl RunError {
+    /// An error of `kind` naming no node and no code.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -233,6 +252,7 @@ impl RunError {
         }
     }
 
+    /// Names the node the error happened at.
     pub fn at_node(mut self, node: impl Into<String>) -> Self {
         self.node_id = Some(node.into());
         self
@@ -266,24 +286,32 @@ pub struct LedgerHead {
 /// A run: the durable checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
+    /// Unique within its store.
     pub run_id: String,
+    /// The workflow the run executes.
     pub workflow_id: String,
+    /// The workflow's version (from its `describe`) when the run was created.
     #[serde(default)]
     pub workflow_version: String,
     /// sha256 of the component the run executes, when it is a component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component_digest: Option<String>,
+    /// Where the run is in its lifecycle.
     pub status: RunStatus,
     /// The node to run next (or the node it waits at / ended on).
     pub current_node: String,
     /// The run's variables: a JSON object.
     pub vars: Value,
+    /// What the run waits for, while it is `waiting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitState>,
+    /// The output of a completed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// Why a failed run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
+    /// The run that started this one as a child, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_run_id: Option<String>,
     /// The run at the top of this run's tree of children; None for a run
@@ -321,8 +349,11 @@ pub struct RunState {
     /// of vars). Only these are rehydrated for the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
+    /// The head of the run's ledger.
     pub ledger: LedgerHead,
+    /// Creation time, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// Time of the last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
 }
 
@@ -330,9 +361,13 @@ pub struct RunState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "run_id", rename_all = "snake_case")]
 pub enum EventScope {
+    /// Every run of the host (key `global`).
     Global,
+    /// Runs of the same session (key `session:<id>`).
     Session,
+    /// Runs of the same workflow id (key `workflow:<id>`).
     Workflow,
+    /// Runs that name this run id as their scope (key `run:<id>`).
     Run(String),
 }
 
@@ -367,18 +402,26 @@ impl EventScope {
     }
 }
 
+/// How a parent relates to a child run it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildMode {
+    /// The parent waits, and is resumed with the child's output when the child
+    /// completes.
     Sync,
+    /// The parent goes on at once; the effect's result is `{"run_id":
+    /// <child>}`.
     Async,
 }
 
 /// One tool invocation inside TOOL_CALLS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// Chosen by the caller; echoed in the result.
     pub call_id: String,
+    /// The tool's name in the host's tool registry.
     pub name: String,
+    /// The tool's arguments, usually a JSON object.
     pub arguments: Value,
 }
 
@@ -387,60 +430,106 @@ pub struct ToolCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Effect {
+    /// ASK_USER: block until a person answers; the answer is the result.
     AskUser {
+        /// The question.
         prompt: String,
+        /// Suggested answers; empty for free text only.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         choices: Vec<String>,
+        /// Whether an answer outside `choices` is acceptable.
         #[serde(default)]
         allow_free_text: bool,
     },
+    /// ANSWER_USER: show a message to the user without blocking; the result is
+    /// `{"message": <message>}`.
     AnswerUser {
+        /// The text to show.
         message: String,
+        /// Free-form level for the UI (`info`, `warning`, ...); empty if not
+        /// given.
         #[serde(default)]
         level: String,
     },
+    /// WAIT_UNTIL: block until the host clock reaches a time.
     WaitUntil {
+        /// The time to wake at, ms since the Unix epoch.
         until_ms: u64,
     },
+    /// WAIT_EVENT: block until an event of this name reaches the run's scope;
+    /// its payload is the result.
     WaitEvent {
+        /// The event's name.
         name: String,
+        /// Which emitters can reach the run.
         scope: EventScope,
+        /// When to stop waiting, ms since the Unix epoch; the run is then
+        /// resumed with `{"timeout": true, "deadline_ms": ...}`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline_ms: Option<u64>,
     },
+    /// EMIT_EVENT: deliver an event to every run waiting for it in the scope,
+    /// without blocking; the result is `{"delivered": <count>}`.
     EmitEvent {
+        /// The event's name.
         name: String,
+        /// Which waiting runs it reaches.
         scope: EventScope,
+        /// What each waiting run is resumed with.
         payload: Value,
     },
+    /// START_SUBWORKFLOW: start a run of another workflow as a child of this
+    /// one.
     StartSubworkflow {
+        /// The child's workflow, registered with the host.
         workflow_id: String,
+        /// The child's initial vars: a JSON object.
         vars: Value,
+        /// Whether the parent waits for the child.
         mode: ChildMode,
     },
+    /// VARS_QUERY: read vars at paths, of this run or of another run in its
+    /// session; the result maps each path to its value (null where absent).
     VarsQuery {
+        /// The run to read; None for this run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         run_id: Option<String>,
+        /// The var paths to read.
         paths: Vec<String>,
     },
+    /// LLM_CALL: ask a language model through the host's `llm_call` handler.
     LlmCall {
+        /// A provider named in the host's configuration; None for its default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provider: Option<String>,
+        /// A model name; None for the provider's default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model: Option<String>,
+        /// Sent to the model ahead of `messages`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         system_prompt: Option<String>,
+        /// A JSON array of OpenAI-shaped `{"role", "content"}` messages.
         messages: Value,
+        /// A JSON array of tool schemas, if the model may call tools.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tools: Option<Value>,
+        /// A JSON object of sampling parameters (`temperature`, `max_tokens`,
+        /// ...).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         params: Option<Value>,
     },
+    /// TOOL_CALLS: run a batch of tool calls through the host's tool registry;
+    /// the result is a JSON array with one entry per call.
     ToolCalls {
+        /// The calls to run.
         calls: Vec<ToolCall>,
     },
+    /// An effect the host registered under a name of its own
+    /// (`inventory.reserve`).
     Custom {
+        /// The name its handler is registered under.
         name: String,
+        /// The handler's input.
         payload: Value,
     },
 }
@@ -467,31 +556,48 @@ impl Effect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum VarWrite {
-    Set { path: String, value: Value },
-    Remove { path: String },
+    /// Sets the value at a path, creating missing objects on the way.
+    Set {
+        /// A var path (see [`crate::vars`]).
+        path: String,
+        /// The new value.
+        value: Value,
+    },
+    /// Removes the key at a path; a missing key is not an error.
+    Remove {
+        /// A var path (see [`crate::vars`]).
+        path: String,
+    },
 }
 
 /// Where a run goes after a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transition {
+    /// Continue at this node, after the effect (if any) has its result.
     NextNode(String),
+    /// Finish the run with this output.
     CompleteOutput(Value),
 }
 
 /// What a node returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepPlan {
+    /// Var changes, applied in order before the effect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<VarWrite>,
+    /// The effect to perform, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<Effect>,
+    /// Var path that receives the effect's result; None discards it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_key: Option<String>,
+    /// Where the run goes after the step.
     pub transition: Transition,
 }
 
 impl StepPlan {
+    /// A plan that only moves on to `node`.
     pub fn next(node: impl Into<String>) -> Self {
         Self {
             writes: Vec::new(),
@@ -501,6 +607,7 @@ impl StepPlan {
         }
     }
 
+    /// A plan that only completes the run with `output`.
     pub fn complete(output: Value) -> Self {
         Self {
             writes: Vec::new(),
@@ -510,6 +617,7 @@ impl StepPlan {
         }
     }
 
+    /// Adds a write setting `path` to `value`.
     pub fn set(mut self, path: impl Into<String>, value: Value) -> Self {
         self.writes.push(VarWrite::Set {
             path: path.into(),
@@ -518,11 +626,13 @@ impl StepPlan {
         self
     }
 
+    /// Adds a write removing `path`.
     pub fn remove(mut self, path: impl Into<String>) -> Self {
         self.writes.push(VarWrite::Remove { path: path.into() });
         self
     }
 
+    /// Sets the effect, and the var path its result goes to (None discards it).
     pub fn effect(mut self, effect: Effect, result_key: Option<&str>) -> Self {
         self.effect = Some(effect);
         self.result_key = result_key.map(str::to_owned);
@@ -533,8 +643,12 @@ impl StepPlan {
 /// A failure reported by a node itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeError {
+    /// A short machine-readable code, such as `invalid-input`.
     pub code: String,
+    /// What went wrong, for people.
     pub message: String,
+    /// Whether the step may be tried again, if the host's retry policy allows
+    /// another attempt.
     #[serde(default)]
     pub retryable: bool,
 }
@@ -542,17 +656,24 @@ pub struct NodeError {
 /// What a workflow says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowInfo {
+    /// The id runs name the workflow by.
     pub workflow_id: String,
+    /// The node a new run starts at.
     pub entry_node: String,
+    /// Every node of the graph.
     pub nodes: Vec<String>,
+    /// The workflow's own version string, recorded in each run.
     pub version: String,
 }
 
 /// A guest log line, attached to its step's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
     pub level: String,
+    /// The logged text.
     pub message: String,
+    /// Structured key-value pairs, in the order logged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, String)>,
 }
@@ -590,7 +711,9 @@ pub enum StepStatus {
     /// An attempt failed with a retryable error; the run waits for its
     /// backoff and tries again.
     Retrying,
+    /// The step or the run failed.
     Failed,
+    /// The run was cancelled.
     Cancelled,
 }
 
@@ -598,44 +721,65 @@ pub enum StepStatus {
 /// see [`crate::ledger`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// Position in the run's ledger, from 0.
     pub seq: u64,
+    /// The run the record belongs to.
     pub run_id: String,
+    /// What the record is about.
     pub kind: RecordKind,
+    /// The outcome it reports.
     pub status: StepStatus,
+    /// The node that ran or is concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Which attempt at the step this was (1 for the first); 0 where it does
+    /// not apply.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// The var writes the step applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<VarWrite>,
+    /// The effect the step asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<Effect>,
+    /// Var path the effect's result went to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_key: Option<String>,
     /// The effect's result, or the payload a wait was resumed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The wait the run was left in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitState>,
+    /// The node the run goes to next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_node: Option<String>,
+    /// The run's output, when this record completed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// Why the step or the run failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
+    /// What the guest logged during the step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// Fuel the step used, when it ran in a component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel_consumed: Option<u64>,
+    /// sha256 of the run's component when the record was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component_digest: Option<String>,
+    /// For a step issuing a host effect: the key its outcome is recorded under
+    /// in the effect log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// The effect's outcome came from the effect log (it had been performed
     /// before a crash) instead of being performed again.
     #[serde(default, skip_serializing_if = "is_false")]
     pub replayed: bool,
+    /// When the step started, ms since the Unix epoch.
     pub started_at_ms: u64,
+    /// When the step ended, ms since the Unix epoch.
     pub ended_at_ms: u64,
     /// For the last record of each commit: sha256 of the canonical JSON of
     /// the run's state as that commit left it, without its `ledger` head

@@ -15,36 +15,62 @@ use crate::model::{RunState, RunStatus};
 /// Errors of every store backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No run has this id.
     #[error("run '{0}' not found")]
     RunNotFound(String),
+    /// A run with this id already exists.
     #[error("run '{0}' already exists")]
     RunExists(String),
     /// An id that cannot name a stored object (empty, too long, a path
     /// separator, `..`, a NUL byte...). Nothing was read or written.
     #[error("invalid {kind} id {id:?}: {reason}")]
     InvalidId {
+        /// What the id would name (`run`, `snapshot`, `command`, ...).
         kind: &'static str,
+        /// The id, cut short if it is very long.
         id: String,
+        /// What is wrong with it.
         reason: &'static str,
     },
+    /// No stored object of that kind has this id.
     #[error("{kind} '{id}' not found")]
-    NotFound { kind: &'static str, id: String },
+    NotFound {
+        /// What was looked for (`snapshot`, `artifact`, ...).
+        kind: &'static str,
+        /// The id looked for.
+        id: String,
+    },
     /// A value no store may take (nested too deep to read back, say).
     /// Nothing was written.
     #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    Invalid {
+        /// What was refused (`command`, `run state`, ...).
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The stored data cannot be read back; names what and where (a file
     /// and line, a table and key).
     #[error("corrupt data in {location}: {detail}")]
-    Corrupt { location: String, detail: String },
+    Corrupt {
+        /// Where the bad data is.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A ledger append does not continue the stored chain (a concurrent
     /// writer, or a stale run state). Nothing of the commit landed.
     #[error("ledger of run '{run_id}' is at seq {stored}, append started at {attempted}")]
     LedgerConflict {
+        /// The run whose ledger was appended to.
         run_id: String,
+        /// The seq the stored ledger is at (its record count).
         stored: u64,
+        /// The seq the append started at.
         attempted: u64,
     },
+    /// Any other failure of the backend (I/O, the database, a malformed
+    /// commit), described.
     #[error("storage backend error: {0}")]
     Backend(String),
 }
@@ -196,6 +222,7 @@ pub enum Durability {
 }
 
 impl Durability {
+    /// The configuration name: `off`, `normal` or `full`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Off => "off",
@@ -204,6 +231,7 @@ impl Durability {
         }
     }
 
+    /// The level [`as_str`](Self::as_str) names; None for any other text.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "off" => Self::Off,
@@ -263,21 +291,28 @@ impl RunWrite {
 /// whose outcome was recorded is never performed again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EffectEntry {
+    /// The issuance's idempotency key.
     pub key: String,
+    /// The run that issued the effect.
     pub run_id: String,
+    /// The node whose step issued it.
     pub node_id: String,
+    /// The effect's name (see [`Effect::name`](crate::Effect::name)).
     pub effect: String,
     /// The attempt that produced the outcome.
     pub attempt: u32,
     /// `{"done": value}` or `{"wait": request}`.
     pub outcome: Value,
+    /// When the outcome was recorded, ms since the Unix epoch.
     pub recorded_at_ms: u64,
 }
 
 /// Everything one atomic commit changes.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
+    /// The runs it creates or updates, each at most once.
     pub runs: Vec<RunWrite>,
+    /// Effect outcomes it records.
     pub effects: Vec<EffectEntry>,
     /// Advance an inbox consumer's cursor to this command seq, with the
     /// changes the command caused.
@@ -309,6 +344,7 @@ impl Commit {
         }
     }
 
+    /// Whether the commit changes nothing.
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty() && self.effects.is_empty() && self.cursor.is_none()
     }
@@ -367,14 +403,18 @@ impl Commit {
 /// Which runs to list.
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery {
+    /// Only runs with this status.
     pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
     pub workflow_id: Option<String>,
+    /// Only children of this run.
     pub parent_run_id: Option<String>,
     /// At most this many (newest first); None for all.
     pub limit: Option<usize>,
 }
 
 impl RunQuery {
+    /// Whether `run` passes every set filter (the limit aside).
     pub fn matches(&self, run: &RunState) -> bool {
         self.status.is_none_or(|s| s == run.status)
             && self
@@ -388,8 +428,12 @@ impl RunQuery {
     }
 }
 
+/// Reading runs, and the questions the scheduler asks about them. Runs are
+/// written only through [`Store::commit`].
 pub trait RunStore: Send + Sync {
+    /// The run's stored state; `RunNotFound` if there is none.
     fn load_run(&self, run_id: &str) -> Result<RunState, StoreError>;
+    /// Runs matching `query`, most recently created first.
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError>;
     /// Waiting runs whose event wait matches `name` in the resolved `scope`.
     fn event_waiters(&self, name: &str, scope: &str) -> Result<Vec<String>, StoreError>;
@@ -404,6 +448,7 @@ pub trait RunStore: Send + Sync {
     fn count_descendants(&self, root_run_id: &str) -> Result<u64, StoreError>;
 }
 
+/// Reading runs' ledgers. Records are written only through [`Store::commit`].
 pub trait LedgerStore: Send + Sync {
     /// The run's records, parsed, in order.
     fn ledger(&self, run_id: &str) -> Result<Vec<crate::model::StepRecord>, StoreError>;
@@ -418,16 +463,22 @@ pub trait ArtifactStore: Send + Sync {
     fn put_artifact(&self, bytes: &[u8], content_type: &str) -> Result<ArtifactMeta, StoreError>;
     /// The blob, checked against its id.
     fn get_artifact(&self, id: &str) -> Result<(ArtifactMeta, Vec<u8>), StoreError>;
+    /// The blob's metadata, without its bytes.
     fn artifact_meta(&self, id: &str) -> Result<ArtifactMeta, StoreError>;
+    /// The metadata of every stored blob.
     fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError>;
 }
 
+/// What a store knows about one blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactMeta {
     /// sha256 of the bytes, hex.
     pub artifact_id: String,
+    /// Length in bytes.
     pub size: u64,
+    /// The MIME type given when the bytes were first stored.
     pub content_type: String,
+    /// When the bytes were first stored, ms since the Unix epoch.
     pub created_at_ms: u64,
 }
 
@@ -447,29 +498,39 @@ pub fn validate_artifact_id(id: &str) -> Result<(), StoreError> {
 /// A named point-in-time copy of a run's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Chosen by the caller; unique among the store's snapshots.
     pub snapshot_id: String,
+    /// The run it copies.
     pub run_id: String,
+    /// A short name for people.
     pub name: String,
+    /// Free text; searched together with the name.
     #[serde(default)]
     pub description: String,
+    /// Labels to find it by.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// When it was taken, ms since the Unix epoch.
     pub created_at_ms: u64,
+    /// The run's state when it was taken.
     pub state: RunState,
 }
 
 /// Which snapshots to find; every set field must match.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotQuery {
+    /// Snapshots of this run.
     pub run_id: Option<String>,
     /// Carries this tag exactly.
     pub tag: Option<String>,
     /// Case-insensitive substring of the name or description.
     pub text: Option<String>,
+    /// At most this many (newest first); None for all.
     pub limit: Option<usize>,
 }
 
 impl SnapshotQuery {
+    /// Whether `s` passes every set filter (the limit aside).
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.run_id.as_deref().is_none_or(|r| r == s.run_id)
             && self
@@ -483,9 +544,11 @@ impl SnapshotQuery {
     }
 }
 
+/// Named point-in-time copies of run states.
 pub trait SnapshotStore: Send + Sync {
     /// Stores a new snapshot; its id must be unused.
     fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+    /// The snapshot; `NotFound` if there is none.
     fn load_snapshot(&self, snapshot_id: &str) -> Result<Snapshot, StoreError>;
     /// Matching snapshots, newest first.
     fn find_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>, StoreError>;
@@ -505,10 +568,13 @@ pub struct Command {
     pub seq: u64,
     /// `start`, `resume`, `respond`, `emit`, `cancel`, `pause`, `resume_run`.
     pub kind: String,
+    /// The run the command is about, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The command's arguments, by kind.
     #[serde(default)]
     pub payload: Value,
+    /// When it was submitted, ms since the Unix epoch.
     #[serde(default)]
     pub submitted_at_ms: u64,
 }
@@ -516,6 +582,8 @@ pub struct Command {
 /// What [`CommandInbox::submit_command`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Submitted {
+    /// The command's position in the inbox (for a duplicate, the one it already
+    /// had).
     pub seq: u64,
     /// The id was already in the inbox; nothing was added.
     pub duplicate: bool,
@@ -533,6 +601,8 @@ pub trait CommandInbox: Send + Sync {
     fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError>;
 }
 
+/// The recorded outcomes of host effects. Entries are written only through
+/// [`Store::commit`].
 pub trait EffectLog: Send + Sync {
     /// The recorded outcome of the issuance with this idempotency key.
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError>;
@@ -557,6 +627,7 @@ pub trait LeaseStore: Send + Sync {
     fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError>;
 }
 
+/// A complete store backend: every store trait, plus atomic commits.
 pub trait Store:
     RunStore + LedgerStore + EffectLog + ArtifactStore + SnapshotStore + CommandInbox + LeaseStore
 {

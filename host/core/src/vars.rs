@@ -11,31 +11,49 @@ use crate::model::VarWrite;
 /// Why a path or write was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    /// The path is empty.
     #[error("empty var path")]
     Empty,
+    /// The path has an empty segment (`a..b`, or a leading or trailing dot).
     #[error("var path '{0}' has an empty segment")]
     EmptySegment(String),
+    /// The path (its first 64 bytes given) is longer than [`MAX_PATH_LEN`].
     #[error("var path '{0}' is longer than {MAX_PATH_LEN} bytes")]
     TooLong(String),
+    /// The path (its first 64 bytes given) has more than [`MAX_DEPTH`]
+    /// segments.
     #[error("var path '{0}' has more than {MAX_DEPTH} segments")]
     TooDeep(String),
+    /// A write goes into or through a value it cannot: a scalar, or an array
+    /// under a segment that is not an index.
     #[error("var path '{path}': '{segment}' goes through a {found}, not an object or array")]
     NotAContainer {
+        /// The whole path.
         path: String,
+        /// The segment that could not be followed.
         segment: String,
+        /// The JSON type found there (`string`, `null`, ...).
         found: &'static str,
     },
+    /// An array index past the end. The index equal to the length appends,
+    /// but only as the path's last segment.
     #[error("var path '{path}': index {index} is past the end of an array of {len}")]
     IndexOutOfRange {
+        /// The whole path.
         path: String,
+        /// The index given.
         index: usize,
+        /// The array's length.
         len: usize,
     },
+    /// The run's vars are not a JSON object.
     #[error("vars must be a JSON object")]
     VarsNotObject,
 }
 
+/// Longest var path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 1024;
+/// Most segments a var path may have.
 pub const MAX_DEPTH: usize = 64;
 /// Deepest nesting accepted for one value from a guest or a caller.
 pub const MAX_VALUE_DEPTH: usize = 64;

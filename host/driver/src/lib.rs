@@ -27,6 +27,8 @@
 //! after their current step (each step is its own commit), and the runs they
 //! leave `running` are picked up by the next driver.
 
+#![warn(missing_docs)]
+
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -86,16 +88,21 @@ impl Default for DriverConfig {
 /// Errors of the driver's API.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
+    /// The runtime refused or failed the call.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The driver is stopping; the call was not made.
     #[error("the driver is stopping")]
     Stopped,
+    /// [`Driver::wait_for`] gave up on the run with this id.
     #[error("run '{0}' did not get there in time")]
     Timeout(String),
+    /// A blocking call or a driver task panicked or was cancelled.
     #[error("a driver task failed: {0}")]
     Task(String),
 }
 
+/// The driver API's result.
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
 
 /// Counters, for tests, benchmarks and logs.
@@ -111,6 +118,7 @@ pub struct DriverStats {
     pub errors: u64,
     /// `fire_due_timers` passes that fired something, and runs fired.
     pub timer_passes: u64,
+    /// Runs those passes fired.
     pub timers_fired: u64,
     /// Commands applied from the inbox.
     pub commands: u64,
@@ -551,10 +559,12 @@ impl Driver {
         }
     }
 
+    /// The runtime it drives.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.shared.runtime
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> DriverStats {
         *self.shared.stats()
     }
@@ -639,21 +649,27 @@ impl Driver {
         self.blocking(move |rt| rt.cancel(&id, &reason)).await
     }
 
+    /// Pauses a run and its unfinished descendants: they are not advanced
+    /// and their timers do not fire until [`resume_run`](Self::resume_run).
     pub async fn pause(&self, run_id: &str, reason: &str) -> Result<RunState> {
         let (id, reason) = (run_id.to_owned(), reason.to_owned());
         self.blocking(move |rt| rt.pause_run(&id, &reason)).await
     }
 
+    /// Ends a pause of a run and its paused descendants; the driver carries
+    /// the running ones on.
     pub async fn resume_run(&self, run_id: &str) -> Result<RunState> {
         let id = run_id.to_owned();
         self.blocking(move |rt| rt.resume_run(&id)).await
     }
 
+    /// The run's current state.
     pub async fn get_state(&self, run_id: &str) -> Result<RunState> {
         let id = run_id.to_owned();
         self.blocking(move |rt| rt.get_state(&id)).await
     }
 
+    /// The run's ledger records, in order.
     pub async fn ledger(&self, run_id: &str) -> Result<Vec<StepRecord>> {
         let id = run_id.to_owned();
         self.blocking(move |rt| rt.ledger(&id)).await

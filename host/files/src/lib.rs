@@ -123,6 +123,8 @@
 //! reading the ledgers of other runs keep working. A commit or a journal
 //! replay that writes the run again repairs the file.
 
+#![warn(missing_docs)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -168,6 +170,8 @@ const CHECKPOINT_ENTRIES: u64 = 1000;
 /// How a [`FileStore`] syncs and checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileOptions {
+    /// When commits reach stable storage (default `Normal`); see the crate
+    /// documentation for what each level survives.
     pub durability: Durability,
     /// Checkpoint once the journal is larger than this many bytes.
     pub checkpoint_bytes: u64,

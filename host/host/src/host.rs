@@ -123,8 +123,11 @@ pub fn runtime_config(policy: &Policy) -> RuntimeConfig {
 /// What a host is built from.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
+    /// The store to open.
     pub store: StoreLocation,
+    /// When the store's commits reach stable storage.
     pub durability: Durability,
+    /// The operator policy: limits, grants, tool approvals.
     pub policy: Policy,
     /// Keep compiled components in `cache/` of the state directory.
     pub compile_cache: bool,
@@ -133,6 +136,7 @@ pub struct HostOptions {
     pub llm_config: Option<PathBuf>,
     /// Concurrent commits (a driver's turns) share one backend commit.
     pub group_commit: bool,
+    /// Where components are compiled.
     pub compiles: Compiles,
 }
 
@@ -155,9 +159,13 @@ impl HostOptions {
 /// A runtime on its store, with the catalog as its workflow loader and the
 /// handlers of the effects that reach outside.
 pub struct Host {
+    /// The runtime, on the opened store.
     pub runtime: Runtime,
+    /// The component catalog beside the store.
     pub catalog: Arc<Catalog>,
+    /// The `tool_calls` handler registered on the runtime.
     pub tools: Arc<CatalogTools>,
+    /// Where the store is.
     pub store: StoreLocation,
 }
 
@@ -206,10 +214,13 @@ impl Host {
 /// Why [`Host::load`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostLoadError {
+    /// The bundle could not be opened or verified.
     #[error(transparent)]
     Bundle(#[from] waymark_bundle::BundleError),
+    /// The catalog could not load or save it.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The runtime refused to register a workflow.
     #[error(transparent)]
     Register(#[from] waymark_runtime::RuntimeError),
 }

@@ -12,6 +12,8 @@
 //! The lease-held turn every process takes to advance a run on a shared
 //! store is `waymark_driver::tick_under_lease`.
 
+#![warn(missing_docs)]
+
 mod catalog;
 mod error;
 mod host;

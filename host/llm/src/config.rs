@@ -24,6 +24,7 @@ pub struct LlmConfig {
     /// provider is configured, that one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_provider: Option<String>,
+    /// The providers, by the name calls use.
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
@@ -61,6 +62,7 @@ impl ProviderKind {
 /// One provider: where it is, how to authenticate, how long to wait.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProviderConfig {
+    /// The wire format it speaks.
     pub kind: ProviderKind,
     /// `http(s)://host[:port][/prefix]`, without a trailing slash. OpenAI
     /// style: up to and including the version (`https://api.openai.com/v1`,
@@ -76,6 +78,7 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     /// The whole request, from connecting to the last byte of the answer.
     pub timeout_ms: u64,
+    /// Time allowed to resolve and connect, ms.
     pub connect_timeout_ms: u64,
     /// `max_tokens` when the call's params give none. Anthropic requires
     /// one (default [`DEFAULT_ANTHROPIC_MAX_TOKENS`]); OpenAI-style servers
@@ -98,22 +101,26 @@ impl ProviderConfig {
         }
     }
 
+    /// Sets the model of calls that name none.
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
         self
     }
 
+    /// Names the environment variable holding the API key.
     pub fn with_api_key_env(mut self, env_var: impl Into<String>) -> Self {
         self.api_key_env = Some(env_var.into());
         self
     }
 
+    /// Sets the whole-request and the connect timeouts, ms.
     pub fn with_timeouts(mut self, timeout_ms: u64, connect_timeout_ms: u64) -> Self {
         self.timeout_ms = timeout_ms;
         self.connect_timeout_ms = connect_timeout_ms;
         self
     }
 
+    /// Sets `max_tokens` for calls whose params give none.
     pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
         self.max_tokens = Some(max_tokens);
         self
@@ -157,38 +164,78 @@ pub enum LlmConfigError {
     /// parser's without its excerpt of the file.
     #[error("llm config: {message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
     Toml {
+        /// The parser's message.
         message: String,
+        /// The 1-based line where the problem is, when the parser knows.
         line: Option<usize>,
     },
+    /// A provider has no `kind`.
     #[error("llm config: provider `{provider}` has no `kind` (\"openai\" or \"anthropic\")")]
-    MissingKind { provider: String },
+    MissingKind {
+        /// The provider's name.
+        provider: String,
+    },
+    /// A provider's `kind` is neither `openai` nor `anthropic`.
     #[error(
         "llm config: provider `{provider}` has unknown kind `{kind}` (expected \"openai\" or \"anthropic\")"
     )]
-    UnknownKind { provider: String, kind: String },
+    UnknownKind {
+        /// The provider's name.
+        provider: String,
+        /// The kind given.
+        kind: String,
+    },
+    /// A provider has no `base_url`, or an empty one.
     #[error("llm config: provider `{provider}` has no `base_url`")]
-    MissingBaseUrl { provider: String },
+    MissingBaseUrl {
+        /// The provider's name.
+        provider: String,
+    },
+    /// A provider's `base_url` is not a plain `http(s)://host...` URL.
     #[error("llm config: provider `{provider}` has an invalid base_url `{base_url}`: {reason}")]
     InvalidBaseUrl {
+        /// The provider's name.
         provider: String,
+        /// The URL given; `<redacted>` when it carries credentials.
         base_url: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// A provider writes its key inline (`api_key`); the key is not
+    /// repeated here.
     #[error(
         "llm config: provider `{provider}` has an inline `api_key`; put the key in an environment variable and name it with `api_key_env`"
     )]
-    InlineApiKey { provider: String },
+    InlineApiKey {
+        /// The provider's name.
+        provider: String,
+    },
+    /// A provider's `api_key_env` is empty or blank.
     #[error("llm config: provider `{provider}` has an empty `api_key_env`")]
-    EmptyApiKeyEnv { provider: String },
+    EmptyApiKeyEnv {
+        /// The provider's name.
+        provider: String,
+    },
+    /// A provider sets a timeout to 0.
     #[error("llm config: provider `{provider}` has `{field}` = 0")]
     ZeroTimeout {
+        /// The provider's name.
         provider: String,
+        /// `timeout_ms` or `connect_timeout_ms`.
         field: &'static str,
     },
+    /// A provider sets `max_tokens` to 0.
     #[error("llm config: provider `{provider}` has `max_tokens` = 0")]
-    ZeroMaxTokens { provider: String },
+    ZeroMaxTokens {
+        /// The provider's name.
+        provider: String,
+    },
+    /// `default_provider` names no configured provider.
     #[error("llm config: default_provider `{name}` is not a configured provider")]
-    UnknownDefaultProvider { name: String },
+    UnknownDefaultProvider {
+        /// The name given.
+        name: String,
+    },
 }
 
 impl LlmConfig {

@@ -16,36 +16,75 @@ pub enum LlmError {
     /// (seconds) when the provider sent one.
     #[error("rate limited (HTTP {status}){}", retry_after_ms.map(|ms| format!(", retry after {ms} ms")).unwrap_or_default())]
     RateLimited {
+        /// The HTTP status (429).
         status: u16,
+        /// How long the provider asks to wait, ms.
         retry_after_ms: Option<u64>,
     },
     /// HTTP 5xx (including Anthropic's 529 "overloaded").
     #[error("provider error (HTTP {status}): {body_excerpt}")]
-    Server { status: u16, body_excerpt: String },
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body, scrubbed of the key (at most
+        /// [`BODY_EXCERPT_BYTES`]).
+        body_excerpt: String,
+    },
     /// HTTP 4xx other than 429: the request was refused as it is.
     #[error("request refused (HTTP {status}): {body_excerpt}")]
-    Client { status: u16, body_excerpt: String },
+    Client {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body, scrubbed of the key (at most
+        /// [`BODY_EXCERPT_BYTES`]).
+        body_excerpt: String,
+    },
     /// An informational or redirect status where an answer was expected
     /// (redirects are not followed: a POST body and its key stay put).
     #[error("unexpected HTTP status {status}: {body_excerpt}")]
-    UnexpectedStatus { status: u16, body_excerpt: String },
+    UnexpectedStatus {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body, scrubbed of the key (at most
+        /// [`BODY_EXCERPT_BYTES`]).
+        body_excerpt: String,
+    },
     /// No complete answer within the configured time.
     #[error("no answer within {after_ms} ms")]
-    Timeout { after_ms: u64 },
+    Timeout {
+        /// The timeout that ran out (connect or whole request), ms.
+        after_ms: u64,
+    },
     /// The provider could not be reached, or the connection broke.
     #[error("connection failed: {message}")]
-    Connect { message: String },
+    Connect {
+        /// The transport's description, scrubbed of the key.
+        message: String,
+    },
     /// A 2xx answer that is not the expected JSON.
     #[error("malformed response: {reason}")]
-    MalformedResponse { reason: String },
+    MalformedResponse {
+        /// What is wrong with the answer.
+        reason: String,
+    },
     /// The environment variable named by `api_key_env` is unset or empty.
     #[error("API key environment variable `{env_var}` is not set")]
-    MissingApiKey { env_var: String },
+    MissingApiKey {
+        /// The variable's name.
+        env_var: String,
+    },
+    /// The call names a provider that is not configured.
     #[error("unknown provider `{name}`")]
-    UnknownProvider { name: String },
+    UnknownProvider {
+        /// The name given.
+        name: String,
+    },
     /// The call itself is wrong (messages not an array, no model, ...).
     #[error("invalid request: {reason}")]
-    InvalidRequest { reason: String },
+    InvalidRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl LlmError {

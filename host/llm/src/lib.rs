@@ -93,6 +93,8 @@
 //! server that speaks both wire formats, for this crate's tests and other
 //! crates' (as a dev-dependency with `features = ["testing"]`).
 
+#![warn(missing_docs)]
+
 mod anthropic;
 mod config;
 mod error;

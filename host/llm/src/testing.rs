@@ -34,6 +34,7 @@ use crate::config::{ProviderConfig, ProviderKind};
 
 /// The paths served.
 pub const OPENAI_PATHS: [&str; 2] = ["/v1/chat/completions", "/chat/completions"];
+/// The Anthropic messages path served.
 pub const ANTHROPIC_PATH: &str = "/v1/messages";
 
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -48,16 +49,33 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScriptedReply {
     /// A JSON body with this status.
-    Json { status: u16, body: Value },
+    Json {
+        /// The HTTP status.
+        status: u16,
+        /// The body, sent as JSON.
+        body: Value,
+    },
     /// Any body (malformed JSON, HTML error pages) with this status.
-    Raw { status: u16, body: String },
+    Raw {
+        /// The HTTP status.
+        status: u16,
+        /// The body, sent as is.
+        body: String,
+    },
     /// The reply with extra response headers (e.g. `retry-after`).
     WithHeaders {
+        /// Names and values, in the order sent.
         headers: Vec<(String, String)>,
+        /// The reply they are added to.
         then: Box<ScriptedReply>,
     },
     /// Waits `ms` before giving the reply (to provoke client timeouts).
-    Delay { ms: u64, then: Box<ScriptedReply> },
+    Delay {
+        /// How long to wait, ms.
+        ms: u64,
+        /// The reply given after the wait.
+        then: Box<ScriptedReply>,
+    },
     /// Closes the connection without answering.
     Hangup,
     /// Answers every request from now on with the reply; stays at the head
@@ -66,10 +84,12 @@ pub enum ScriptedReply {
 }
 
 impl ScriptedReply {
+    /// [`ScriptedReply::Json`].
     pub fn json(status: u16, body: Value) -> Self {
         Self::Json { status, body }
     }
 
+    /// [`ScriptedReply::Raw`].
     pub fn raw(status: u16, body: impl Into<String>) -> Self {
         Self::Raw {
             status,
@@ -77,6 +97,7 @@ impl ScriptedReply {
         }
     }
 
+    /// `then`, after waiting `ms` milliseconds.
     pub fn delayed(ms: u64, then: ScriptedReply) -> Self {
         Self::Delay {
             ms,
@@ -84,10 +105,12 @@ impl ScriptedReply {
         }
     }
 
+    /// `reply` to every request from now on.
     pub fn always(reply: ScriptedReply) -> Self {
         Self::Always(Box::new(reply))
     }
 
+    /// This reply with one more response header.
     pub fn with_header(self, name: impl Into<String>, value: impl Into<String>) -> Self {
         match self {
             Self::WithHeaders { mut headers, then } => {
@@ -221,12 +244,15 @@ impl ScriptedReply {
 /// One request as the server read it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
+    /// The HTTP method (`POST`, ...).
     pub method: String,
+    /// The request path, without its query.
     pub path: String,
     /// Names lowercased, in the order sent.
     pub headers: Vec<(String, String)>,
     /// The body parsed as JSON (Null when it is not JSON).
     pub body: Value,
+    /// The body as text (invalid UTF-8 replaced).
     pub raw_body: String,
 }
 
@@ -285,6 +311,7 @@ impl TestServer {
         })
     }
 
+    /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -356,6 +383,7 @@ impl TestServer {
         lock(&self.shared.requests).clone()
     }
 
+    /// How many requests it has received.
     pub fn request_count(&self) -> usize {
         lock(&self.shared.requests).len()
     }
@@ -365,6 +393,7 @@ impl TestServer {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// The most recent request, if any.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         lock(&self.shared.requests).last().cloned()
     }

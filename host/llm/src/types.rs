@@ -116,6 +116,8 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The context of attempt `attempt` (1 for the first) of the effect
+    /// issued under `idempotency_key`.
     pub fn new(idempotency_key: impl Into<String>, attempt: u32) -> Self {
         Self {
             idempotency_key: idempotency_key.into(),
@@ -128,8 +130,11 @@ impl RequestContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub struct Usage {
+    /// Tokens of the prompt.
     pub input_tokens: u64,
+    /// Tokens of the answer.
     pub output_tokens: u64,
+    /// As the provider reports it, else input plus output.
     pub total_tokens: u64,
 }
 
@@ -140,7 +145,9 @@ pub struct LlmResponse {
     /// The text (all text parts joined); None when the model only called
     /// tools or said nothing.
     pub content: Option<String>,
+    /// The tools the model asks to call, in its order; empty for none.
     pub tool_calls: Vec<LlmToolCall>,
+    /// What the call cost.
     pub usage: Usage,
     /// `stop`, `length`, `tool_calls`, `content_filter`, or the provider's
     /// own word for anything else.

@@ -5,6 +5,8 @@
 //! the approval the policy's `[tools]` section says ([`register_tools`]
 //! puts them in a host's `ToolRegistry`).
 
+#![warn(missing_docs)]
+
 pub mod load;
 pub mod policy;
 

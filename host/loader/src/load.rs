@@ -19,52 +19,80 @@ use crate::policy::{ChildPolicy, Effective, Policy, Request};
 /// registered when any of its workflows fails.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The policy denies the bundle with this id.
     #[error("the operator policy refuses bundle '{0}'")]
     Denied(String),
     // The cause is part of the message, so it is not also a `source()`:
     // a printed chain would say it twice.
+    /// A workflow's component could not be loaded.
     #[error("workflow '{workflow}' of bundle '{bundle}': {cause}")]
     Component {
+        /// The bundle id.
         bundle: String,
+        /// The workflow id (`?` for a bare component).
         workflow: String,
+        /// Why the engine refused it.
         cause: WasmError,
     },
     #[error(
         "bundle '{bundle}' lists workflow '{entry}', but its component describes workflow '{described}'"
     )]
+    /// The component describes another workflow than the one its manifest entry
+    /// names, or the manifest has no workflow of the id asked for.
     WrongWorkflow {
+        /// The bundle id.
         bundle: String,
+        /// The workflow id the manifest (or the caller) names.
         entry: String,
+        /// The workflow id the component describes.
         described: String,
     },
+    /// The bundle lacks the component a workflow names.
     #[error("bundle '{bundle}': component '{path}' of workflow '{workflow}' is missing")]
     MissingComponent {
+        /// The bundle id.
         bundle: String,
+        /// The workflow id.
         workflow: String,
+        /// The component's path in the bundle.
         path: String,
     },
+    /// The data directory the workflow was granted could not be opened.
     #[error("cannot open the data directory {path}: {source}")]
     DataDir {
+        /// The directory.
         path: PathBuf,
+        /// Why opening it failed.
         source: std::io::Error,
     },
     /// A `[[tools]]` component does not compile, is not a tool component,
     /// or describes invalid tools.
     #[error("tool component '{component}' of bundle '{bundle}': {cause}")]
     ToolComponent {
+        /// The bundle id.
         bundle: String,
+        /// The component's path in the bundle.
         component: String,
+        /// Why the engine refused it.
         cause: WasmError,
     },
     /// The manifest has no `[[tools]]` entry for this component, or the
     /// bundle lacks its bytes.
     #[error("bundle '{bundle}' has no tool component '{component}'")]
-    MissingToolComponent { bundle: String, component: String },
+    MissingToolComponent {
+        /// The bundle id.
+        bundle: String,
+        /// The component's path in the bundle.
+        component: String,
+    },
     /// A tool the registry refuses (a name it does not accept, say).
     #[error("tool component '{component}' of bundle '{bundle}': {cause}")]
     InvalidTool {
+        /// The bundle id.
         bundle: String,
+        /// The component's path in the bundle.
         component: String,
+        /// The registry's refusal.
         cause: RegistryError,
     },
     /// Two tools of one name: tools are called by name alone, so a name
@@ -73,8 +101,11 @@ pub enum LoadError {
         "tool '{name}' is offered by {first} and by {second}; a tool name must be unique among every bundle a host loads"
     )]
     DuplicateTool {
+        /// The tool name.
         name: String,
+        /// Where the name was offered first.
         first: ToolOrigin,
+        /// Where it was offered again.
         second: ToolOrigin,
     },
 }
@@ -83,7 +114,12 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolOrigin {
     /// A tool component of a bundle.
-    Bundle { bundle: String, component: String },
+    Bundle {
+        /// The bundle id.
+        bundle: String,
+        /// The component's path in the bundle.
+        component: String,
+    },
     /// Already in the registry, put there by someone else (the embedding
     /// host, or an earlier registration).
     Registry,
@@ -102,16 +138,24 @@ impl fmt::Display for ToolOrigin {
 
 /// One workflow ready to register.
 pub struct LoadedWorkflow {
+    /// The workflow, held to its grants.
     pub workflow: Arc<dyn Workflow>,
+    /// What it was granted, and what it was refused.
     pub effective: Effective,
+    /// Whether its compiled code came from the compile cache.
     pub cache: CacheOutcome,
 }
 
 /// A bundle's workflows and tool components, all loaded.
 pub struct LoadedBundle {
+    /// The bundle id.
     pub id: String,
+    /// The bundle's version, from its manifest.
     pub version: String,
+    /// sha256 (hex) of the bundle's canonical manifest, which pins every
+    /// component: names the bundle's whole content.
     pub digest: String,
+    /// Its workflows, in manifest order.
     pub workflows: Vec<LoadedWorkflow>,
     /// In manifest order; their tool names are unique within the bundle.
     /// Not registered anywhere yet: see [`register_tools`].
@@ -125,9 +169,11 @@ pub struct LoadedTools {
     pub bundle: String,
     /// The component's path in the bundle.
     pub component: String,
+    /// The loaded component.
     pub tools: Arc<WasmToolComponent>,
     /// By tool name, one for each tool the component describes.
     pub approvals: BTreeMap<String, Approval>,
+    /// Whether its compiled code came from the compile cache.
     pub cache: CacheOutcome,
 }
 
@@ -215,6 +261,8 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// A loader compiling on `engine`, through `cache` when there is one, under
+    /// `policy`.
     pub fn new(engine: Arc<WasmEngine>, cache: Option<CompileCache>, policy: Policy) -> Self {
         Self {
             engine,
@@ -223,6 +271,7 @@ impl Loader {
         }
     }
 
+    /// The operator policy it applies.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -232,6 +281,7 @@ impl Loader {
         self.cache.as_ref()
     }
 
+    /// The engine it compiles on.
     pub fn engine(&self) -> &Arc<WasmEngine> {
         &self.engine
     }

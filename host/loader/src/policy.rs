@@ -43,13 +43,22 @@ use waymark_wasm::StepLimits;
 /// Errors reading a policy.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
+    /// The policy file could not be read.
     #[error("cannot read policy {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The policy does not parse or breaks a rule (see [`Policy::parse`]).
     #[error("policy {path} is invalid: {detail}")]
-    Invalid { path: String, detail: String },
+    Invalid {
+        /// The file, or the origin given to [`Policy::parse`].
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// The built-in effects a policy grants when it names none: everything that
@@ -69,8 +78,10 @@ pub const DEFAULT_EFFECTS: &[&str] = &[
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// `[limits]`: the ceilings.
     #[serde(default)]
     pub limits: LimitPolicy,
+    /// `[grants]`: the rights a workflow may be granted.
     #[serde(default)]
     pub grants: GrantPolicy,
     /// Per-bundle overrides of `[grants]`, by bundle id.
@@ -158,6 +169,7 @@ pub enum ChildPolicy {
 pub struct GrantPolicy {
     /// Effects (built-in or custom names) a workflow may be granted.
     pub effects: BTreeSet<String>,
+    /// Which child workflows a workflow may be granted.
     pub child_workflows: ChildPolicy,
     /// A directory exposed read-only to workflows whose bundle asks for
     /// `data`; none when absent.
@@ -178,8 +190,11 @@ impl Default for GrantPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleOverride {
+    /// Replaces `[grants] effects` for this bundle.
     pub effects: Option<BTreeSet<String>>,
+    /// Replaces `[grants] child_workflows` for this bundle.
     pub child_workflows: Option<ChildPolicy>,
+    /// Replaces `[grants] data_dir` for this bundle.
     pub data_dir: Option<PathBuf>,
     /// Refuse to load this bundle at all.
     #[serde(default)]
@@ -204,6 +219,7 @@ pub enum DefaultApproval {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToolPolicy {
+    /// What a tool named in neither list gets.
     pub approval: DefaultApproval,
     /// Tools whose calls run without approval, by name.
     pub auto: BTreeSet<String>,
@@ -218,14 +234,23 @@ const MAX_TOOL_NAME: usize = 64;
 /// capabilities, in the loader's terms).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
+    /// Fuel per step; None asks for the policy's ceiling.
     pub fuel: Option<u64>,
+    /// Linear memory per instance, MiB; None for the ceiling.
     pub memory_mb: Option<u64>,
+    /// Wall-clock time per step, ms; None for the ceiling.
     pub timeout_ms: Option<u64>,
+    /// Bytes of strings in one returned plan; None for the ceiling.
     pub max_plan_bytes: Option<usize>,
+    /// Bytes of guest log output per step; None for the ceiling.
     pub max_log_bytes: Option<usize>,
+    /// Guest log lines per step; None for the ceiling.
     pub max_log_lines: Option<usize>,
+    /// Effects the workflow asks to perform, by name.
     pub effects: BTreeSet<String>,
+    /// Workflow ids it asks to start as children.
     pub child_workflows: BTreeSet<String>,
+    /// Whether it asks for the data directory.
     pub data: bool,
 }
 
@@ -233,13 +258,23 @@ pub struct Request {
 /// was refused (shown to the operator, never silently dropped).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effective {
+    /// Per-step limits: the request capped by the policy.
     pub limits: StepLimits,
+    /// The effects and child workflows granted.
     pub grants: Grants,
+    /// The directory it may read, when it asked for data and the policy has
+    /// one.
     pub data_dir: Option<PathBuf>,
+    /// What it asked for but does not get, in words (`effect 'llm_call'`, `data
+    /// directory`, ...).
     pub refused: Vec<String>,
 }
 
 impl Policy {
+    /// Parses and checks the text of a policy; `origin` names it in errors.
+    /// [`PolicyError::Invalid`] for bad TOML, an unknown key, a zero limit,
+    /// `memory_mb` above 4096, a bad effect or tool name, or a tool both in
+    /// `auto` and in `required`.
     pub fn parse(text: &str, origin: &str) -> Result<Self, PolicyError> {
         let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
             path: origin.to_owned(),
@@ -252,6 +287,7 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Reads and parses the policy file at `path`.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.display().to_string(),

@@ -18,6 +18,8 @@
 //! commits in one transaction, each inside its own savepoint, so one fsync
 //! serves the group while each commit still succeeds or fails on its own.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 

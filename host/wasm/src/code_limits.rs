@@ -42,10 +42,15 @@ impl Default for CodeLimits {
 /// What [`check`] measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CodeStats {
+    /// Functions with a body, over every core module.
     pub functions: u32,
+    /// Bytes of all function bodies together.
     pub code_bytes: usize,
+    /// Bytes of the largest function body.
     pub largest_function_bytes: usize,
+    /// The most blocks, loops and ifs open at once in any function.
     pub deepest_nesting: u32,
+    /// The most locals one function declares.
     pub most_locals: u32,
 }
 

@@ -104,13 +104,20 @@ impl Default for EngineConfig {
 /// a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
+    /// wasmtime refused the configuration, the epoch ticker could not
+    /// start, or a component needs more of the instance pool than it holds.
     #[error("engine configuration rejected: {0}")]
     Config(String),
+    /// The component file could not be read.
     #[error("cannot read component {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The bytes do not compile as a component, or the compiler process
+    /// failed.
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
     /// The component's code passes [`crate::CodeLimits`]; it was not
@@ -120,21 +127,35 @@ pub enum WasmError {
     /// Compiling took longer than the engine's budget; the compiler process
     /// was stopped.
     #[error("compiling the component took longer than {budget_ms} ms; it was stopped")]
-    CompileTimeout { budget_ms: u64 },
+    CompileTimeout {
+        /// The compile budget, in ms.
+        budget_ms: u64,
+    },
+    /// The component imports something the host does not provide.
     #[error("component cannot be linked against the Waymark host: {0}")]
     Link(String),
+    /// The component does not export the `workflow` world's interface.
     #[error("component does not implement the waymark:workflow world: {0}")]
     Contract(String),
     /// Loaded as a tool component, but it does not export the `tool`
     /// interface (a workflow component, say).
     #[error("component does not implement the waymark:workflow tools world: {0}")]
     ToolContract(String),
+    /// The component's `describe` trapped or failed.
     #[error("component's describe failed: {0}")]
     Describe(String),
+    /// `describe` returned a workflow that breaks the contract: an empty
+    /// id, no nodes, an empty or repeated node name, or an entry node that
+    /// is not one of its nodes.
     #[error("component describes an invalid workflow: {0}")]
     InvalidInfo(String),
+    /// `describe` returned tools that break the contract: none at all, an
+    /// empty or repeated name, or parameters that are not a JSON object.
     #[error("component describes invalid tools: {0}")]
     InvalidTools(String),
+    /// The compile cache cannot be opened: its directory or its key file
+    /// cannot be created or read, is not what it should be, or is open to
+    /// group or others.
     #[error("compile cache unusable: {0}")]
     Cache(String),
 }
@@ -192,6 +213,10 @@ pub struct WasmEngine {
 }
 
 impl WasmEngine {
+    /// Builds the engine `config` describes and, with epoch interruption,
+    /// starts the thread that advances its epoch every `epoch_tick` (it ends
+    /// when the engine is dropped). Fails with [`WasmError::Config`] when
+    /// wasmtime refuses the configuration.
     pub fn new(config: EngineConfig) -> Result<Self, WasmError> {
         let wt = wasmtime_config(&config);
         let totals = PoolTotals::of(&config);
@@ -228,10 +253,12 @@ impl WasmEngine {
         })
     }
 
+    /// The underlying wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
+    /// The configuration the engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

@@ -37,36 +37,67 @@ pub struct ToolInfo {
 pub enum ToolCallError {
     /// The component offers no tool of this name; nothing was run.
     #[error("this component has no tool named '{name}'")]
-    UnknownTool { name: String },
+    UnknownTool {
+        /// The name asked for.
+        name: String,
+    },
     /// The call used up its instruction budget ([`StepLimits::fuel`]).
     #[error("the tool call used all of its {fuel} fuel")]
-    FuelExhausted { fuel: u64 },
+    FuelExhausted {
+        /// The budget that ran out.
+        fuel: u64,
+    },
     /// The call ran past its wall-clock deadline ([`StepLimits::timeout`]).
     #[error("the tool call ran past its {timeout:?} deadline")]
-    Timeout { timeout: Duration },
+    Timeout {
+        /// The deadline the call had.
+        timeout: Duration,
+    },
     /// The guest tried to grow its memory (or a table) past its cap.
     #[error("the tool ran out of memory: {message}")]
-    MemoryLimit { message: String },
+    MemoryLimit {
+        /// The engine's description.
+        message: String,
+    },
     /// The guest trapped: a panic, a bad memory access, a stack overflow, a
     /// broken component ABI, or a log volume past the limit.
     #[error("the tool trapped: {message}")]
-    Trap { message: String },
+    Trap {
+        /// What happened, as the engine describes it.
+        message: String,
+    },
     /// The output (or the tool's error) is larger than
     /// [`StepLimits::max_plan_bytes`]. `bytes` is `None` when the guest
     /// tried to hand over so much that the host refused to copy it at all
     /// (more than twice the limit, roughly).
     #[error("the tool's output is too large: {}; the limit is {limit} bytes", output_size(.bytes))]
-    OutputTooLarge { bytes: Option<usize>, limit: usize },
+    OutputTooLarge {
+        /// The output's size, when the host copied it.
+        bytes: Option<usize>,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The output is not JSON text.
     #[error("the tool's output is not JSON: {reason}")]
-    InvalidOutput { reason: String },
+    InvalidOutput {
+        /// Why the JSON parser refused it.
+        reason: String,
+    },
     /// The tool reported its own error.
     #[error("the tool failed: {code}: {message}")]
-    Failed { code: String, message: String },
+    Failed {
+        /// The tool's machine-readable code, such as `not_found`.
+        code: String,
+        /// The tool's description of what went wrong.
+        message: String,
+    },
     /// The host could not run the call (an engine or pool failure, not the
     /// guest's doing).
     #[error("the host could not run the tool: {message}")]
-    Host { message: String },
+    Host {
+        /// What failed.
+        message: String,
+    },
 }
 
 fn output_size(bytes: &Option<usize>) -> String {
@@ -120,8 +151,11 @@ impl ToolCallError {
 /// it used (`None` when the engine does not meter fuel).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCallReport {
+    /// The tool's output, or why there is none.
     pub result: Result<Value, ToolCallError>,
+    /// The lines the tool logged during the call.
     pub logs: Vec<LogLine>,
+    /// Fuel the call used; `None` when the engine does not meter fuel.
     pub fuel_consumed: Option<u64>,
 }
 
@@ -245,6 +279,8 @@ impl WasmToolComponent {
         &self.digest
     }
 
+    /// The limits every call runs under, fixed when the component was
+    /// loaded.
     pub fn limits(&self) -> &StepLimits {
         &self.sandbox.limits
     }
