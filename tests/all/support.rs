@@ -132,9 +132,7 @@ waymark_core::forward_store_reads!([] FailingStore => inner);
 impl Store for FailingStore {
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         if !commit.runs.is_empty() && self.fail_next_run_commit.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Backend(
-                "injected: the process died here".into(),
-            ));
+            return Err(StoreError::backend("injected: the process died here"));
         }
         self.inner.commit(commit)
     }

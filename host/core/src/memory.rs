@@ -245,7 +245,7 @@ impl SnapshotStore for MemoryStore {
             .iter()
             .any(|s| s.snapshot_id == snapshot.snapshot_id)
         {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "snapshot '{}' already exists",
                 snapshot.snapshot_id
             )));

@@ -6,6 +6,8 @@
 //! (a child created without its parent waiting on it, an event delivered
 //! without the step that emitted it).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -69,13 +71,54 @@ pub enum StoreError {
         /// The seq the append started at.
         attempted: u64,
     },
+    /// A database or directory written by a newer release (or otherwise
+    /// at a schema version this build does not know). Nothing was changed.
+    #[error(
+        "{location} has schema version {found}; this build supports versions up to \
+         {supported}{hint}",
+        hint = if *found > i64::from(*supported) { " (open it with a newer Waymark)" } else { "" }
+    )]
+    UnsupportedVersion {
+        /// The store's file or directory.
+        location: String,
+        /// The version recorded there.
+        found: i64,
+        /// The newest version this build knows.
+        supported: u32,
+    },
     /// Any other failure of the backend (I/O, the database, a malformed
-    /// commit), described.
-    #[error("storage backend error: {0}")]
-    Backend(String),
+    /// commit): what failed, and the underlying error when there is one.
+    #[error("storage backend error: {what}")]
+    Backend {
+        /// What was being done, and where.
+        what: String,
+        /// The underlying error (I/O, SQLite, serialization), shared so the
+        /// error can be reported to several group-commit waiters.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl StoreError {
+    /// A backend failure with no underlying error.
+    pub fn backend(what: impl Into<String>) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A backend failure caused by `cause`, which is kept as its source.
+    pub fn backend_cause(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: Some(Arc::new(cause)),
+        }
+    }
+
     /// A copy for reporting one failure to several waiters (group commit).
     pub fn duplicate(&self) -> Self {
         match self {
@@ -107,7 +150,19 @@ impl StoreError {
                 stored: *stored,
                 attempted: *attempted,
             },
-            Self::Backend(s) => Self::Backend(s.clone()),
+            Self::UnsupportedVersion {
+                location,
+                found,
+                supported,
+            } => Self::UnsupportedVersion {
+                location: location.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            Self::Backend { what, source } => Self::Backend {
+                what: what.clone(),
+                source: source.clone(),
+            },
         }
     }
 }
@@ -357,14 +412,14 @@ impl Commit {
         for w in &self.runs {
             validate_id("run", &w.run.run_id)?;
             if !seen.insert(w.run.run_id.as_str()) {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "commit touches run '{}' twice",
                     w.run.run_id
                 )));
             }
             for pair in w.records.windows(2) {
                 if pair[1].seq != pair[0].seq + 1 {
-                    return Err(StoreError::Backend(format!(
+                    return Err(StoreError::backend(format!(
                         "records of run '{}' are not contiguous",
                         w.run.run_id
                     )));
@@ -373,13 +428,13 @@ impl Commit {
             if let Some(last) = w.records.last()
                 && last.seq + 1 != w.run.ledger.next_seq
             {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "records of run '{}' end at seq {} but its ledger head is {}",
                     w.run.run_id, last.seq, w.run.ledger.next_seq
                 )));
             }
             if w.create && w.records.first().is_some_and(|r| r.seq != 0) {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "new run '{}' must start its ledger at seq 0",
                     w.run.run_id
                 )));

@@ -4,7 +4,7 @@
 //! run is never advanced by two processes at once.
 
 use waymark_core::{RunState, StoreError};
-use waymark_runtime::{Runtime, RuntimeError};
+use waymark_runtime::{Runtime, RuntimeError, error_text};
 
 /// The lease a process holds while it advances a run (kept within the id
 /// length limit).
@@ -72,7 +72,7 @@ pub fn tick_under_lease(
         return Ok(LeasedTurn::Conflict);
     }
     if let Err(e) = store.release_lease(&key, owner) {
-        tracing::warn!(run_id, error = %e, "could not release a lease; it will expire");
+        tracing::warn!(run_id, error = %error_text(&e), "could not release a lease; it will expire");
     }
     match result {
         Ok(state) => Ok(LeasedTurn::Ticked(Box::new(state))),

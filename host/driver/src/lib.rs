@@ -38,7 +38,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use waymark_core::{RunQuery, RunState, RunStatus, StepRecord, StoreError};
-use waymark_runtime::{Runtime, RuntimeError, Scheduler};
+use waymark_runtime::{Runtime, RuntimeError, Scheduler, error_text};
 
 mod lease;
 
@@ -247,7 +247,7 @@ impl Shared {
             Ok(LeasedTurn::Ticked(_)) => Turn::Done,
             Ok(LeasedTurn::Busy) => Turn::LeaseBusy,
             Ok(LeasedTurn::Conflict) => Turn::Conflict,
-            Err(e) => Turn::Failed(e.to_string()),
+            Err(e) => Turn::Failed(error_text(&e)),
         }
     }
 
@@ -332,7 +332,7 @@ impl Shared {
             let next = match tokio::task::spawn_blocking(move || rt.next_timer_at()).await {
                 Ok(Ok(next)) => next,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the next timer failed");
+                    tracing::warn!(error = %error_text(&e), "reading the next timer failed");
                     None
                 }
                 Err(e) => {
@@ -356,7 +356,7 @@ impl Shared {
                         }
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "firing timers failed");
+                        tracing::warn!(error = %error_text(&e), "firing timers failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Err(e) => tracing::error!(error = %e, "firing timers panicked"),
@@ -426,7 +426,7 @@ impl Shared {
                     q.lost.insert(run_id.clone());
                 }
                 Err(e) => {
-                    tracing::warn!(run_id, error = %e, "could not renew a lease; stopping the turn");
+                    tracing::warn!(run_id, error = %error_text(&e), "could not renew a lease; stopping the turn");
                     q.lost.insert(run_id.clone());
                 }
             }
@@ -451,7 +451,7 @@ impl Shared {
                         self.progress.notify_waiters();
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "sweep failed"),
+                Ok(Err(e)) => tracing::warn!(error = %error_text(&e), "sweep failed"),
                 Err(e) => tracing::error!(error = %e, "sweep panicked"),
             }
             tokio::select! {

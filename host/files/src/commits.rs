@@ -35,7 +35,7 @@ impl Inner {
         }
         let pos = self
             .journal
-            .ok_or_else(|| StoreError::Backend("journal position unknown".into()))?;
+            .ok_or_else(|| StoreError::backend("journal position unknown"))?;
         let mut opts = OpenOptions::new();
         opts.append(true);
         let mut f = self
@@ -172,7 +172,7 @@ impl Inner {
     pub(super) fn checkpoint(&mut self) -> Result<(), StoreError> {
         let pos = self
             .journal
-            .ok_or_else(|| StoreError::Backend("journal position unknown".into()))?;
+            .ok_or_else(|| StoreError::backend("journal position unknown"))?;
         if self.sync_writes() {
             let mut files = BTreeSet::new();
             let tail = self.read_tail(JOURNAL, 0)?.unwrap_or(Tail {
@@ -224,7 +224,7 @@ pub(super) fn index_lines(ids: &[&str]) -> Result<Vec<u8>, StoreError> {
     for id in ids {
         bytes.extend_from_slice(
             &serde_json::to_vec(id)
-                .map_err(|e| StoreError::Backend(format!("serializing a run id: {e}")))?,
+                .map_err(|e| StoreError::backend_cause("serializing a run id", e))?,
         );
         bytes.push(b'\n');
     }
@@ -233,5 +233,5 @@ pub(super) fn index_lines(ids: &[&str]) -> Result<Vec<u8>, StoreError> {
 
 pub(super) fn effect_bytes(e: &EffectEntry) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(e)
-        .map_err(|err| StoreError::Backend(format!("serializing effect '{}': {err}", e.key)))
+        .map_err(|err| StoreError::backend_cause(format!("serializing effect '{}'", e.key), err))
 }

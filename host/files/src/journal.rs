@@ -195,9 +195,8 @@ impl Inner {
                     self.refresh_inbox()?;
                     let have = self.inbox.as_ref().map_or(0, |i| i.commands.len() as u64);
                     if command.seq == have + 1 {
-                        let mut line = serde_json::to_vec(command).map_err(|e| {
-                            StoreError::Backend(format!("serializing a command: {e}"))
-                        })?;
+                        let mut line = serde_json::to_vec(command)
+                            .map_err(|e| StoreError::backend_cause("serializing a command", e))?;
                         line.push(b'\n');
                         self.append(COMMANDS, &line)?;
                     } else if command.seq > have + 1 {

@@ -251,7 +251,7 @@ impl Entry {
     /// later read of the store.
     fn line(&self) -> Result<Vec<u8>, StoreError> {
         let mut line = serde_json::to_vec(self)
-            .map_err(|e| StoreError::Backend(format!("serializing a journal entry: {e}")))?;
+            .map_err(|e| StoreError::backend_cause("serializing a journal entry", e))?;
         check_readable("write", &line)?;
         line.push(b'\n');
         Ok(line)
@@ -388,7 +388,7 @@ impl Inner {
     }
 
     fn io(&self, op: &str, rel: &str, e: io::Error) -> StoreError {
-        StoreError::Backend(format!("{op} {}: {e}", self.full(rel)))
+        StoreError::backend_cause(format!("{op} {}", self.full(rel)), e)
     }
 
     fn corrupt(&self, rel: &str, line: Option<u64>, detail: impl ToString) -> StoreError {
@@ -644,8 +644,9 @@ impl Inner {
     }
 
     fn write_run(&self, run: &RunState) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(run)
-            .map_err(|e| StoreError::Backend(format!("serializing run '{}': {e}", run.run_id)))?;
+        let bytes = serde_json::to_vec(run).map_err(|e| {
+            StoreError::backend_cause(format!("serializing run '{}'", run.run_id), e)
+        })?;
         self.write_in_place(&run_rel(&run.run_id), &bytes)
     }
 
@@ -808,12 +809,12 @@ impl FileStore {
         let path = dir.as_ref().to_path_buf();
         let shown = path.display().to_string();
         Dir::create_ambient_dir_all(&path, ambient_authority())
-            .map_err(|e| StoreError::Backend(format!("creating {shown}: {e}")))?;
+            .map_err(|e| StoreError::backend_cause(format!("creating {shown}"), e))?;
         let root = Dir::open_ambient_dir(&path, ambient_authority())
-            .map_err(|e| StoreError::Backend(format!("opening {shown}: {e}")))?;
+            .map_err(|e| StoreError::backend_cause(format!("opening {shown}"), e))?;
         for sub in SUBDIRS {
             root.create_dir_all(sub).map_err(|e| {
-                StoreError::Backend(format!("creating {}: {e}", path.join(sub).display()))
+                StoreError::backend_cause(format!("creating {}", path.join(sub).display()), e)
             })?;
         }
         let mut opts = OpenOptions::new();
@@ -821,7 +822,7 @@ impl FileStore {
         let lock_file = root
             .open_with(LOCK, &opts)
             .map_err(|e| {
-                StoreError::Backend(format!("opening {}: {e}", path.join(LOCK).display()))
+                StoreError::backend_cause(format!("opening {}", path.join(LOCK).display()), e)
             })?
             .into_std();
         let mut inner = Inner {
@@ -839,7 +840,7 @@ impl FileStore {
             crash_after_journal: false,
         };
         inner.lock_file.lock().map_err(|e| {
-            StoreError::Backend(format!("locking {}: {e}", path.join(LOCK).display()))
+            StoreError::backend_cause(format!("locking {}", path.join(LOCK).display()), e)
         })?;
         let recovered = Self::recover(&mut inner);
         let _ = inner.lock_file.unlock();
@@ -894,8 +895,8 @@ impl FileStore {
     pub fn tamper_record(&self, run_id: &str, seq: u64, new_text: &str) -> Result<(), StoreError> {
         validate_id("run", run_id)?;
         if new_text.contains('\n') {
-            return Err(StoreError::Backend(
-                "a ledger record cannot contain a newline".into(),
+            return Err(StoreError::backend(
+                "a ledger record cannot contain a newline",
             ));
         }
         self.with(|s| {
@@ -914,7 +915,7 @@ impl FileStore {
                 None => return Err(StoreError::RunNotFound(run_id.to_owned())),
             };
             let Some(slot) = usize::try_from(seq).ok().and_then(|i| lines.get_mut(i)) else {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "tampering with ledger record: run '{run_id}' has no ledger record {seq}"
                 )));
             };
@@ -950,7 +951,7 @@ impl FileStore {
     ) -> Result<T, StoreError> {
         let mut inner = self.lock();
         inner.lock_file.lock().map_err(|e| {
-            StoreError::Backend(format!("locking {}: {e}", self.path.join(LOCK).display()))
+            StoreError::backend_cause(format!("locking {}", self.path.join(LOCK).display()), e)
         })?;
         let result = inner.sync().and_then(|()| f(&mut inner));
         let _ = inner.lock_file.unlock();

@@ -152,7 +152,7 @@ impl ArtifactStore for FileStore {
             let fsync = s.sync_writes();
             s.write_atomic(&blob_rel, bytes, fsync)?;
             let meta_bytes = serde_json::to_vec(&meta)
-                .map_err(|e| StoreError::Backend(format!("serializing artifact meta: {e}")))?;
+                .map_err(|e| StoreError::backend_cause("serializing artifact meta", e))?;
             s.write_atomic(&meta_rel, &meta_bytes, fsync)?;
             if fsync {
                 s.fsync_dir("artifacts")?;
@@ -224,7 +224,7 @@ impl SnapshotStore for FileStore {
         self.with(|s| {
             let rel = snapshot_rel(&snapshot.snapshot_id);
             if s.exists(&rel)? {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "snapshot '{}' already exists",
                     snapshot.snapshot_id
                 )));
@@ -243,7 +243,7 @@ impl SnapshotStore for FileStore {
                 save_seq: last + 1,
             };
             let bytes = serde_json::to_vec(&stored)
-                .map_err(|e| StoreError::Backend(format!("serializing a snapshot: {e}")))?;
+                .map_err(|e| StoreError::backend_cause("serializing a snapshot", e))?;
             s.write_atomic(&rel, &bytes, fsync)?;
             if fsync {
                 s.fsync_dir("snapshots")?;
@@ -409,7 +409,7 @@ impl LeaseStore for FileStore {
                 expires_at_ms: now_ms.saturating_add(ttl_ms),
             };
             let bytes = serde_json::to_vec(&lease)
-                .map_err(|e| StoreError::Backend(format!("serializing lease '{key}': {e}")))?;
+                .map_err(|e| StoreError::backend_cause(format!("serializing lease '{key}'"), e))?;
             let fsync = s.durability == Durability::Full;
             s.write_atomic(&lease_rel(key), &bytes, fsync)?;
             if fsync {
@@ -445,7 +445,7 @@ impl Store for FileStore {
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         self.commit_group(&[commit])
             .pop()
-            .unwrap_or_else(|| Err(StoreError::Backend("no result".into())))
+            .unwrap_or_else(|| Err(StoreError::backend("no result")))
     }
 
     fn commit_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {

@@ -328,7 +328,7 @@ fn tamper_record_is_found_by_verify() {
     assert_eq!(store.ledger_raw("r1").unwrap().len(), 5);
     assert!(matches!(
         store.tamper_record("r1", 9, "{}"),
-        Err(StoreError::Backend(m)) if m.contains("no ledger record 9")
+        Err(StoreError::Backend { what, .. }) if what.contains("no ledger record 9")
     ));
     assert!(matches!(
         store.tamper_record("nope", 0, "{}"),

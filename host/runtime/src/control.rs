@@ -244,7 +244,8 @@ impl Runtime {
                 // The store failing is not the command's fault: stop, and
                 // process it again next time.
                 Err(RuntimeError::Store(
-                    e @ (StoreError::Backend(_)
+                    e @ (StoreError::Backend { .. }
+                    | StoreError::UnsupportedVersion { .. }
                     | StoreError::Corrupt { .. }
                     | StoreError::LedgerConflict { .. }),
                 )) => return Err(e.into()),

@@ -73,7 +73,7 @@ impl Runtime {
             return Ok(());
         }
         let bytes = serde_json::to_vec(value)
-            .map_err(|e| StoreError::Backend(format!("cannot serialize a value: {e}")))?;
+            .map_err(|e| StoreError::backend_cause("cannot serialize a value", e))?;
         if bytes.len() <= limit {
             return Ok(());
         }

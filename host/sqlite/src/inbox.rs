@@ -8,7 +8,7 @@ impl CommandInbox for SqliteStore {
         validate_command(command)?;
         let op = "submitting command";
         let payload = serde_json::to_string(&command.payload)
-            .map_err(|e| StoreError::Backend(format!("serializing command '{id}': {e}")))?;
+            .map_err(|e| StoreError::backend_cause(format!("serializing command '{id}'"), e))?;
         let at = conv("command", id, "submitted_at_ms", command.submitted_at_ms)?;
         let mut conn = self.lock();
         let tx = conn

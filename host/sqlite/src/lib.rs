@@ -111,10 +111,10 @@ impl SqliteStore {
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Backend(format!(
-                    "creating directory {} for the store: {e}",
-                    parent.display()
-                ))
+                StoreError::backend_cause(
+                    format!("creating directory {} for the store", parent.display()),
+                    e,
+                )
             })?;
         }
         let conn = Connection::open(&path).map_err(|e| map_err(&path, "opening database", e))?;
@@ -152,7 +152,7 @@ impl SqliteStore {
             retry_while_busy(|| conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)))
                 .map_err(err("enabling WAL journal"))?;
         if require_wal && !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "enabling WAL journal on {}: SQLite kept journal mode '{mode}' \
                  (WAL needs shared memory; network file systems do not support it)",
                 path.display()
@@ -207,7 +207,7 @@ impl SqliteStore {
             {
                 return Err(StoreError::RunNotFound(run_id.to_owned()));
             }
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "{op}: run '{run_id}' has no ledger record {seq}"
             )));
         }
@@ -256,7 +256,7 @@ impl SqliteStore {
                 .map_err(|e| self.err(op, e))?;
             for e in &commit.effects {
                 let outcome = serde_json::to_string(&e.outcome).map_err(|err| {
-                    StoreError::Backend(format!("serializing effect '{}': {err}", e.key))
+                    StoreError::backend_cause(format!("serializing effect '{}'", e.key), err)
                 })?;
                 check_readable("effect outcome", outcome.as_bytes())?;
                 let at = conv("effect", &e.key, "recorded_at_ms", e.recorded_at_ms)?;
@@ -280,7 +280,7 @@ impl SqliteStore {
             check_readable("ledger record", record.json.as_bytes())?;
         }
         let added = i64::try_from(w.records.len())
-            .map_err(|_| StoreError::Backend("too many ledger records in one write".into()))?;
+            .map_err(|_| StoreError::backend("too many ledger records in one write"))?;
         let head = stored_head(conn, run).map_err(|e| self.err(op, e))?;
         let narrow = head.is_some_and(|(_, same)| same);
         let stored = head
@@ -375,7 +375,7 @@ fn map_err(path: &Path, op: &str, e: rusqlite::Error) -> StoreError {
             location: path.display().to_string(),
             detail: format!("{op}: {e}"),
         },
-        _ => StoreError::Backend(format!("{op} in {}: {e}", path.display())),
+        _ => StoreError::backend_cause(format!("{op} in {}", path.display()), e),
     }
 }
 
@@ -389,7 +389,7 @@ fn to_i64(v: u64) -> rusqlite::Result<i64> {
 /// naming it.
 fn conv(what: &str, key: &str, field: &str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| {
-        StoreError::Backend(format!(
+        StoreError::backend(format!(
             "storing {what} '{key}': {field} {v} does not fit SQLite's signed integers"
         ))
     })
@@ -508,7 +508,7 @@ impl<'a> Derived<'a> {
             updated_at_ms: conv("updated_at_ms", run.updated_at_ms)?,
             state: {
                 let state = serde_json::to_string(run).map_err(|e| {
-                    StoreError::Backend(format!("serializing run '{}': {e}", run.run_id))
+                    StoreError::backend_cause(format!("serializing run '{}'", run.run_id), e)
                 })?;
                 check_readable("run state", state.as_bytes())?;
                 state

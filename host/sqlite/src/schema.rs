@@ -49,18 +49,12 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| map_err(path, "reading schema version", e))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
-            "{} has schema version {version}, newer than the {SCHEMA_VERSION} this build \
-             supports; open it with a newer Waymark",
-            path.display()
-        )));
-    }
-    if version < 0 {
-        return Err(StoreError::Backend(format!(
-            "{} has unknown schema version {version}",
-            path.display()
-        )));
+    if !(0..=SCHEMA_VERSION).contains(&version) {
+        return Err(StoreError::UnsupportedVersion {
+            location: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION as u32,
+        });
     }
     Ok(version)
 }

@@ -66,7 +66,7 @@ impl SnapshotStore for SqliteStore {
         let op = "saving snapshot";
         let json = |what: &str, r: serde_json::Result<String>| {
             r.map_err(|e| {
-                StoreError::Backend(format!("serializing {what} of snapshot '{id}': {e}"))
+                StoreError::backend_cause(format!("serializing {what} of snapshot '{id}'"), e)
             })
         };
         let tags = json("tags", serde_json::to_string(&snapshot.tags))?;
@@ -91,7 +91,7 @@ impl SnapshotStore for SqliteStore {
             })
             .map_err(|e| self.err(op, e))?;
         if inserted == 0 {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::backend(format!(
                 "snapshot '{id}' already exists"
             )));
         }

@@ -377,9 +377,9 @@ fn a_newer_schema_version_is_refused() {
             .unwrap();
     }
     match SqliteStore::open(&path) {
-        Err(StoreError::Backend(msg)) => {
-            let newer = format!("schema version {}", SCHEMA_VERSION + 1);
-            assert!(msg.contains(&newer), "{msg}");
+        Err(e @ StoreError::UnsupportedVersion { found, .. }) => {
+            assert_eq!(found, SCHEMA_VERSION + 1);
+            assert!(e.to_string().contains("newer Waymark"), "{e}");
         }
         other => panic!("expected a schema version error, got {other:?}"),
     }
@@ -400,9 +400,7 @@ fn a_negative_schema_version_is_refused() {
         .pragma_update(None, "user_version", -1)
         .unwrap();
     match SqliteStore::open(&path) {
-        Err(StoreError::Backend(msg)) => {
-            assert!(msg.contains("unknown schema version -1"), "{msg}");
-        }
+        Err(StoreError::UnsupportedVersion { found, .. }) => assert_eq!(found, -1),
         other => panic!("expected a schema version error, got {other:?}"),
     }
 }
@@ -652,7 +650,7 @@ fn tampering_is_found_by_verify_at_its_index() {
     // A record that does not exist cannot be tampered with.
     assert!(matches!(
         store.tamper_record("r1", 9, "{}"),
-        Err(StoreError::Backend(msg)) if msg.contains("no ledger record 9")
+        Err(StoreError::Backend { what, .. }) if what.contains("no ledger record 9")
     ));
     assert!(matches!(
         store.tamper_record("nope", 0, "{}"),

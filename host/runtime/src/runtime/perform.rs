@@ -292,7 +292,10 @@ impl Runtime {
             Some(id) if id == run.run_id => (run, &run.vars),
             Some(id) => {
                 other = self.store.load_run(id).map_err(|e| {
-                    RunError::new(FailureKind::EffectFailed, format!("vars_query: {e}"))
+                    RunError::new(
+                        FailureKind::EffectFailed,
+                        format!("vars_query: {}", error_text(&e)),
+                    )
                 })?;
                 if other.session_id != run.session_id {
                     return Err(RunError::new(
@@ -303,9 +306,12 @@ impl Runtime {
                 (&other, &other.vars)
             }
         };
-        let source = self
-            .rehydrated(source_run, source)
-            .map_err(|e| RunError::new(FailureKind::HostError, format!("vars_query: {e}")))?;
+        let source = self.rehydrated(source_run, source).map_err(|e| {
+            RunError::new(
+                FailureKind::HostError,
+                format!("vars_query: {}", error_text(&e)),
+            )
+        })?;
         let mut out = serde_json::Map::new();
         for p in paths {
             let v = vars::get(&source, p)

@@ -101,7 +101,7 @@ impl Store for CrashingStore {
             let left = self.fail_after.load(Ordering::SeqCst);
             if left == 0 {
                 self.fail_after.store(-1, Ordering::SeqCst);
-                return Err(StoreError::Backend("simulated crash before commit".into()));
+                return Err(StoreError::backend("simulated crash before commit"));
             }
             if left > 0 {
                 self.fail_after.store(left - 1, Ordering::SeqCst);
