@@ -1,0 +1,74 @@
+//! Reading ledgers and the effect log.
+
+use super::*;
+
+impl LedgerStore for SqliteStore {
+    fn ledger(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        parse_records(run_id, &self.ledger_raw(run_id)?)
+    }
+
+    fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
+        validate_id("run", run_id)?;
+        let op = "reading ledger";
+        let mut conn = self.lock();
+        // One read transaction, so another process's commit cannot slip in
+        // between the existence check and the read.
+        let tx = conn.transaction().map_err(|e| self.err(op, e))?;
+        if ledger_len(&tx, run_id)
+            .map_err(|e| self.err(op, e))?
+            .is_none()
+        {
+            return Err(StoreError::RunNotFound(run_id.to_owned()));
+        }
+        let records = tx
+            .prepare_cached("SELECT record FROM ledger WHERE run_id = ?1 ORDER BY seq")
+            .and_then(|mut st| {
+                st.query_map([run_id], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(|e| self.err(op, e))?;
+        tx.commit().map_err(|e| self.err(op, e))?;
+        Ok(records)
+    }
+}
+
+impl EffectLog for SqliteStore {
+    fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
+        let conn = self.lock();
+        let row = conn
+            .prepare_cached(
+                "SELECT run_id, node_id, effect, attempt, outcome, recorded_at_ms
+                 FROM effects WHERE key = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([key], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, i64>(5)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err("reading effect entry", e))?;
+        let Some((run_id, node_id, effect, attempt, outcome, at)) = row else {
+            return Ok(None);
+        };
+        let location = format!("effects table, key '{key}'");
+        let corrupt = |detail: String| self.corrupt(&location, detail);
+        Ok(Some(EffectEntry {
+            key: key.to_owned(),
+            run_id,
+            node_id,
+            effect,
+            attempt: u32::try_from(attempt)
+                .map_err(|_| corrupt(format!("attempt {attempt} out of range")))?,
+            outcome: serde_json::from_str(&outcome).map_err(|e| corrupt(e.to_string()))?,
+            recorded_at_ms: u64::try_from(at)
+                .map_err(|_| corrupt(format!("negative recorded_at_ms {at}")))?,
+        }))
+    }
+}

@@ -1,0 +1,122 @@
+//! Runs: loading one, and the queries the runtime and the driver make.
+
+use super::*;
+
+impl RunStore for SqliteStore {
+    fn load_run(&self, run_id: &str) -> Result<RunState, StoreError> {
+        validate_id("run", run_id)?;
+        let conn = self.lock();
+        let state: Option<String> = conn
+            .prepare_cached("SELECT state FROM runs WHERE run_id = ?1")
+            .and_then(|mut st| st.query_row([run_id], |row| row.get(0)).optional())
+            .map_err(|e| self.err("loading run", e))?;
+        match state {
+            Some(state) => self.parse_state(run_id, &state),
+            None => Err(StoreError::RunNotFound(run_id.to_owned())),
+        }
+    }
+
+    fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError> {
+        let mut sql = String::from("SELECT run_id, state FROM runs WHERE 1");
+        if query.status.is_some() {
+            sql.push_str(" AND status = ?1");
+        }
+        if query.workflow_id.is_some() {
+            sql.push_str(" AND workflow_id = ?2");
+        }
+        if query.parent_run_id.is_some() {
+            sql.push_str(" AND parent_run_id = ?3");
+        }
+        // Newest first, in creation order as the in-memory store lists them:
+        // a run's rowid is assigned when it is inserted and never changes.
+        sql.push_str(" ORDER BY rowid DESC LIMIT ?4");
+        let limit = limit_i64(query.limit);
+
+        let conn = self.lock();
+        let op = "listing runs";
+        let mut st = conn.prepare_cached(&sql).map_err(|e| self.err(op, e))?;
+        let status = query.status.map(RunStatus::as_str);
+        // Bind only the parameters the SQL mentions.
+        let mut binds: Vec<(usize, &dyn rusqlite::ToSql)> = Vec::with_capacity(4);
+        if let Some(s) = &status {
+            binds.push((1, s));
+        }
+        if let Some(w) = &query.workflow_id {
+            binds.push((2, w));
+        }
+        if let Some(p) = &query.parent_run_id {
+            binds.push((3, p));
+        }
+        binds.push((4, &limit));
+        for (index, value) in binds {
+            st.raw_bind_parameter(index, value)
+                .map_err(|e| self.err(op, e))?;
+        }
+        let mut rows = st.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(op, e))? {
+            let run_id: String = row.get(0).map_err(|e| self.err(op, e))?;
+            let state: String = row.get(1).map_err(|e| self.err(op, e))?;
+            out.push(self.parse_state(&run_id, &state)?);
+        }
+        Ok(out)
+    }
+
+    fn event_waiters(&self, name: &str, scope: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let op = "finding event waiters";
+        let mut st = conn
+            .prepare_cached(
+                "SELECT run_id FROM runs
+                 WHERE status = 'waiting' AND wait_event_name = ?1 AND wait_event_scope = ?2
+                 ORDER BY rowid",
+            )
+            .map_err(|e| self.err(op, e))?;
+        st.query_map([name, scope], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(op, e))
+    }
+
+    fn due_waits(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let op = "finding due waits";
+        let mut st = conn
+            .prepare_cached(
+                "SELECT run_id FROM runs
+                 WHERE status = 'waiting' AND paused = 0 AND wake_at_ms <= ?1
+                 ORDER BY wake_at_ms, run_id LIMIT ?2",
+            )
+            .map_err(|e| self.err(op, e))?;
+        st.query_map(params![clamp_i64(now_ms), limit], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(op, e))
+    }
+
+    fn count_descendants(&self, root_run_id: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM runs WHERE root_run_id = ?1")
+            .and_then(|mut st| st.query_row([root_run_id], |row| row.get(0)))
+            .map_err(|e| self.err("counting descendants", e))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn next_wake_at(&self) -> Result<Option<u64>, StoreError> {
+        let conn = self.lock();
+        let at: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(wake_at_ms) FROM runs WHERE status = 'waiting' AND paused = 0 \
+                 AND wake_at_ms IS NOT NULL",
+            )
+            .and_then(|mut st| st.query_row([], |row| row.get(0)))
+            .map_err(|e| self.err("finding next wake time", e))?;
+        at.map(|v| {
+            u64::try_from(v).map_err(|_| StoreError::Corrupt {
+                location: format!("runs table in {}", self.path.display()),
+                detail: format!("negative wake_at_ms {v}"),
+            })
+        })
+        .transpose()
+    }
+}
