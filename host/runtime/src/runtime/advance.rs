@@ -119,21 +119,20 @@ impl Runtime {
         batch: &mut Batch,
     ) -> Result<()> {
         let started = self.clock.now_ms();
-        let node = run.current_node.clone();
+        let mut step = Step::new(wf, run, attempt, started);
         let _span =
-            tracing::info_span!("step", run_id = %run.run_id, node = %node, attempt).entered();
+            tracing::info_span!("step", run_id = %run.run_id, node = %step.node, attempt).entered();
         let vars = self.rehydrated(run, &run.vars)?;
         let ctx = StepContext {
             run_id: &run.run_id,
             workflow_id: &run.workflow_id,
-            node_id: &node,
+            node_id: &step.node,
             attempt,
             vars: &vars,
             now_ms: started,
         };
         let result = wf.run_node(&ctx);
         drop(vars);
-        let mut step = Step::new(wf, run, attempt, started);
         run.steps += 1;
         let end = self.after_node(&mut step, run, result, batch);
         self.end_step(run, step, end, batch)

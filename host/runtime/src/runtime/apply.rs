@@ -16,14 +16,15 @@ impl Runtime {
         let old_vars = self.apply_writes(run, &mut plan)?;
         step.rec.writes = plan.writes.clone();
         step.rec.result_key = plan.result_key.clone();
-        if let Some(effect) = plan.effect.clone() {
+        if let Some(effect) = &plan.effect {
             step.rec.effect = Some(effect.clone());
             if let Some(grants) = step.wf.grants()
-                && let Some(reason) = refusal(grants, &effect)
+                && let Some(reason) = refusal(grants, effect)
             {
                 return Err(RunError::new(FailureKind::EffectNotAllowed, reason).into());
             }
-            match self.perform_effect(step, run, &effect, &plan.transition, batch)? {
+            let host = is_host_effect(effect);
+            match self.perform_effect(step, run, effect, &plan.transition, batch)? {
                 Performed::Retry { error, delay_ms } => {
                     if let Some(v) = old_vars {
                         run.vars = v;
@@ -42,7 +43,6 @@ impl Runtime {
                 }
                 Performed::Done(value) => self.store_effect_result(step, run, value, &plan)?,
                 Performed::Wait(wait) => {
-                    let host = is_host_effect(&effect);
                     return self.wait_for_effect(step, run, *wait, plan, host);
                 }
             }
