@@ -70,6 +70,7 @@ enum Command {
     Ledger(status::LedgerArgs),
     Verify(status::VerifyArgs),
     Build(build::BuildArgs),
+    New(new::NewArgs),
 }
 
 impl Command {
@@ -100,6 +101,7 @@ impl Command {
             Self::Ledger(c) => c.execute(g),
             Self::Verify(c) => c.execute(g),
             Self::Build(c) => c.execute(g),
+            Self::New(c) => c.execute(g),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! components built from source by `waymark-guest-artifacts`, real SQLite
 //! files, real processes.
 
+mod authoring;
 mod bundles;
 mod catalog;
 mod cli;

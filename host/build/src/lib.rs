@@ -37,6 +37,8 @@
 
 pub mod embedded;
 pub mod lang;
+pub mod project;
+pub mod scaffold;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -102,6 +104,17 @@ pub enum BuildError {
         status: String,
         /// The last lines it wrote to stderr.
         stderr_tail: String,
+    },
+    /// A directory given to build holds no guest: no `Cargo.toml` with a
+    /// package, no `app.py`, no `app.js`.
+    #[error(
+        "{} is no guest project: it holds no Cargo.toml with a [package], no app.py (Python) and \
+         no app.js (JavaScript)",
+        dir.display()
+    )]
+    NotAGuest {
+        /// The directory.
+        dir: PathBuf,
     },
     /// Cargo succeeded but a package's core module is not where expected.
     #[error(

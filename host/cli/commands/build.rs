@@ -1,19 +1,24 @@
 //! `waymark build`: guests into components.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use waymark_build::lang::{DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Language, Toolchains};
+use waymark_build::project::{self, GuestProject};
+use waymark_build::{BuiltComponent, GuestBuild};
 
 use crate::global::GlobalArgs;
 
-/// Build guests into components: Rust guest crates of this workspace, and
-/// Python or JavaScript guests from their source directories.
+/// Build guests into components: a guest project directory (a Rust crate,
+/// or a directory holding `app.py` or `app.js`), Rust guest packages of the
+/// cargo workspace here, and Python or JavaScript guests named by
+/// directory.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// Package names in this workspace (e.g. quickstart-guest).
-    packages: Vec<String>,
+    /// Guest project directories (`.` for this one) or package names of
+    /// the cargo workspace here (e.g. quickstart-guest).
+    guests: Vec<String>,
     /// A Python guest: a directory holding `app.py` (componentize-py).
     #[arg(long, value_name = "DIR")]
     python: Vec<PathBuf>,
@@ -25,55 +30,106 @@ pub struct BuildArgs {
     /// network access to PyPI or npm).
     #[arg(long)]
     install_toolchains: bool,
-    /// Where to write the components.
-    #[arg(long, default_value = "target/components")]
-    out: PathBuf,
+    /// Where to write the components (default: `target/components` here,
+    /// or in the project directory built).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 impl BuildArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
-        if self.packages.is_empty() && self.python.is_empty() && self.javascript.is_empty() {
+        if self.guests.is_empty() && self.python.is_empty() && self.javascript.is_empty() {
             bail!(
-                "name the guests to build: Rust packages (e.g. quickstart-guest), \
-                 --python DIR or --javascript DIR"
+                "name the guests to build: a project directory (`waymark build .`), Rust \
+                 packages (e.g. quickstart-guest), --python DIR or --javascript DIR"
             );
         }
-        let workspace = std::env::current_dir()?;
-        let mut built = if self.packages.is_empty() {
-            Vec::new()
-        } else {
-            waymark_build::GuestBuild::new(&workspace)
-                .packages(self.packages.iter().cloned())
-                .out_dir(&self.out)
-                .build()?
+        let here_out = || {
+            self.out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("target/components"))
         };
-        let toolchains =
-            Toolchains::new(DEFAULT_TOOLCHAINS_DIR).install_missing(self.install_toolchains);
-        let lang = self.python.iter().map(|dir| (Language::Python, dir)).chain(
+        let mut packages = Vec::new();
+        let mut lang: Vec<(Language, PathBuf, PathBuf)> = Vec::new();
+        let mut projects = Vec::new();
+        for guest in &self.guests {
+            let path = Path::new(guest);
+            if !path.is_dir() {
+                packages.push(guest.clone());
+                continue;
+            }
+            // Absolute: the nested cargo runs in the project directory.
+            let path = std::fs::canonicalize(path)
+                .with_context(|| format!("cannot resolve {}", path.display()))?;
+            match project::detect(&path)? {
+                GuestProject::Rust { dir, package } => projects.push((dir, package)),
+                GuestProject::Interpreted { language, dir } => {
+                    let out = self.out.clone().unwrap_or_else(|| project_out(&dir));
+                    lang.push((language, dir, out));
+                }
+            }
+        }
+        lang.extend(
+            self.python
+                .iter()
+                .map(|d| (Language::Python, d.clone(), here_out())),
+        );
+        lang.extend(
             self.javascript
                 .iter()
-                .map(|dir| (Language::JavaScript, dir)),
+                .map(|d| (Language::JavaScript, d.clone(), here_out())),
         );
-        for (language, dir) in lang {
-            let guest = LangGuestBuild::new(language, dir);
+        let mut built = Vec::new();
+        if !packages.is_empty() {
+            let workspace = std::env::current_dir()?;
+            built.extend(
+                GuestBuild::new(&workspace)
+                    .packages(packages)
+                    .out_dir(here_out())
+                    .build()?,
+            );
+        }
+        for (dir, package) in projects {
+            let out = self.out.clone().unwrap_or_else(|| project_out(&dir));
+            built.extend(
+                GuestBuild::new(&dir)
+                    .package(&package)
+                    .out_dir(out)
+                    .build()
+                    .with_context(|| format!("building the Rust guest {}", dir.display()))?,
+            );
+        }
+        let toolchains =
+            Toolchains::new(DEFAULT_TOOLCHAINS_DIR).install_missing(self.install_toolchains);
+        for (language, dir, out) in lang {
+            let guest = LangGuestBuild::new(language, &dir);
             let name = guest.file_name();
             built.push(
                 guest
-                    .out(self.out.join(name))
+                    .out(out.join(name))
                     .build(&toolchains)
                     .with_context(|| format!("building the {language} guest {}", dir.display()))?,
             );
         }
         for c in &built {
-            if g.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"package": c.package, "path": c.path, "bytes": c.bytes_len, "sha256": c.sha256})
-                );
-            } else {
-                println!("{}  {} ({} bytes)", c.path.display(), c.sha256, c.bytes_len);
-            }
+            print_built(c, g.json);
         }
         Ok(0)
+    }
+}
+
+/// Where a project's components go unless `--out` says otherwise.
+fn project_out(dir: &Path) -> PathBuf {
+    dir.join("target").join("components")
+}
+
+fn print_built(c: &BuiltComponent, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"package": c.package, "path": c.path, "bytes": c.bytes_len, "sha256": c.sha256})
+        );
+    } else {
+        println!("{}  {} ({} bytes)", c.path.display(), c.sha256, c.bytes_len);
     }
 }

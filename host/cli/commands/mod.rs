@@ -13,6 +13,7 @@ pub mod export;
 pub mod follow;
 pub mod inbox;
 pub mod load;
+pub mod new;
 pub mod respond;
 pub mod run;
 pub mod serve;

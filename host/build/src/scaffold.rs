@@ -1,0 +1,371 @@
+//! `waymark new`: a workflow project outside any Waymark checkout.
+//!
+//! A Rust project depends on the guest SDK by path, on a copy of it that
+//! this binary carries (`waymark/guest-sdk/`, beside the WIT contract in
+//! `waymark/wit/`), so it builds with nothing but a Rust toolchain and
+//! crates.io, and stays on the SDK version of the `waymark` that made it.
+//! Everything is written into a new directory (or an empty one); nothing
+//! is overwritten.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The language of a new project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectLang {
+    /// A Rust guest crate.
+    Rust,
+}
+
+impl ProjectLang {
+    /// The language named `name` (`rust`).
+    pub fn parse(name: &str) -> Result<Self, ScaffoldError> {
+        match name {
+            "rust" => Ok(Self::Rust),
+            other => Err(ScaffoldError::UnknownLanguage(other.to_owned())),
+        }
+    }
+}
+
+/// What a new project starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// Ask a person a question, finish with the answer.
+    Quickstart,
+}
+
+impl Template {
+    /// The template named `name` (`quickstart`).
+    pub fn parse(name: &str) -> Result<Self, ScaffoldError> {
+        match name {
+            "quickstart" => Ok(Self::Quickstart),
+            other => Err(ScaffoldError::UnknownTemplate(other.to_owned())),
+        }
+    }
+}
+
+/// Why a project could not be created. Nothing is written unless the
+/// checks before writing pass.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// `--lang` names no language this build can make projects in.
+    #[error("unknown language '{0}': this build makes projects in rust")]
+    UnknownLanguage(String),
+    /// `--template` names no template.
+    #[error("unknown template '{0}': the templates are quickstart")]
+    UnknownTemplate(String),
+    /// The project name cannot be a package and workflow name.
+    #[error(
+        "'{0}' cannot name a project: use 1-64 lowercase letters, digits and `-`, starting with \
+         a letter"
+    )]
+    InvalidName(String),
+    /// The directory exists and holds something.
+    #[error("{} already exists and is not empty; nothing was written", .0.display())]
+    NotEmpty(PathBuf),
+    /// A file could not be written.
+    #[error("cannot write {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A project to create.
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    /// The package, workflow and directory name.
+    pub name: String,
+    /// Where to create it (default: `./<name>`).
+    pub dir: PathBuf,
+    /// Its language.
+    pub lang: ProjectLang,
+    /// What it starts from.
+    pub template: Template,
+}
+
+/// The guest SDK's sources and the WIT contract, as this binary carries
+/// them: `(path under the project's `waymark/` directory, contents)`.
+const SDK_FILES: &[(&str, &str)] = &[
+    (
+        "wit/workflow.wit",
+        include_str!("../../../wit/workflow.wit"),
+    ),
+    ("wit/tool.wit", include_str!("../../../wit/tool.wit")),
+    (
+        "guest-sdk/src/lib.rs",
+        include_str!("../../../guest-sdk/src/lib.rs"),
+    ),
+    (
+        "guest-sdk/src/context.rs",
+        include_str!("../../../guest-sdk/src/context.rs"),
+    ),
+    (
+        "guest-sdk/src/data.rs",
+        include_str!("../../../guest-sdk/src/data.rs"),
+    ),
+    (
+        "guest-sdk/src/effect.rs",
+        include_str!("../../../guest-sdk/src/effect.rs"),
+    ),
+    (
+        "guest-sdk/src/error.rs",
+        include_str!("../../../guest-sdk/src/error.rs"),
+    ),
+    (
+        "guest-sdk/src/log.rs",
+        include_str!("../../../guest-sdk/src/log.rs"),
+    ),
+    (
+        "guest-sdk/src/path.rs",
+        include_str!("../../../guest-sdk/src/path.rs"),
+    ),
+    (
+        "guest-sdk/src/plan.rs",
+        include_str!("../../../guest-sdk/src/plan.rs"),
+    ),
+    (
+        "guest-sdk/src/tool.rs",
+        include_str!("../../../guest-sdk/src/tool.rs"),
+    ),
+];
+
+/// The quickstart workflow, as `examples/quickstart` ships it.
+const QUICKSTART_RS: &str = include_str!("../../../examples/quickstart/src/lib.rs");
+
+/// The SDK's manifest in a project: the workspace's dependency versions,
+/// written out (a project is no member of Waymark's workspace).
+const SDK_MANIFEST: &str = r#"[package]
+name = "waymark-guest"
+version = "{version}"
+edition = "2024"
+description = "Write Waymark workflow nodes in Rust (the copy `waymark new` wrote; `waymark new` of a newer release writes a newer one)."
+publish = false
+
+[dependencies]
+wit-bindgen = { version = "0.63.0", default-features = false, features = ["macros", "realloc"] }
+serde = { version = "1", features = ["derive"] }
+serde_json = { version = "1", features = ["float_roundtrip"] }
+"#;
+
+const RUST_MANIFEST: &str = r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+waymark-guest = { path = "waymark/guest-sdk" }
+serde = { version = "1", features = ["derive"] }
+serde_json = { version = "1", features = ["float_roundtrip"] }
+
+# Its own workspace, even inside another one.
+[workspace]
+
+# `waymark build` builds guests with this profile: small, no unwinding.
+[profile.guest]
+inherits = "release"
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+"#;
+
+const PACK_FILE: &str = r#"# The bundle of this project: waymark bundle pack waymark.bundle.toml --out {name}.wmb
+[bundle]
+id = "{name}"
+version = "0.1.0"
+description = "Ask a person a question, finish with the answer."
+
+[[workflows]]
+id = "{name}"
+package = "{name}"
+[workflows.limits]
+fuel = 50_000_000
+memory_mb = 16
+[workflows.capabilities]
+effects = ["ask_user"]
+"#;
+
+const README: &str = r#"# {name}
+
+A Waymark workflow in Rust, made by `waymark new`: it asks a person a
+question, then finishes with the answer.
+
+- `src/lib.rs`: the workflow, one function per node.
+- `waymark.bundle.toml`: the bundle it packs into.
+- `waymark/`: the guest SDK and the WIT contract of the `waymark` that made
+  this project (`waymark new` of a newer release writes newer ones).
+
+Build it, run it, answer it (`waymark build` adds the `wasm32-unknown-unknown`
+target with rustup when it is missing):
+
+```sh
+waymark build .
+waymark run target/components/{name}.wasm
+waymark respond <run id> --text yes
+```
+
+`cargo test` runs the nodes' unit tests natively.
+"#;
+
+/// Creates the project; returns the files written.
+pub fn create(project: &NewProject) -> Result<Vec<PathBuf>, ScaffoldError> {
+    check_name(&project.name)?;
+    check_empty(&project.dir)?;
+    let files = match (project.lang, project.template) {
+        (ProjectLang::Rust, Template::Quickstart) => rust_quickstart(&project.name),
+    };
+    let mut written = Vec::with_capacity(files.len());
+    for (rel, contents) in files {
+        let path = project.dir.join(rel);
+        write_new(&path, contents.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn rust_quickstart(name: &str) -> Vec<(String, String)> {
+    let fill = |text: &str| {
+        text.replace("{name}", name)
+            .replace("{version}", env!("CARGO_PKG_VERSION"))
+    };
+    let mut files = vec![
+        ("Cargo.toml".to_owned(), fill(RUST_MANIFEST)),
+        (
+            "src/lib.rs".to_owned(),
+            QUICKSTART_RS.replace("id: \"quickstart\"", &format!("id: \"{name}\"")),
+        ),
+        ("waymark.bundle.toml".to_owned(), fill(PACK_FILE)),
+        ("README.md".to_owned(), fill(README)),
+        (".gitignore".to_owned(), "/target\n*.wmb\n".to_owned()),
+        (
+            "waymark/guest-sdk/Cargo.toml".to_owned(),
+            fill(SDK_MANIFEST),
+        ),
+    ];
+    files.extend(
+        SDK_FILES
+            .iter()
+            .map(|(rel, text)| (format!("waymark/{rel}"), (*text).to_owned())),
+    );
+    files
+}
+
+/// A name that is at once a cargo package, a crate, a workflow id and a
+/// directory name.
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ScaffoldError::InvalidName(name.to_owned()))
+    }
+}
+
+fn check_empty(dir: &Path) -> Result<(), ScaffoldError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            Some(_) => Err(ScaffoldError::NotEmpty(dir.to_owned())),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            Err(ScaffoldError::NotEmpty(dir.to_owned()))
+        }
+        Err(source) => Err(ScaffoldError::Io {
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes a file that must not exist yet, creating its directory.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ScaffoldError> {
+    use std::io::Write as _;
+    let io_err = |source| ScaffoldError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err)?;
+    file.write_all(bytes).map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_packages_and_workflow_ids() {
+        for good in ["hello", "a", "order-flow-2"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Hello",
+            "2go",
+            "a_b",
+            "a-",
+            "a b",
+            "../x",
+            &"a".repeat(65),
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(ScaffoldError::InvalidName(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_project_carries_every_file_of_the_guest_sdk() {
+        let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&sdk)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".rs"))
+            .collect();
+        on_disk.sort();
+        let mut carried: Vec<String> = SDK_FILES
+            .iter()
+            .filter_map(|(rel, _)| rel.strip_prefix("guest-sdk/src/"))
+            .map(str::to_owned)
+            .collect();
+        carried.sort();
+        assert_eq!(carried, on_disk, "add the new SDK file to SDK_FILES");
+    }
+
+    #[test]
+    fn a_non_empty_directory_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+        let project = NewProject {
+            name: "hello".into(),
+            dir: dir.path().to_owned(),
+            lang: ProjectLang::Rust,
+            template: Template::Quickstart,
+        };
+        assert!(matches!(create(&project), Err(ScaffoldError::NotEmpty(_))));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1);
+    }
+}

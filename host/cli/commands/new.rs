@@ -1,0 +1,62 @@
+//! `waymark new`: a workflow project outside any Waymark checkout.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use waymark_build::scaffold::{self, NewProject, ProjectLang, Template};
+
+use crate::global::GlobalArgs;
+
+/// Create a workflow project (source, bundle pack file, README, and the
+/// guest SDK and WIT contract of this `waymark`) in a new directory; build
+/// it with `waymark build <dir>`.
+#[derive(Args)]
+pub struct NewArgs {
+    /// The project's name: its package, workflow id and directory.
+    name: String,
+    /// The language: rust.
+    #[arg(long, default_value = "rust")]
+    lang: String,
+    /// What it starts from: quickstart (ask a question, finish with the
+    /// answer).
+    #[arg(long, default_value = "quickstart")]
+    template: String,
+    /// Where to create it (default: ./<name>); must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl NewArgs {
+    pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
+        let project = NewProject {
+            name: self.name.clone(),
+            dir: self
+                .dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&self.name)),
+            lang: ProjectLang::parse(&self.lang)?,
+            template: Template::parse(&self.template)?,
+        };
+        let written = scaffold::create(&project)?;
+        if g.json {
+            println!(
+                "{}",
+                serde_json::json!({"dir": project.dir, "files": written.len()})
+            );
+        } else {
+            println!(
+                "created {} ({} files); next:\n  waymark build {}\n  waymark run {}",
+                project.dir.display(),
+                written.len(),
+                project.dir.display(),
+                project
+                    .dir
+                    .join("target/components")
+                    .join(format!("{}.wasm", project.name))
+                    .display()
+            );
+        }
+        Ok(0)
+    }
+}

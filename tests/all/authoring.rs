@@ -1,0 +1,117 @@
+//! Authoring a workflow in one's own project, with nothing from this
+//! repository but the `waymark` binary: `waymark new` → `waymark build` →
+//! `waymark run` → `waymark respond`, in a temporary directory outside the
+//! checkout; and the bad input of `new` and `build`, each a clear error
+//! that writes nothing.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn waymark_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("WAYMARK_STORE")
+        .output()
+        .expect("waymark runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn a_new_rust_project_builds_runs_and_completes_outside_the_checkout() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .unwrap();
+    assert!(
+        !root.canonicalize().unwrap().starts_with(&checkout),
+        "the project must live outside the checkout"
+    );
+
+    ok(&waymark_in(root, &["new", "hello"]), "new");
+    let project = root.join("hello");
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "waymark.bundle.toml",
+        "README.md",
+        "waymark/wit/workflow.wit",
+        "waymark/guest-sdk/src/lib.rs",
+    ] {
+        assert!(project.join(file).is_file(), "{file}");
+    }
+
+    let built = ok(&waymark_in(root, &["build", "hello"]), "build");
+    let component = project.join("target/components/hello.wasm");
+    assert!(component.is_file(), "{built}");
+
+    let store = root.join("store/waymark.db");
+    let store = store.to_str().unwrap();
+    let component = component.to_str().unwrap();
+    let run = waymark_in(root, &["--store", store, "run", component, "--print-id"]);
+    let run_id = ok(&run, "run").trim().to_owned();
+    assert!(
+        text(&run.stderr).contains("waiting"),
+        "{}",
+        text(&run.stderr)
+    );
+
+    let answered = waymark_in(
+        root,
+        &[
+            "--store", store, "--json", "respond", &run_id, "--text", "yes",
+        ],
+    );
+    let state: serde_json::Value = serde_json::from_str(&ok(&answered, "respond")).unwrap();
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(state["output"], serde_json::json!({"answer": "yes"}));
+    assert_eq!(state["workflow_id"], "hello");
+}
+
+#[test]
+fn bad_input_to_new_and_build_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("taken")).unwrap();
+    std::fs::write(root.join("taken/keep.txt"), "mine").unwrap();
+    std::fs::create_dir(root.join("empty")).unwrap();
+
+    let cases: [(&[&str], &str); 5] = [
+        (&["new", "taken"], "already exists and is not empty"),
+        (&["new", "Bad_Name"], "cannot name a project"),
+        (&["new", "x", "--lang", "cobol"], "unknown language 'cobol'"),
+        (
+            &["new", "y", "--template", "nope"],
+            "unknown template 'nope'",
+        ),
+        (&["build", "empty"], "is no guest project"),
+    ];
+    for (args, expected) in cases {
+        let out = waymark_in(root, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["empty", "taken"]);
+    assert_eq!(std::fs::read_dir(root.join("taken")).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(root.join("empty")).unwrap().count(), 0);
+}
