@@ -71,6 +71,7 @@ enum Command {
     Verify(status::VerifyArgs),
     Build(build::BuildArgs),
     New(new::NewArgs),
+    Test(test::TestArgs),
 }
 
 impl Command {
@@ -102,6 +103,7 @@ impl Command {
             Self::Verify(c) => c.execute(g),
             Self::Build(c) => c.execute(g),
             Self::New(c) => c.execute(g),
+            Self::Test(c) => c.execute(g),
         }
     }
 }

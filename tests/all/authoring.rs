@@ -1,6 +1,7 @@
 //! Authoring a workflow in one's own project, with nothing from this
 //! repository but the `waymark` binary: `waymark new` → `waymark build` →
-//! `waymark run` → `waymark respond`, in a temporary directory outside the
+//! `waymark test` → `waymark run` → `waymark respond`, in a temporary
+//! directory outside the
 //! checkout; and the bad input of `new` and `build`, each a clear error
 //! that writes nothing.
 
@@ -58,6 +59,37 @@ fn a_new_rust_project_builds_runs_and_completes_outside_the_checkout() {
     let built = ok(&waymark_in(root, &["build", "hello"]), "build");
     let component = project.join("target/components/hello.wasm");
     assert!(component.is_file(), "{built}");
+
+    let tested = ok(
+        &waymark_in(&project, &["test", "tests/answer-yes.toml"]),
+        "test",
+    );
+    assert!(tested.starts_with("ok "), "{tested}");
+    // A scenario whose expectation does not hold fails, naming it.
+    let wrong = std::fs::read_to_string(project.join("tests/answer-yes.toml"))
+        .unwrap()
+        .replace(
+            "output = { answer = \"yes\" }",
+            "output = { answer = \"no\" }",
+        );
+    std::fs::write(project.join("tests/wrong.toml"), wrong).unwrap();
+    let failed = waymark_in(&project, &["test", "tests/wrong.toml"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let report = text(&failed.stdout);
+    assert!(
+        report.contains("FAIL") && report.contains("output: expected"),
+        "{report}"
+    );
+    // A scenario naming a wait that does not exist is refused as invalid.
+    std::fs::write(
+        project.join("tests/unknown.toml"),
+        "load = \"../target/components/hello.wasm\"\n[[step]]\nwaits_for = \"nap\"\nanswer = 1\n",
+    )
+    .unwrap();
+    let refused = waymark_in(&project, &["test", "tests/unknown.toml"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    assert!(err.contains("unknown variant `nap`"), "{err}");
 
     let store = root.join("store/waymark.db");
     let store = store.to_str().unwrap();

@@ -194,6 +194,20 @@ memory_mb = 16
 effects = ["ask_user"]
 "#;
 
+const SCENARIO: &str = r#"# waymark test tests/answer-yes.toml: the workflow run in-process, its wait
+# answered from here (timers, if it had any, would fire at once).
+load = "../target/components/{name}.wasm"
+
+[[step]]
+waits_for = "user"
+answer = { text = "yes" }
+
+[expect]
+status = "completed"
+output = { answer = "yes" }
+path = ["ask", "done"]
+"#;
+
 const README: &str = r#"# {name}
 
 A Waymark workflow in Rust, made by `waymark new`: it asks a person a
@@ -201,6 +215,8 @@ question, then finishes with the answer.
 
 - `src/lib.rs`: the workflow, one function per node.
 - `waymark.bundle.toml`: the bundle it packs into.
+- `tests/answer-yes.toml`: a scenario `waymark test` runs: it answers the
+  question and checks the run's path and output.
 - `waymark/`: the guest SDK and the WIT contract of the `waymark` that made
   this project (`waymark new` of a newer release writes newer ones).
 
@@ -209,6 +225,7 @@ target with rustup when it is missing):
 
 ```sh
 waymark build .
+waymark test tests/answer-yes.toml
 waymark run target/components/{name}.wasm
 waymark respond <run id> --text yes
 ```
@@ -244,6 +261,7 @@ fn rust_quickstart(name: &str) -> Vec<(String, String)> {
             QUICKSTART_RS.replace("id: \"quickstart\"", &format!("id: \"{name}\"")),
         ),
         ("waymark.bundle.toml".to_owned(), fill(PACK_FILE)),
+        ("tests/answer-yes.toml".to_owned(), fill(SCENARIO)),
         ("README.md".to_owned(), fill(README)),
         (".gitignore".to_owned(), "/target\n*.wmb\n".to_owned()),
         (

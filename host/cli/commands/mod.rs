@@ -19,5 +19,6 @@ pub mod run;
 pub mod serve;
 pub mod snapshot;
 pub mod status;
+pub mod test;
 pub mod tools;
 pub mod wake;

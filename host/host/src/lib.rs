@@ -7,7 +7,10 @@
 //! - [`Catalog`]: the components beside a store, by digest, so any process
 //!   resumes a run with the exact component it recorded;
 //! - [`CatalogTools`]: the `tool_calls` handler, fed from the catalog;
-//! - [`Host`]: all of it on one runtime.
+//! - [`Host`]: all of it on one runtime;
+//! - [`harness::Harness`] and [`scenario::Scenario`]: a workflow run under
+//!   test, in-process on the memory store with a manual clock (`waymark
+//!   test`).
 //!
 //! The lease-held turn every process takes to advance a run on a shared
 //! store is `waymark_driver::tick_under_lease`.
@@ -16,7 +19,9 @@
 
 mod catalog;
 mod error;
+pub mod harness;
 mod host;
+pub mod scenario;
 mod store_location;
 mod tools;
 

@@ -1,0 +1,63 @@
+//! `waymark test`: run scenario files against a workflow, in-process, on
+//! the memory store with a manual clock (timers fire at once).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use waymark_host::harness::Harness;
+use waymark_host::scenario::Scenario;
+
+use crate::global::GlobalArgs;
+
+/// Run workflow scenarios: each file names the component or bundle to
+/// load, answers each wait in turn (or emits an event, or skips time), and
+/// says what the run must come to. Exits 1 if any scenario fails.
+#[derive(Args)]
+pub struct TestArgs {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+}
+
+impl TestArgs {
+    pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
+        let policy = g.policy()?;
+        let mut failed = 0;
+        for file in &self.scenarios {
+            let scenario = Scenario::read(file)?;
+            let mut harness = Harness::load(&scenario.load, &policy)?;
+            let outcome = scenario.run(&mut harness)?;
+            let passed = outcome.failures.is_empty();
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "scenario": file,
+                        "passed": passed,
+                        "failures": outcome.failures,
+                        "status": outcome.state.status,
+                        "path": outcome.path,
+                        "output": outcome.state.output,
+                    })
+                );
+            } else if passed {
+                println!(
+                    "ok    {}  ({}; {})",
+                    file.display(),
+                    outcome.state.status,
+                    outcome.path.join(" → ")
+                );
+            } else {
+                println!("FAIL  {}", file.display());
+                for f in &outcome.failures {
+                    println!("      {f}");
+                }
+            }
+            if !passed {
+                failed += 1;
+            }
+        }
+        Ok(if failed > 0 { 1 } else { 0 })
+    }
+}
