@@ -17,6 +17,23 @@ fn waymark_in(dir: &Path, args: &[&str]) -> Output {
         .expect("waymark runs")
 }
 
+/// `waymark` in `dir` with the repository's Python and JavaScript
+/// toolchains (installed once for the whole suite) named by the variables
+/// `waymark build` honours, so no project installs its own.
+fn waymark_lang_in(dir: &Path, args: &[&str]) -> Output {
+    let tools = crate::support::artifacts::lang::toolchains();
+    let py = tools.componentize_py().expect("componentize-py");
+    let js = tools.componentize_js().expect("componentize-js");
+    Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("WAYMARK_STORE")
+        .env("WAYMARK_COMPONENTIZE_PY", py)
+        .env("WAYMARK_COMPONENTIZE_JS", js)
+        .output()
+        .expect("waymark runs")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -112,6 +129,58 @@ fn a_new_rust_project_builds_runs_and_completes_outside_the_checkout() {
     assert_eq!(state["status"], "completed", "{state}");
     assert_eq!(state["output"], serde_json::json!({"answer": "yes"}));
     assert_eq!(state["workflow_id"], "hello");
+}
+
+/// new → build → test → run → respond for an interpreted language; the
+/// component is `<project>-<suffix>.wasm`.
+fn interpreted_project_completes(lang: &str, suffix: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let name = format!("hello-{suffix}");
+    ok(&waymark_in(root, &["new", &name, "--lang", lang]), "new");
+    let project = root.join(&name);
+    ok(&waymark_lang_in(root, &["build", &name]), "build");
+    let component = project.join(format!("target/components/{name}-{suffix}.wasm"));
+    assert!(component.is_file(), "{}", component.display());
+    let tested = ok(
+        &waymark_lang_in(&project, &["test", "tests/answer-yes.toml"]),
+        "test",
+    );
+    assert!(tested.starts_with("ok "), "{tested}");
+
+    let store = root.join("store/waymark.db");
+    let store = store.to_str().unwrap();
+    let run = waymark_in(
+        root,
+        &[
+            "--store",
+            store,
+            "run",
+            component.to_str().unwrap(),
+            "--print-id",
+        ],
+    );
+    let run_id = ok(&run, "run").trim().to_owned();
+    let answered = waymark_in(
+        root,
+        &[
+            "--store", store, "--json", "respond", &run_id, "--text", "yes",
+        ],
+    );
+    let state: serde_json::Value = serde_json::from_str(&ok(&answered, "respond")).unwrap();
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(state["output"], serde_json::json!({"answer": "yes"}));
+    assert_eq!(state["workflow_id"], name.as_str());
+}
+
+#[test]
+fn a_new_python_project_builds_runs_and_completes_outside_the_checkout() {
+    interpreted_project_completes("python", "py");
+}
+
+#[test]
+fn a_new_javascript_project_builds_runs_and_completes_outside_the_checkout() {
+    interpreted_project_completes("javascript", "js");
 }
 
 #[test]

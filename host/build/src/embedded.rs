@@ -59,6 +59,17 @@ pub fn dir() -> Result<&'static Path, BuildError> {
 }
 
 /// Where the files may go, in order of preference.
+/// Where `waymark build` keeps the Python and JavaScript toolchains it
+/// installs for projects outside a Waymark checkout, shared by all of
+/// them: `toolchains/` in the first cache base ([`dir`] lists them).
+pub fn toolchains_dir() -> PathBuf {
+    cache_bases()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| std::env::temp_dir().join("waymark"))
+        .join("toolchains")
+}
+
 fn cache_bases() -> Vec<PathBuf> {
     let env_dir = |var: &str| {
         std::env::var_os(var)

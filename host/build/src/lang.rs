@@ -221,7 +221,7 @@ impl Toolchains {
                 tool,
                 cause: format!(
                     "not found at {} and ${var} is not set (install it there, or let the \
-                     build install it: `waymark bundle pack --install-toolchains`)",
+                     build install it: `--install-toolchains` on `waymark build` or `waymark bundle pack`)",
                     local.display()
                 ),
             });
@@ -339,6 +339,14 @@ impl LangGuestBuild {
         };
         let sdk = match &self.sdk_dir {
             Some(dir) => dir.clone(),
+            // A project `waymark new` made carries its own copy of the
+            // helper beside the app (the app imports `./waymark.js`), so
+            // it builds without a checkout.
+            None if self.language == Language::JavaScript
+                && self.source_dir.join("waymark.js").is_file() =>
+            {
+                self.source_dir.clone()
+            }
             None => self.language.sdk_dir()?,
         };
         Ok((wit, sdk))

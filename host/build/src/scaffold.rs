@@ -15,13 +15,19 @@ use std::path::{Path, PathBuf};
 pub enum ProjectLang {
     /// A Rust guest crate.
     Rust,
+    /// A Python guest (`app.py`, built with componentize-py).
+    Python,
+    /// A JavaScript guest (`app.js`, built with componentize-js).
+    JavaScript,
 }
 
 impl ProjectLang {
-    /// The language named `name` (`rust`).
+    /// The language named `name` (`rust`, `python` or `javascript`).
     pub fn parse(name: &str) -> Result<Self, ScaffoldError> {
         match name {
             "rust" => Ok(Self::Rust),
+            "python" => Ok(Self::Python),
+            "javascript" => Ok(Self::JavaScript),
             other => Err(ScaffoldError::UnknownLanguage(other.to_owned())),
         }
     }
@@ -49,7 +55,7 @@ impl Template {
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
     /// `--lang` names no language this build can make projects in.
-    #[error("unknown language '{0}': this build makes projects in rust")]
+    #[error("unknown language '{0}': the languages are rust, python and javascript")]
     UnknownLanguage(String),
     /// `--template` names no template.
     #[error("unknown template '{0}': the templates are quickstart")]
@@ -135,6 +141,11 @@ const SDK_FILES: &[(&str, &str)] = &[
 
 /// The quickstart workflow, as `examples/quickstart` ships it.
 const QUICKSTART_RS: &str = include_str!("../../../examples/quickstart/src/lib.rs");
+/// The quickstart in Python and JavaScript, as the examples ship them.
+const QUICKSTART_PY: &str = include_str!("../../../examples/python/quickstart/app.py");
+const QUICKSTART_JS: &str = include_str!("../../../examples/javascript/quickstart/app.js");
+/// The JavaScript helper module a JavaScript project carries.
+const WAYMARK_JS: &str = include_str!("../../../guest-sdk/javascript/waymark.js");
 
 /// The SDK's manifest in a project: the workspace's dependency versions,
 /// written out (a project is no member of Waymark's workspace).
@@ -233,12 +244,50 @@ waymark respond <run id> --text yes
 `cargo test` runs the nodes' unit tests natively.
 "#;
 
+const INTERPRETED_README: &str = r#"# {name}
+
+A Waymark workflow made by `waymark new`: it asks a person a question, then
+finishes with the answer.
+
+- `{app}`: the workflow, one function per node.
+- `waymark.bundle.toml`: the bundle it packs into.
+- `tests/answer-yes.toml`: a scenario `waymark test` runs: it answers the
+  question and checks the run's path and output.
+
+Build it (the first build installs {tool} into a cache when asked to, and
+takes a minute or two), test it, run it, answer it:
+
+```sh
+waymark build . --install-toolchains
+waymark test tests/answer-yes.toml
+waymark run target/components/{component}
+waymark respond <run id> --text yes
+```
+"#;
+
+/// Where `waymark build <dir>` writes the project's component, relative to
+/// its directory.
+pub fn component_path(project: &NewProject) -> PathBuf {
+    let dir_name = project
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| project.name.clone());
+    let file = match project.lang {
+        ProjectLang::Rust => format!("{}.wasm", project.name),
+        ProjectLang::Python => format!("{dir_name}-py.wasm"),
+        ProjectLang::JavaScript => format!("{dir_name}-js.wasm"),
+    };
+    Path::new("target").join("components").join(file)
+}
+
 /// Creates the project; returns the files written.
 pub fn create(project: &NewProject) -> Result<Vec<PathBuf>, ScaffoldError> {
     check_name(&project.name)?;
     check_empty(&project.dir)?;
     let files = match (project.lang, project.template) {
         (ProjectLang::Rust, Template::Quickstart) => rust_quickstart(&project.name),
+        (lang, Template::Quickstart) => interpreted_quickstart(project, lang),
     };
     let mut written = Vec::with_capacity(files.len());
     for (rel, contents) in files {
@@ -275,6 +324,90 @@ fn rust_quickstart(name: &str) -> Vec<(String, String)> {
             .map(|(rel, text)| (format!("waymark/{rel}"), (*text).to_owned())),
     );
     files
+}
+
+/// A Python or JavaScript quickstart: the example's nodes under the
+/// project's workflow id, a pack file, a scenario and a README. A
+/// JavaScript project carries the helper module beside its app.
+fn interpreted_quickstart(project: &NewProject, lang: ProjectLang) -> Vec<(String, String)> {
+    let name = &project.name;
+    // `waymark build` names the component after the project's directory.
+    let dir_name = project
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.clone());
+    let (app_file, app, key, suffix, tool) = match lang {
+        ProjectLang::Python => (
+            "app.py",
+            python_app(name),
+            "python",
+            "py",
+            "componentize-py",
+        ),
+        _ => (
+            "app.js",
+            javascript_app(name),
+            "javascript",
+            "js",
+            "componentize-js",
+        ),
+    };
+    let component = format!("{dir_name}-{suffix}.wasm");
+    let fill = |text: &str| {
+        text.replace("{name}", name)
+            .replace("{component}", &component)
+            .replace("{app}", app_file)
+            .replace("{tool}", tool)
+    };
+    let pack = PACK_FILE.replace("package = \"{name}\"", &format!("{key} = \".\""));
+    let mut files = vec![
+        (app_file.to_owned(), app),
+        ("waymark.bundle.toml".to_owned(), fill(&pack)),
+        (
+            "tests/answer-yes.toml".to_owned(),
+            fill(&SCENARIO.replace("{name}.wasm", "{component}")),
+        ),
+        ("README.md".to_owned(), fill(INTERPRETED_README)),
+        (
+            ".gitignore".to_owned(),
+            "/target\n*.wmb\n__pycache__/\n".to_owned(),
+        ),
+    ];
+    if lang == ProjectLang::JavaScript {
+        files.push(("waymark.js".to_owned(), WAYMARK_JS.to_owned()));
+    }
+    files
+}
+
+/// The Python quickstart under `name`, with a docstring for the project.
+fn python_app(name: &str) -> String {
+    let body = QUICKSTART_PY
+        .split_once("\"\"\"\n\n")
+        .map_or(QUICKSTART_PY, |(_, rest)| rest);
+    format!(
+        "\"\"\"The {name} workflow: ask a person a question, then finish with the answer.\n\n\
+         Build it with `waymark build .`; resume the run with `{{\"text\": \"yes\"}}`.\n\"\"\"\n\n{}",
+        body.replace("id=\"quickstart\"", &format!("id=\"{name}\""))
+    )
+}
+
+/// The JavaScript quickstart under `name`, importing the helper beside it.
+fn javascript_app(name: &str) -> String {
+    let body = QUICKSTART_JS
+        .split_once("\nimport ")
+        .map_or(QUICKSTART_JS, |(_, rest)| rest);
+    let body = format!("import {body}")
+        .replace(
+            "\"../../../guest-sdk/javascript/waymark.js\"",
+            "\"./waymark.js\"",
+        )
+        .replace("id: \"quickstart\"", &format!("id: \"{name}\""));
+    format!(
+        "// The {name} workflow: ask a person a question, then finish with the\n\
+         // answer. Build it with `waymark build .`; resume the run with\n\
+         // {{\"text\": \"yes\"}}. `waymark.js` beside it is the helper module.\n\n{body}"
+    )
 }
 
 /// A name that is at once a cargo package, a crate, a workflow id and a

@@ -25,9 +25,10 @@ pub struct BuildArgs {
     /// A JavaScript guest: a directory holding `app.js` (componentize-js).
     #[arg(long, value_name = "DIR")]
     javascript: Vec<PathBuf>,
-    /// Install componentize-py / componentize-js into
-    /// target/lang-toolchains when missing (needs python3 or npm, and
-    /// network access to PyPI or npm).
+    /// Install componentize-py / componentize-js when missing, into
+    /// target/lang-toolchains in a Waymark checkout, else into a cache
+    /// shared by all projects (needs python3 or npm, and network access to
+    /// PyPI or npm).
     #[arg(long)]
     install_toolchains: bool,
     /// Where to write the components (default: `target/components` here,
@@ -99,8 +100,7 @@ impl BuildArgs {
                     .with_context(|| format!("building the Rust guest {}", dir.display()))?,
             );
         }
-        let toolchains =
-            Toolchains::new(DEFAULT_TOOLCHAINS_DIR).install_missing(self.install_toolchains);
+        let toolchains = Toolchains::new(toolchains_dir()).install_missing(self.install_toolchains);
         for (language, dir, out) in lang {
             let guest = LangGuestBuild::new(language, &dir);
             let name = guest.file_name();
@@ -115,6 +115,18 @@ impl BuildArgs {
             print_built(c, g.json);
         }
         Ok(0)
+    }
+}
+
+/// Where the Python and JavaScript toolchains are: `target/lang-toolchains`
+/// here when it exists (a Waymark checkout), else a cache shared by every
+/// project (`waymark_build::embedded::toolchains_dir`).
+fn toolchains_dir() -> PathBuf {
+    let here = Path::new(DEFAULT_TOOLCHAINS_DIR);
+    if here.is_dir() {
+        here.to_owned()
+    } else {
+        waymark_build::embedded::toolchains_dir()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::global::GlobalArgs;
 pub struct NewArgs {
     /// The project's name: its package, workflow id and directory.
     name: String,
-    /// The language: rust.
+    /// The language: rust, python or javascript.
     #[arg(long, default_value = "rust")]
     lang: String,
     /// What it starts from: quickstart (ask a question, finish with the
@@ -45,16 +45,18 @@ impl NewArgs {
                 serde_json::json!({"dir": project.dir, "files": written.len()})
             );
         } else {
+            let component = project.dir.join(scaffold::component_path(&project));
+            let install = if project.lang == ProjectLang::Rust {
+                ""
+            } else {
+                " --install-toolchains"
+            };
             println!(
-                "created {} ({} files); next:\n  waymark build {}\n  waymark run {}",
+                "created {} ({} files); next:\n  waymark build {}{install}\n  waymark run {}",
                 project.dir.display(),
                 written.len(),
                 project.dir.display(),
-                project
-                    .dir
-                    .join("target/components")
-                    .join(format!("{}.wasm", project.name))
-                    .display()
+                component.display()
             );
         }
         Ok(0)
