@@ -14,6 +14,7 @@ mod driver;
 mod durability;
 mod effects;
 mod golden;
+mod harness;
 mod hostile;
 mod lang;
 mod ledger;

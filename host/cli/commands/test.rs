@@ -22,10 +22,16 @@ pub struct TestArgs {
 
 impl TestArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
-        let policy = g.policy()?;
         let mut failed = 0;
         for file in &self.scenarios {
             let scenario = Scenario::read(file)?;
+            // What a scenario scripts, its workflows may ask for (a
+            // bundle's own capabilities still narrow it).
+            let mut policy = g.policy()?;
+            policy
+                .grants
+                .effects
+                .extend(scenario.effects.keys().cloned());
             let mut harness = Harness::load(&scenario.load, &policy)?;
             let outcome = scenario.run(&mut harness)?;
             let passed = outcome.failures.is_empty();

@@ -57,34 +57,27 @@ pub struct Harness {
     clock: Arc<ManualClock>,
     scripted: Arc<Scripted>,
     run_id: Option<String>,
+    /// The workflows of the first thing loaded: the ones under test.
+    primary: Vec<String>,
 }
 
 impl Harness {
-    /// A harness running the workflows of `path` (a bundle or a component)
-    /// under `policy`'s limits and grants.
-    pub fn load(path: &Path, policy: &Policy) -> Result<Self, HarnessError> {
-        let load_error = |source: Box<dyn std::error::Error + Send + Sync>| HarnessError::Load {
-            what: path.display().to_string(),
-            source,
-        };
-        let loader = loader(policy, None, Compiles::InProcess).map_err(|e| load_error(e.into()))?;
-        let workflows = if is_bundle(path) {
-            let bundle = waymark_bundle::Bundle::open(path).map_err(|e| load_error(e.into()))?;
-            loader
-                .load_bundle(&bundle)
-                .map_err(|e| load_error(e.into()))?
-                .workflows
-        } else {
-            let bytes = std::fs::read(path).map_err(|e| load_error(e.into()))?;
-            vec![
-                loader
-                    .load_component(&bytes)
-                    .map_err(|e| load_error(e.into()))?,
-            ]
-        };
-        let harness = Self::empty(crate::host::runtime_config(policy));
-        for wf in workflows {
-            harness.runtime.register(wf.workflow)?;
+    /// A harness running the workflows of `paths` (bundles or components;
+    /// the workflow under test and the children it starts) under
+    /// `policy`'s limits and grants.
+    pub fn load(paths: &[std::path::PathBuf], policy: &Policy) -> Result<Self, HarnessError> {
+        let loader = loader(policy, None, Compiles::InProcess).map_err(|e| HarnessError::Load {
+            what: "the workflows".into(),
+            source: e.into(),
+        })?;
+        let mut harness = Self::empty(crate::host::runtime_config(policy));
+        for (i, path) in paths.iter().enumerate() {
+            for wf in load_workflows(&loader, path)? {
+                if i == 0 {
+                    harness.primary.push(wf.workflow.info().workflow_id.clone());
+                }
+                harness.runtime.register(wf.workflow)?;
+            }
         }
         Ok(harness)
     }
@@ -100,7 +93,14 @@ impl Harness {
             clock,
             scripted: Arc::new(Scripted::default()),
             run_id: None,
+            primary: Vec::new(),
         }
+    }
+
+    /// The workflows of the first bundle or component loaded (the others
+    /// are there for the children it starts).
+    pub fn primary_workflows(&self) -> &[String] {
+        &self.primary
     }
 
     /// The runtime under test.
@@ -166,23 +166,28 @@ impl Harness {
         Ok(self.runtime.emit_event(name, &key, payload)?.len())
     }
 
-    /// Skips time to the next timer (a `wait_until`, an event's deadline, a
-    /// retry's backoff) and fires what is due, over and over until the run
-    /// under test no longer waits on a timer; then returns its state. Time
-    /// passes at once: a day-long wait costs nothing.
+    /// Skips time, timer by timer (a `wait_until`, an event's deadline, a
+    /// retry's backoff, its children's timers), firing what falls due,
+    /// until the run under test is past the wait it is in now; then returns
+    /// its state. Time passes at once: a day-long wait costs nothing.
     pub fn skip_timers(&mut self) -> Result<RunState, HarnessError> {
+        let start = self.state()?;
+        let Some(wait_key) = start.waiting.as_ref().map(|w| w.wait_key.clone()) else {
+            return Err(HarnessError::NotThere {
+                what: format!("is {}, not waiting", start.status),
+            });
+        };
         for _ in 0..10_000 {
             let state = self.state()?;
-            let waits_on_timer = state.status == RunStatus::Waiting
-                && state
-                    .waiting
-                    .as_ref()
-                    .is_some_and(|w| w.wake_at_ms.is_some());
-            if !waits_on_timer {
+            let same_wait = state.status == RunStatus::Waiting
+                && state.waiting.as_ref().map(|w| w.wait_key.as_str()) == Some(&wait_key);
+            if !same_wait {
                 return Ok(state);
             }
             let Some(at) = self.runtime.next_timer_at()? else {
-                return Ok(state);
+                return Err(HarnessError::NotThere {
+                    what: "waits on something no timer ends".into(),
+                });
             };
             self.clock.advance_to(at);
             self.runtime.fire_due_timers()?;
@@ -213,6 +218,31 @@ impl Harness {
             .filter(|r| r.kind == RecordKind::Step)
             .filter_map(|r| r.node_id)
             .collect())
+    }
+}
+
+/// The workflows of a bundle, or the one of a component file.
+fn load_workflows(
+    loader: &waymark_loader::Loader,
+    path: &Path,
+) -> Result<Vec<waymark_loader::LoadedWorkflow>, HarnessError> {
+    let load_error = |source: Box<dyn std::error::Error + Send + Sync>| HarnessError::Load {
+        what: path.display().to_string(),
+        source,
+    };
+    if is_bundle(path) {
+        let bundle = waymark_bundle::Bundle::open(path).map_err(|e| load_error(e.into()))?;
+        Ok(loader
+            .load_bundle(&bundle)
+            .map_err(|e| load_error(e.into()))?
+            .workflows)
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| load_error(e.into()))?;
+        Ok(vec![
+            loader
+                .load_component(&bytes)
+                .map_err(|e| load_error(e.into()))?,
+        ])
     }
 }
 

@@ -2,11 +2,12 @@
 //! wait, what host effects return, and what the run must come to.
 //!
 //! ```toml
-//! load = "../target/components/hello.wasm"   # a component or bundle, relative to this file
-//! workflow = "hello"                 # default: the only workflow loaded
+//! load = "../target/components/hello.wasm"   # a component or bundle (or a list: a
+//!                                            # workflow and its children), relative to this file
+//! workflow = "hello"                 # default: the only workflow of the first load
 //! vars = { order_id = "A-17" }
 //!
-//! [effects]                          # results of host effects, in order
+//! [effects]                          # results of host effects, in order (granted)
 //! "inventory.reserve" = [{ reservation_id = "R-12" }]
 //!
 //! [[step]]
@@ -33,9 +34,12 @@ use crate::harness::{Harness, HarnessError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// The component or bundle to load, relative to the scenario file.
-    pub load: std::path::PathBuf,
-    /// The workflow to start; by default the only one loaded.
+    /// The components or bundles to load (the workflow under test and its
+    /// children), relative to the scenario file.
+    #[serde(deserialize_with = "one_or_many")]
+    pub load: Vec<std::path::PathBuf>,
+    /// The workflow to start; by default the only one of the first thing
+    /// loaded.
     #[serde(default)]
     pub workflow: Option<String>,
     /// The run's initial vars.
@@ -50,6 +54,23 @@ pub struct Scenario {
     /// What the run must come to.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// `load = "x.wasm"` or `load = ["x.wasm", "child.wasm"]`.
+fn one_or_many<'de, D>(deserializer: D) -> Result<Vec<std::path::PathBuf>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Load {
+        One(std::path::PathBuf),
+        Many(Vec<std::path::PathBuf>),
+    }
+    Ok(match Load::deserialize(deserializer)? {
+        Load::One(path) => vec![path],
+        Load::Many(paths) => paths,
+    })
 }
 
 fn empty_object() -> Value {
@@ -197,7 +218,9 @@ impl Scenario {
             message: e.to_string().trim().to_owned(),
         })?;
         if let Some(dir) = path.parent() {
-            scenario.load = dir.join(&scenario.load);
+            for load in &mut scenario.load {
+                *load = dir.join(&*load);
+            }
         }
         for (i, step) in scenario.steps.iter().enumerate() {
             let ways = usize::from(step.answer.is_some())
@@ -256,7 +279,11 @@ impl Scenario {
         if let Some(id) = &self.workflow {
             return Ok(id.clone());
         }
-        match harness.runtime().workflows().ids().as_slice() {
+        let candidates = match harness.primary_workflows() {
+            [] => harness.runtime().workflows().ids(),
+            primary => primary.to_vec(),
+        };
+        match candidates.as_slice() {
             [only] => Ok(only.clone()),
             [] => Err(ScenarioError::Workflow("no workflow is loaded".into())),
             many => Err(ScenarioError::Workflow(format!(
