@@ -405,35 +405,8 @@ fn a_negative_schema_version_is_refused() {
     }
 }
 
-/// The version-1 schema, as the previous release wrote it.
-const SCHEMA_V1: &str = "
-CREATE TABLE runs (
-    run_id           TEXT PRIMARY KEY,
-    workflow_id      TEXT NOT NULL,
-    status           TEXT NOT NULL,
-    parent_run_id    TEXT,
-    session_id       TEXT NOT NULL,
-    created_at_ms    INTEGER NOT NULL,
-    updated_at_ms    INTEGER NOT NULL,
-    wait_event_name  TEXT,
-    wait_event_scope TEXT,
-    wake_at_ms       INTEGER,
-    ledger_len       INTEGER NOT NULL,
-    state            TEXT NOT NULL
-);
-CREATE INDEX runs_event_waiters
-    ON runs (wait_event_name, wait_event_scope) WHERE status = 'waiting';
-CREATE INDEX runs_wake_at ON runs (wake_at_ms) WHERE status = 'waiting';
-CREATE INDEX runs_parent ON runs (parent_run_id);
-CREATE INDEX runs_created ON runs (created_at_ms);
-CREATE TABLE ledger (
-    run_id TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    record TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-PRAGMA user_version = 1;
-";
+/// The version-1 schema, as the first release wrote it (its migration).
+const SCHEMA_V1: &str = include_str!("../migrations/0001_runs_and_ledger.sql");
 
 #[test]
 fn a_version_1_file_is_migrated_in_place() {
@@ -454,6 +427,7 @@ fn a_version_1_file_is_migrated_in_place() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
         conn.execute(
             "INSERT INTO runs (run_id, workflow_id, status, parent_run_id, session_id,
                 created_at_ms, updated_at_ms, wait_event_name, wait_event_scope, wake_at_ms,
