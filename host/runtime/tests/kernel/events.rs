@@ -324,16 +324,10 @@ fn a_listener_that_cannot_take_the_payload_fails_and_the_others_get_it() {
     // `broken` makes `a` a number and waits with result key `a.b`: no
     // payload can land there.
     let k = Kernel::new();
-    let broken = NativeWorkflow::builder("broken")
-        .node("wait", |_| {
-            Ok(StepPlan::next("end")
-                .set("a", json!(5))
-                .effect(wait_event("go", EventScope::Global, None), Some("a.b")))
-        })
-        .node("end", |_| Ok(StepPlan::complete(json!("end"))))
-        .build()
-        .unwrap();
-    k.register(broken);
+    k.register(waits_into_a_scalar(
+        "broken",
+        wait_event("go", EventScope::Global, None),
+    ));
     listener(&k, "fine", "go", EventScope::Global);
     let bad = waiter(&k, "broken", "S");
     let good = waiter(&k, "fine", "S");

@@ -499,6 +499,20 @@ pub fn one_effect(workflow_id: &str, effect: Effect) -> (NativeWorkflow, Counter
     (wf, acts)
 }
 
+/// `wait` makes the var `a` the number 5, then waits on `effect` with
+/// result key `a.b`: well formed, but no answer can land there.
+pub fn waits_into_a_scalar(workflow_id: &str, effect: Effect) -> NativeWorkflow {
+    NativeWorkflow::builder(workflow_id)
+        .node("wait", move |_| {
+            Ok(StepPlan::next("end")
+                .set("a", json!(5))
+                .effect(effect.clone(), Some("a.b")))
+        })
+        .node("end", |_| Ok(StepPlan::complete(json!("end"))))
+        .build()
+        .unwrap()
+}
+
 /// One node that completes with `output`.
 pub fn leaf(workflow_id: &str, output: Value) -> NativeWorkflow {
     NativeWorkflow::builder(workflow_id)

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use waymark_core::StepPlan;
 use waymark_core::{EventScope, MemoryStore, RecordKind, RunStatus, WaitReason};
-use waymark_runtime::{NativeWorkflow, RuntimeConfig};
+use waymark_runtime::RuntimeConfig;
 
 use crate::support::*;
 
@@ -267,16 +266,7 @@ fn a_timer_whose_payload_cannot_be_stored_fails_its_run_and_blocks_no_other() {
     // `a` is a number, and the wait stores its payload at `a.b`: no timer
     // payload can land there. Its run fails; the later timer still fires.
     let k = Kernel::new();
-    let bad = NativeWorkflow::builder("bad")
-        .node("sleep", |_| {
-            Ok(StepPlan::next("end")
-                .set("a", json!(5))
-                .effect(wait_until(T0 + 10), Some("a.b")))
-        })
-        .node("end", |_| Ok(StepPlan::complete(json!("end"))))
-        .build()
-        .unwrap();
-    k.register(bad);
+    k.register(waits_into_a_scalar("bad", wait_until(T0 + 10)));
     let (good, _) = one_effect("good", wait_until(T0 + 20));
     k.register(good);
     let (bad_id, _) = k.run("bad", json!({}));

@@ -216,16 +216,7 @@ fn an_answer_that_cannot_be_stored_at_its_key_is_refused() {
     // The node makes `a` a number, then asks with result key `a.b`: the
     // key is well formed, but runs through a scalar once the answer comes.
     let k = Kernel::new();
-    let wf = NativeWorkflow::builder("scalar")
-        .node("ask", |_| {
-            Ok(StepPlan::next("end")
-                .set("a", json!(5))
-                .effect(ask("?"), Some("a.b")))
-        })
-        .node("end", |_| Ok(StepPlan::complete(json!("end"))))
-        .build()
-        .unwrap();
-    k.register(wf);
+    k.register(waits_into_a_scalar("scalar", ask("?")));
     let (id, s) = k.run("scalar", json!({}));
     assert_status(&s, RunStatus::Waiting);
     let before = k.snapshot(&id);
