@@ -108,6 +108,13 @@ fn a_new_rust_project_builds_runs_and_completes_outside_the_checkout() {
     let err = text(&refused.stderr);
     assert!(err.contains("unknown variant `nap`"), "{err}");
 
+    run_and_answer(root, &component, "hello");
+}
+
+/// `waymark run` of the quickstart `component` in a store under `root`
+/// (it waits), then `respond --text yes`: the run completes as
+/// `workflow_id` with the answer.
+fn run_and_answer(root: &Path, component: &Path, workflow_id: &str) {
     let store = root.join("store/waymark.db");
     let store = store.to_str().unwrap();
     let component = component.to_str().unwrap();
@@ -128,7 +135,7 @@ fn a_new_rust_project_builds_runs_and_completes_outside_the_checkout() {
     let state: serde_json::Value = serde_json::from_str(&ok(&answered, "respond")).unwrap();
     assert_eq!(state["status"], "completed", "{state}");
     assert_eq!(state["output"], serde_json::json!({"answer": "yes"}));
-    assert_eq!(state["workflow_id"], "hello");
+    assert_eq!(state["workflow_id"], workflow_id);
 }
 
 /// new → build → test → run → respond for an interpreted language; the
@@ -147,30 +154,7 @@ fn interpreted_project_completes(lang: &str, suffix: &str) {
         "test",
     );
     assert!(tested.starts_with("ok "), "{tested}");
-
-    let store = root.join("store/waymark.db");
-    let store = store.to_str().unwrap();
-    let run = waymark_in(
-        root,
-        &[
-            "--store",
-            store,
-            "run",
-            component.to_str().unwrap(),
-            "--print-id",
-        ],
-    );
-    let run_id = ok(&run, "run").trim().to_owned();
-    let answered = waymark_in(
-        root,
-        &[
-            "--store", store, "--json", "respond", &run_id, "--text", "yes",
-        ],
-    );
-    let state: serde_json::Value = serde_json::from_str(&ok(&answered, "respond")).unwrap();
-    assert_eq!(state["status"], "completed", "{state}");
-    assert_eq!(state["output"], serde_json::json!({"answer": "yes"}));
-    assert_eq!(state["workflow_id"], name.as_str());
+    run_and_answer(root, &component, &name);
 }
 
 #[test]

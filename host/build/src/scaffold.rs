@@ -266,7 +266,8 @@ waymark respond <run id> --text yes
 "#;
 
 /// Where `waymark build <dir>` writes the project's component, relative to
-/// its directory.
+/// its directory (a Python or JavaScript component is named after the
+/// directory).
 pub fn component_path(project: &NewProject) -> PathBuf {
     let dir_name = project
         .dir
@@ -331,29 +332,20 @@ fn rust_quickstart(name: &str) -> Vec<(String, String)> {
 /// JavaScript project carries the helper module beside its app.
 fn interpreted_quickstart(project: &NewProject, lang: ProjectLang) -> Vec<(String, String)> {
     let name = &project.name;
-    // `waymark build` names the component after the project's directory.
-    let dir_name = project
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| name.clone());
-    let (app_file, app, key, suffix, tool) = match lang {
-        ProjectLang::Python => (
-            "app.py",
-            python_app(name),
-            "python",
-            "py",
-            "componentize-py",
-        ),
+    let (app_file, app, key, tool) = match lang {
+        ProjectLang::Python => ("app.py", python_app(name), "python", "componentize-py"),
         _ => (
             "app.js",
             javascript_app(name),
             "javascript",
-            "js",
             "componentize-js",
         ),
     };
-    let component = format!("{dir_name}-{suffix}.wasm");
+    let path = component_path(project);
+    let component = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let fill = |text: &str| {
         text.replace("{name}", name)
             .replace("{component}", &component)

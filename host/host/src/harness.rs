@@ -152,17 +152,18 @@ impl Harness {
     /// reached.
     pub fn emit(&mut self, name: &str, scope: &str, payload: Value) -> Result<usize, HarnessError> {
         let state = self.state()?;
-        let key = match scope {
-            "global" => EventScope::Global.key_for(&state.session_id, &state.workflow_id),
-            "session" => EventScope::Session.key_for(&state.session_id, &state.workflow_id),
-            "workflow" => EventScope::Workflow.key_for(&state.session_id, &state.workflow_id),
-            "run" => format!("run:{}", state.run_id),
+        let scope = match scope {
+            "global" => EventScope::Global,
+            "session" => EventScope::Session,
+            "workflow" => EventScope::Workflow,
+            "run" => EventScope::Run(state.run_id.clone()),
             other => {
                 return Err(HarnessError::NotThere {
                     what: format!("has no event scope '{other}'"),
                 });
             }
         };
+        let key = scope.resolve(&state);
         Ok(self.runtime.emit_event(name, &key, payload)?.len())
     }
 

@@ -81,8 +81,9 @@ fn empty_object() -> Value {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// What the run must be waiting for here.
-    pub waits_for: WaitKind,
+    /// What the run must be waiting for here (`user`, `approval`,
+    /// `until`, `event`, `subworkflow`, `retry`).
+    pub waits_for: WaitReason,
     /// Answer the wait with this payload.
     #[serde(default)]
     pub answer: Option<Value>,
@@ -92,37 +93,6 @@ pub struct Step {
     /// Skip time until the run waits on no timer.
     #[serde(default)]
     pub skip_time: bool,
-}
-
-/// What a run waits for, as a scenario names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaitKind {
-    /// An answer (`ask_user`).
-    User,
-    /// A person's approval of tool calls.
-    Approval,
-    /// A timer (`wait_until`).
-    Until,
-    /// An event.
-    Event,
-    /// A child run.
-    Subworkflow,
-    /// A retry's backoff.
-    Retry,
-}
-
-impl WaitKind {
-    fn reason(self) -> WaitReason {
-        match self {
-            Self::User => WaitReason::User,
-            Self::Approval => WaitReason::Approval,
-            Self::Until => WaitReason::Until,
-            Self::Event => WaitReason::Event,
-            Self::Subworkflow => WaitReason::Subworkflow,
-            Self::Retry => WaitReason::Retry,
-        }
-    }
 }
 
 /// An event a step emits.
@@ -245,7 +215,7 @@ impl Scenario {
         let mut failures = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
             let waiting = state.waiting.as_ref().map(|w| w.reason);
-            if state.status != RunStatus::Waiting || waiting != Some(step.waits_for.reason()) {
+            if state.status != RunStatus::Waiting || waiting != Some(step.waits_for) {
                 failures.push(format!(
                     "step {}: expected the run to wait for {:?}, but it is {}{}",
                     i + 1,
