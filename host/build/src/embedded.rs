@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::BuildError;
 
 /// `(path inside the directory, contents)`.
-const FILES: &[(&str, &str)] = &[
+pub(crate) const FILES: &[(&str, &str)] = &[
     (
         "wit/workflow.wit",
         include_str!("../../../wit/workflow.wit"),
@@ -68,6 +68,15 @@ pub fn toolchains_dir() -> PathBuf {
         .next()
         .unwrap_or_else(|| std::env::temp_dir().join("waymark"))
         .join("toolchains")
+}
+
+/// The embedded file at `path` (as listed in `FILES`); empty if none is,
+/// which the scaffold's tests rule out.
+pub(crate) fn file(path: &str) -> &'static str {
+    FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or("", |(_, contents)| contents)
 }
 
 fn cache_bases() -> Vec<PathBuf> {

@@ -93,14 +93,10 @@ pub struct NewProject {
     pub template: Template,
 }
 
-/// The guest SDK's sources and the WIT contract, as this binary carries
-/// them: `(path under the project's `waymark/` directory, contents)`.
+/// The guest SDK's sources, as this binary carries them: `(path under the
+/// project's `waymark/` directory, contents)`. The WIT beside them comes
+/// from [`crate::embedded`].
 const SDK_FILES: &[(&str, &str)] = &[
-    (
-        "wit/workflow.wit",
-        include_str!("../../../wit/workflow.wit"),
-    ),
-    ("wit/tool.wit", include_str!("../../../wit/tool.wit")),
     (
         "guest-sdk/src/lib.rs",
         include_str!("../../../guest-sdk/src/lib.rs"),
@@ -144,8 +140,8 @@ const QUICKSTART_RS: &str = include_str!("../../../examples/quickstart/src/lib.r
 /// The quickstart in Python and JavaScript, as the examples ship them.
 const QUICKSTART_PY: &str = include_str!("../../../examples/python/quickstart/app.py");
 const QUICKSTART_JS: &str = include_str!("../../../examples/javascript/quickstart/app.js");
-/// The JavaScript helper module a JavaScript project carries.
-const WAYMARK_JS: &str = include_str!("../../../guest-sdk/javascript/waymark.js");
+/// The WIT files a Rust project carries, under its `waymark/` directory.
+const WIT_FILES: &[&str] = &["wit/workflow.wit", "wit/tool.wit"];
 
 /// The SDK's manifest in a project: the workspace's dependency versions,
 /// written out (a project is no member of Waymark's workspace).
@@ -322,7 +318,13 @@ fn rust_quickstart(name: &str) -> Vec<(String, String)> {
     files.extend(
         SDK_FILES
             .iter()
-            .map(|(rel, text)| (format!("waymark/{rel}"), (*text).to_owned())),
+            .copied()
+            .chain(
+                WIT_FILES
+                    .iter()
+                    .map(|rel| (*rel, crate::embedded::file(rel))),
+            )
+            .map(|(rel, text)| (format!("waymark/{rel}"), text.to_owned())),
     );
     files
 }
@@ -367,7 +369,9 @@ fn interpreted_quickstart(project: &NewProject, lang: ProjectLang) -> Vec<(Strin
         ),
     ];
     if lang == ProjectLang::JavaScript {
-        files.push(("waymark.js".to_owned(), WAYMARK_JS.to_owned()));
+        // The helper module, as the binary carries it for every build.
+        let helper = crate::embedded::file("javascript/waymark.js");
+        files.push(("waymark.js".to_owned(), helper.to_owned()));
     }
     files
 }
@@ -495,6 +499,13 @@ mod tests {
             .collect();
         carried.sort();
         assert_eq!(carried, on_disk, "add the new SDK file to SDK_FILES");
+    }
+
+    #[test]
+    fn the_embedded_files_a_project_takes_exist() {
+        for rel in WIT_FILES.iter().chain(&["javascript/waymark.js"]) {
+            assert!(!crate::embedded::file(rel).is_empty(), "{rel}");
+        }
     }
 
     #[test]
