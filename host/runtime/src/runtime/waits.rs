@@ -156,16 +156,9 @@ impl Runtime {
                 // No one can answer a timer otherwise: the run fails, rather
                 // than stop every other due timer behind it.
                 Err(RuntimeError::InvalidResponse { reason, .. }) => {
-                    tracing::warn!(run_id = %run_id, reason = %reason, "a due timer could not be delivered; the run fails");
-                    let err = RunError::new(
-                        FailureKind::InvalidPlan,
-                        format!(
-                            "its {} could not be delivered: {reason}",
-                            reason_name(w_reason)
-                        ),
-                    );
+                    let what = format!("its {}", reason_name(w_reason));
                     let mut batch = Batch::default();
-                    self.fail_outside_step(self.store.load_run(&run_id)?, err, &mut batch)?;
+                    self.fail_unanswerable(&run_id, &what, &reason, &mut batch)?;
                     group.push((run_id, batch));
                 }
                 Err(e) => return Err(e),
@@ -350,18 +343,38 @@ impl Runtime {
                 // key runs through a scalar, say): it fails, and the event
                 // still reaches the others.
                 Err(RuntimeError::InvalidResponse { reason, .. }) => {
-                    tracing::warn!(run_id = %run_id, event = name, reason = %reason, "a listener could not take an event; it fails");
-                    let err = RunError::new(
-                        FailureKind::InvalidPlan,
-                        format!("its wait for event '{name}' could not take the payload: {reason}"),
-                    );
-                    let run = batch.load(self.store.as_ref(), &run_id)?;
-                    self.fail_outside_step(run, err, batch)?;
+                    let what = format!("its wait for event '{name}'");
+                    self.fail_unanswerable(&run_id, &what, &reason, batch)?;
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(delivered)
+    }
+
+    /// Fails a run whose wait cannot take what ends it (its result key
+    /// runs through a scalar, say) when no caller could answer otherwise
+    /// (a timer, an event): the run fails instead of stopping everyone
+    /// else's timers or events.
+    fn fail_unanswerable(
+        &self,
+        run_id: &str,
+        what: &str,
+        reason: &str,
+        batch: &mut Batch,
+    ) -> Result<()> {
+        tracing::warn!(
+            run_id,
+            wait = what,
+            reason,
+            "a wait could not be ended; the run fails"
+        );
+        let err = RunError::new(
+            FailureKind::InvalidPlan,
+            format!("{what} could not be delivered: {reason}"),
+        );
+        let run = batch.load(self.store.as_ref(), run_id)?;
+        self.fail_outside_step(run, err, batch)
     }
 
     /// A run ended: if its parent waits on it, resume the parent with the
