@@ -22,6 +22,13 @@ pub struct TestArgs {
 
 impl TestArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
+        // The store's compile cache, as `run` uses it: a component is
+        // compiled once, not once per scenario and invocation.
+        let cache = if g.no_cache {
+            None
+        } else {
+            Some(g.location()?.state_dir().join("cache"))
+        };
         let mut failed = 0;
         for file in &self.scenarios {
             let scenario = Scenario::read(file)?;
@@ -32,7 +39,7 @@ impl TestArgs {
                 .grants
                 .effects
                 .extend(scenario.effects.keys().cloned());
-            let mut harness = Harness::load(&scenario.load, &policy)?;
+            let mut harness = Harness::load(&scenario.load, &policy, cache.as_deref())?;
             let outcome = scenario.run(&mut harness)?;
             let passed = outcome.failures.is_empty();
             if g.json {

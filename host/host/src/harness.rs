@@ -64,12 +64,18 @@ pub struct Harness {
 impl Harness {
     /// A harness running the workflows of `paths` (bundles or components;
     /// the workflow under test and the children it starts) under
-    /// `policy`'s limits and grants.
-    pub fn load(paths: &[std::path::PathBuf], policy: &Policy) -> Result<Self, HarnessError> {
-        let loader = loader(policy, None, Compiles::InProcess).map_err(|e| HarnessError::Load {
-            what: "the workflows".into(),
-            source: e.into(),
-        })?;
+    /// `policy`'s limits and grants, through the compile cache in
+    /// `cache_dir` if given (an interpreted guest takes seconds to compile).
+    pub fn load(
+        paths: &[std::path::PathBuf],
+        policy: &Policy,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, HarnessError> {
+        let loader =
+            loader(policy, cache_dir, Compiles::InProcess).map_err(|e| HarnessError::Load {
+                what: "the workflows".into(),
+                source: e.into(),
+            })?;
         let mut harness = Self::empty(crate::host::runtime_config(policy));
         for (i, path) in paths.iter().enumerate() {
             for wf in load_workflows(&loader, path)? {
