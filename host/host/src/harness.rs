@@ -204,13 +204,6 @@ impl Harness {
         })
     }
 
-    /// Skips `ms` of time and fires what fell due.
-    pub fn advance(&mut self, ms: u64) -> Result<RunState, HarnessError> {
-        self.clock.advance(ms);
-        self.runtime.fire_due_timers()?;
-        self.state()
-    }
-
     /// The run's ledger.
     pub fn ledger(&self) -> Result<Vec<StepRecord>, HarnessError> {
         Ok(self.runtime.ledger(self.run_id()?)?)

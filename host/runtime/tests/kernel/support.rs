@@ -4,15 +4,15 @@
 //! answer index queries from a stale view (a concurrent change), and small
 //! native workflows.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use waymark_core::{
-    ArtifactMeta, ArtifactStore, ChildMode, Clock, Command, CommandInbox, Commit, Durability,
-    Effect, EffectEntry, EffectLog, EventScope, LeaseStore, LedgerStore, MemoryStore, NodeError,
-    RecordKind, RunQuery, RunState, RunStatus, RunStore, Snapshot, SnapshotQuery, SnapshotStore,
-    StepPlan, StepRecord, Store, StoreError, Submitted,
+    ArtifactMeta, ArtifactStore, ChildMode, Command, CommandInbox, Commit, Durability, Effect,
+    EffectEntry, EffectLog, EventScope, LeaseStore, LedgerStore, ManualClock, MemoryStore,
+    NodeError, RecordKind, RunQuery, RunState, RunStatus, RunStore, Snapshot, SnapshotQuery,
+    SnapshotStore, StepPlan, StepRecord, Store, StoreError, Submitted,
 };
 use waymark_runtime::{
     EffectHandler, NativeWorkflow, RetryPolicy, Runtime, RuntimeConfig, Workflow,
@@ -20,33 +20,6 @@ use waymark_runtime::{
 
 /// Where every test's clock starts.
 pub const T0: u64 = 1_000_000;
-
-/// Time as the tests say it is: it moves only when a test moves it.
-pub struct ManualClock {
-    ms: AtomicU64,
-}
-
-impl ManualClock {
-    pub fn starting_at(ms: u64) -> Arc<Self> {
-        Arc::new(Self {
-            ms: AtomicU64::new(ms),
-        })
-    }
-
-    pub fn now(&self) -> u64 {
-        self.ms.load(Ordering::SeqCst)
-    }
-
-    pub fn advance(&self, by_ms: u64) {
-        self.ms.fetch_add(by_ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.now()
-    }
-}
 
 /// Counts how often something ran (a node, a handler).
 #[derive(Clone, Default)]
@@ -284,7 +257,7 @@ impl Kernel {
     /// A kernel whose runtime commits through `backend`, which stores into
     /// `memory`.
     pub fn on(memory: Arc<MemoryStore>, backend: Arc<dyn Store>, config: RuntimeConfig) -> Self {
-        let clock = ManualClock::starting_at(T0);
+        let clock = Arc::new(ManualClock::new(T0));
         let rt = Runtime::new(backend.clone())
             .with_clock(clock.clone())
             .with_config(config.clone());

@@ -240,7 +240,7 @@ fn a_stale_list_of_due_timers_fires_no_run_paused_or_ended_since() {
     // The timer index is read while all four are due; then, before the
     // wake-ups land, one run is paused, one cancelled, one hears its event.
     k.clock.advance(10);
-    index.freeze_due(k.clock.now());
+    index.freeze_due(waymark_core::Clock::now_ms(&*k.clock));
     k.rt.pause_run(&paused, "hold").unwrap();
     k.rt.cancel(&cancelled, "gone").unwrap();
     k.rt.emit_event("go", "global", json!("heard")).unwrap();
