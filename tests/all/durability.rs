@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
+use waymark_core::Clock as _;
 use waymark_core::{
     ChildMode, Durability, Effect, EventScope, FailureKind, GroupCommit, LedgerStore, MemoryStore,
     RecordKind, RunQuery, RunStatus, RunStore, SnapshotQuery, StepPlan, StepStatus, StoreError,
@@ -258,7 +259,7 @@ fn one_charge_runtime(clock: Arc<ManualClock>) -> Runtime {
 
 #[test]
 fn retryable_failures_back_off_durably_and_each_attempt_is_recorded() {
-    let clock = ManualClock::new(1_000_000);
+    let clock = Arc::new(ManualClock::new(1_000_000));
     let rt = one_charge_runtime(clock.clone());
     rt.set_retry_policy(
         "charge",
@@ -276,7 +277,7 @@ fn retryable_failures_back_off_durably_and_each_attempt_is_recorded() {
     assert_eq!(s.status, RunStatus::Waiting);
     let w = s.waiting.clone().unwrap();
     assert_eq!((w.reason, w.attempt), (WaitReason::Retry, 1));
-    let due = w.wake_at_ms.unwrap() - clock.now();
+    let due = w.wake_at_ms.unwrap() - clock.now_ms();
     assert!((800..=1200).contains(&due), "1 s ±20%: {due}");
     assert!(s.vars.get("tried").is_none(), "writes wait for the effect");
     assert!(rt.fire_due_timers().unwrap().is_empty(), "not due yet");
@@ -293,7 +294,7 @@ fn retryable_failures_back_off_durably_and_each_attempt_is_recorded() {
     let s = rt.get_state(&id).unwrap();
     let w = s.waiting.clone().unwrap();
     assert_eq!(w.attempt, 2);
-    let due = w.wake_at_ms.unwrap() - clock.now();
+    let due = w.wake_at_ms.unwrap() - clock.now_ms();
     assert!((1200..=1800).contains(&due), "capped at 1.5 s ±20%: {due}");
 
     clock.advance(due);
@@ -333,7 +334,7 @@ fn retryable_failures_back_off_durably_and_each_attempt_is_recorded() {
 
 #[test]
 fn non_retryable_and_exhausted_failures_fail_the_run() {
-    let clock = ManualClock::new(1_000_000);
+    let clock = Arc::new(ManualClock::new(1_000_000));
     let rt = one_charge_runtime(clock.clone());
     let calls = flaky_charge(&rt, 1, false);
     let id = rt.start("pay", json!({})).unwrap();
@@ -365,7 +366,7 @@ fn non_retryable_and_exhausted_failures_fail_the_run() {
 
 #[test]
 fn cancelling_during_a_backoff_stops_the_retries() {
-    let clock = ManualClock::new(1_000_000);
+    let clock = Arc::new(ManualClock::new(1_000_000));
     let rt = one_charge_runtime(clock.clone());
     let calls = flaky_charge(&rt, 10, true);
     let id = rt.start("pay", json!({})).unwrap();
@@ -431,7 +432,7 @@ fn sync_parent(child: &'static str) -> NativeWorkflow {
 }
 
 fn spawner_with_waiting_child() -> (Runtime, Arc<ManualClock>) {
-    let clock = ManualClock::new(1_000);
+    let clock = Arc::new(ManualClock::new(1_000));
     let rt = Runtime::new(Arc::new(MemoryStore::new())).with_clock(clock.clone());
     let parent = sync_parent("sleeper");
     let sleeper = NativeWorkflow::builder("sleeper")

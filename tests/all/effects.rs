@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
+use waymark_core::Clock as _;
 use waymark_core::{Effect, RecordKind, RunStatus, WaitReason};
 use waymark_runtime::{EffectCall, EffectError, EffectOutcome};
 
@@ -177,7 +178,7 @@ fn wait_event_resumed_by_emit_from_the_cli_side() {
 fn wait_event_deadline_resumes_with_timeout() {
     let f = fixture();
     let rt = &f.runtime;
-    let deadline = f.clock.now() + 1_000;
+    let deadline = f.clock.now_ms() + 1_000;
     let id = rt
         .start(
             "scripted",

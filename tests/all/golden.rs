@@ -113,7 +113,7 @@ fn check(name: &str, actual: &str) {
 
 #[test]
 fn quickstart_ledger_is_unchanged() {
-    let clock = ManualClock::new(START_MS);
+    let clock = Arc::new(ManualClock::new(START_MS));
     let rt = runtime(&clock);
     let id = start(&rt, "quickstart", "golden-quickstart", json!({}));
     assert_eq!(rt.tick(&id).unwrap().status, RunStatus::Waiting);
@@ -125,7 +125,7 @@ fn quickstart_ledger_is_unchanged() {
 
 #[test]
 fn order_ledgers_are_unchanged() {
-    let clock = ManualClock::new(START_MS);
+    let clock = Arc::new(ManualClock::new(START_MS));
     let rt = runtime(&clock);
     let vars = json!({
         "order_id": "A-17",

@@ -82,7 +82,7 @@ const LANGUAGES: [Language; 2] = [Language::Python, Language::JavaScript];
 fn runtime(workflows: &[Arc<WasmWorkflow>]) -> (Runtime, Arc<ManualClock>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("w.db")).unwrap());
-    let clock = ManualClock::new(1_700_000_000_000);
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let rt = Runtime::new(store).with_clock(clock.clone());
     for wf in workflows {
         let wf: Arc<dyn Workflow> = wf.clone();

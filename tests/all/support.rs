@@ -2,12 +2,12 @@
 //! once and shared, SQLite stores in temporary directories, a manual clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 use waymark_core::StepPlan;
-use waymark_core::{Clock, Commit, Durability, MemoryStore, Store, StoreError};
+use waymark_core::{Commit, Durability, MemoryStore, Store, StoreError};
 use waymark_runtime::{NativeWorkflow, Runtime, Workflow};
 use waymark_sqlite::SqliteStore;
 use waymark_wasm::{EngineConfig, StepLimits, WasmEngine, WasmWorkflow};
@@ -54,27 +54,7 @@ pub fn component(path: &str) -> Arc<WasmWorkflow> {
     wf
 }
 
-/// A clock tests move by hand, starting at a fixed instant.
-#[derive(Default)]
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    pub fn new(start_ms: u64) -> Arc<Self> {
-        Arc::new(Self(AtomicU64::new(start_ms)))
-    }
-    pub fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-    pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use waymark_core::ManualClock;
 
 /// A runtime on a fresh SQLite file with every test component registered.
 pub struct Fixture {
@@ -87,7 +67,7 @@ pub struct Fixture {
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(SqliteStore::open(dir.path().join("waymark.db")).unwrap());
-    let clock = ManualClock::new(1_700_000_000_000);
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let store: Arc<dyn Store> = sqlite.clone();
     let runtime = Runtime::new(store).with_clock(clock.clone());
     for path in [

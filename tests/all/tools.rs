@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use waymark_core::Clock as _;
 use waymark_core::{Effect, FailureKind, RecordKind, RunStatus, StepPlan, ToolCall, WaitReason};
 use waymark_runtime::{NativeWorkflow, Runtime, RuntimeConfig, RuntimeError};
 use waymark_tools::{Approval, ToolCallsHandler, ToolError, ToolRegistry, ToolSpec};
@@ -724,7 +725,7 @@ fn llm_calls_are_retried_durably_and_fail_with_the_attempt_count() {
 
     for kind in [ProviderKind::OpenAi, ProviderKind::Anthropic] {
         let server = TestServer::start().unwrap();
-        let clock = crate::support::ManualClock::new(1_000_000);
+        let clock = Arc::new(crate::support::ManualClock::new(1_000_000));
         let rt = Runtime::new(Arc::new(waymark_core::MemoryStore::new())).with_clock(clock.clone());
         rt.register(Arc::new(chatty_workflow("chatty", 1))).unwrap();
         let config = LlmConfig::from_toml_str(&server.config_toml("m", kind, None)).unwrap();
@@ -742,7 +743,7 @@ fn llm_calls_are_retried_durably_and_fail_with_the_attempt_count() {
         let drive = |id: &str| {
             let mut s = rt.tick(id).unwrap();
             while s.status == RunStatus::Waiting {
-                clock.advance(s.waiting.as_ref().unwrap().wake_at_ms.unwrap() - clock.now());
+                clock.advance(s.waiting.as_ref().unwrap().wake_at_ms.unwrap() - clock.now_ms());
                 rt.fire_due_timers().unwrap();
                 s = rt.get_state(id).unwrap();
             }
