@@ -35,7 +35,8 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BuildError, BuiltComponent, RunFailure, check_guest_component, run_logged, write_atomically,
+    BuildError, BuiltComponent, ComponentKind, RunFailure, check_guest_component, run_logged,
+    write_atomically,
 };
 
 /// The componentize-py release the toolchain installs and the docs use.
@@ -89,12 +90,36 @@ impl Language {
         }
     }
 
-    /// The entry file in a guest's source directory.
+    /// The entry file of a workflow guest's source directory.
     pub fn entry_file(self) -> &'static str {
-        match self {
-            Language::Python => "app.py",
-            Language::JavaScript => "app.js",
+        self.entry_file_of(ComponentKind::Workflow)
+    }
+
+    /// The entry file of a guest of `kind`: `app.py` / `app.js` for a
+    /// workflow, `tools.py` / `tools.js` for a tool component.
+    pub fn entry_file_of(self, kind: ComponentKind) -> &'static str {
+        match (self, kind) {
+            (Language::Python, ComponentKind::Workflow) => "app.py",
+            (Language::Python, ComponentKind::Tools) => "tools.py",
+            (Language::JavaScript, ComponentKind::Workflow) => "app.js",
+            (Language::JavaScript, ComponentKind::Tools) => "tools.js",
         }
+    }
+
+    /// The helper module's file name.
+    pub fn helper_file(self) -> &'static str {
+        match self {
+            Language::Python => "waymark.py",
+            Language::JavaScript => "waymark.js",
+        }
+    }
+
+    /// What the guest in `dir` builds into, by its entry file: a workflow
+    /// (`app.*`) or a tool component (`tools.*`); `None` if it has neither.
+    pub fn kind_in(self, dir: &Path) -> Option<ComponentKind> {
+        [ComponentKind::Workflow, ComponentKind::Tools]
+            .into_iter()
+            .find(|kind| dir.join(self.entry_file_of(*kind)).is_file())
     }
 
     /// The helper module's directory: `waymark.py` as embedded in this
@@ -340,12 +365,19 @@ impl LangGuestBuild {
         let sdk = match &self.sdk_dir {
             Some(dir) => dir.clone(),
             // A project `waymark new` made carries its own copy of the
-            // helper beside the app (the app imports `./waymark.js`), so
-            // it builds without a checkout.
-            None if self.language == Language::JavaScript
-                && self.source_dir.join("waymark.js").is_file() =>
-            {
-                self.source_dir.clone()
+            // helper beside the app, or at the project's root for a
+            // project of several guests (the app imports `./waymark.js` or
+            // `../waymark.js`), so it builds without a checkout.
+            None if self.language == Language::JavaScript => {
+                let helper = self.language.helper_file();
+                let beside = [Some(self.source_dir.as_path()), self.source_dir.parent()]
+                    .into_iter()
+                    .flatten()
+                    .find(|dir| dir.join(helper).is_file());
+                match beside {
+                    Some(dir) => dir.to_owned(),
+                    None => self.language.sdk_dir()?,
+                }
             }
             None => self.language.sdk_dir()?,
         };
@@ -377,16 +409,7 @@ impl LangGuestBuild {
     /// same inputs), then checks that it implements a Waymark world and
     /// imports nothing else.
     pub fn build(&self, tools: &Toolchains) -> Result<BuiltComponent, BuildError> {
-        let entry = self.source_dir.join(self.language.entry_file());
-        if !entry.is_file() {
-            return Err(BuildError::Io {
-                path: entry,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("a {} guest needs this entry file", self.language),
-                ),
-            });
-        }
+        let kind = self.kind()?;
         let out = self.out_path();
         let fingerprint = self.fingerprint()?;
         let stamp = stamp_path(&out);
@@ -394,7 +417,7 @@ impl LangGuestBuild {
         let component = match std::fs::read(&out) {
             Ok(bytes) if reusable => bytes,
             _ => {
-                let bytes = self.compile(tools, &out)?;
+                let bytes = self.compile(tools, kind, &out)?;
                 write_atomically(&stamp, fingerprint.as_bytes())?;
                 bytes
             }
@@ -413,9 +436,38 @@ impl LangGuestBuild {
         })
     }
 
+    /// What the guest builds into, by its entry file.
+    fn kind(&self) -> Result<ComponentKind, BuildError> {
+        self.language
+            .kind_in(&self.source_dir)
+            .ok_or_else(|| BuildError::Io {
+                path: self.source_dir.join(self.language.entry_file()),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "a {} guest needs this entry file (or {} for a tool component)",
+                        self.language,
+                        self.language.entry_file_of(ComponentKind::Tools)
+                    ),
+                ),
+            })
+    }
+
     /// Runs the language's tool into a temporary file beside `out`, then
-    /// renames it into place.
-    fn compile(&self, tools: &Toolchains, out: &Path) -> Result<Vec<u8>, BuildError> {
+    /// renames it into place, telling the user every few seconds that it
+    /// still runs (a first build of an interpreted guest takes a minute).
+    fn compile(
+        &self,
+        tools: &Toolchains,
+        kind: ComponentKind,
+        out: &Path,
+    ) -> Result<Vec<u8>, BuildError> {
+        let world = match kind {
+            ComponentKind::Workflow => "workflow",
+            ComponentKind::Tools => "tools",
+        };
+        let entry_file = self.language.entry_file_of(kind);
+        let module = entry_file.trim_end_matches(".py");
         let (wit, sdk) = self.inputs()?;
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
@@ -431,7 +483,7 @@ impl LangGuestBuild {
                 let mut cmd = Command::new(tools.componentize_py()?);
                 cmd.arg("-d")
                     .arg(&wit)
-                    .args(["-w", "workflow", "componentize", "app", "-p"])
+                    .args(["-w", world, "componentize", module, "-p"])
                     .arg(&self.source_dir)
                     .arg("-p")
                     .arg(&sdk)
@@ -452,13 +504,13 @@ impl LangGuestBuild {
                 let root = common_ancestor(&source, &sdk)
                     .filter(|root| root.parent().is_some())
                     .unwrap_or_else(|| source.clone());
-                let entry = source.join(self.language.entry_file());
+                let entry = source.join(entry_file);
                 let entry = entry.strip_prefix(&root).unwrap_or(&entry).to_owned();
                 let mut cmd = Command::new(tools.componentize_js()?);
                 cmd.current_dir(&root)
                     .arg("--wit")
                     .arg(absolute(&wit)?)
-                    .args(["--world-name", "workflow", "-d"])
+                    .args(["--world-name", world, "-d"])
                     .args(JS_DISABLED_FEATURES)
                     .arg("-o")
                     .arg(absolute(&tmp)?)
@@ -466,19 +518,21 @@ impl LangGuestBuild {
                 cmd
             }
         };
-        let result = tools
-            .run_tool(self.language.tool().0, &mut cmd)
-            .and_then(|()| {
-                let bytes = std::fs::read(&tmp).map_err(|source| BuildError::Io {
-                    path: tmp.clone(),
-                    source,
-                })?;
-                std::fs::rename(&tmp, out).map_err(|source| BuildError::Io {
-                    path: out.to_owned(),
-                    source,
-                })?;
-                Ok(bytes)
-            });
+        let what = format!("the {} guest {}", self.language, self.source_dir.display());
+        let result = crate::progress::while_running(&what, tools.echo, || {
+            tools.run_tool(self.language.tool().0, &mut cmd)
+        })
+        .and_then(|()| {
+            let bytes = std::fs::read(&tmp).map_err(|source| BuildError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+            std::fs::rename(&tmp, out).map_err(|source| BuildError::Io {
+                path: out.to_owned(),
+                source,
+            })?;
+            Ok(bytes)
+        });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -492,9 +546,15 @@ impl LangGuestBuild {
         let mut hash = Sha256::new();
         let (tool, version) = self.language.tool();
         hash.update(format!("{tool} {version} {JS_DISABLED_FEATURES:?}\n"));
+        let helper = sdk.join(self.language.helper_file());
         for (label, dir) in [("wit", &wit), ("sdk", &sdk), ("src", &self.source_dir)] {
             let mut files = Vec::new();
-            source_files(dir, dir, &mut files)?;
+            if label == "sdk" {
+                // Only the helper: the directory may be the project's root.
+                files.push((self.language.helper_file().to_owned(), helper.clone()));
+            } else {
+                source_files(dir, dir, &mut files)?;
+            }
             files.sort();
             for (relative, path) in files {
                 let bytes = std::fs::read(&path).map_err(|source| BuildError::Io {
@@ -550,7 +610,12 @@ fn source_files(
         let entry = entry.map_err(io)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || name == "__pycache__" || name == "node_modules" {
+        // `target/` holds what builds write (the component itself).
+        if name.starts_with('.')
+            || name == "__pycache__"
+            || name == "node_modules"
+            || name == "target"
+        {
             continue;
         }
         let path = entry.path();
@@ -628,9 +693,16 @@ mod tests {
         std::fs::write(src.join("app.py"), "A = 1\n").unwrap();
         let build = LangGuestBuild::new(Language::Python, &src).sdk_dir(dir.join("sdk"));
         std::fs::create_dir_all(dir.join("sdk")).unwrap();
+        std::fs::write(dir.join("sdk/waymark.py"), "").unwrap();
         let first = build.fingerprint().unwrap();
         std::fs::write(src.join("__pycache__/app.pyc"), "ignored").unwrap();
+        std::fs::create_dir_all(src.join("target/components")).unwrap();
+        std::fs::write(src.join("target/components/hello-py.wasm"), "built").unwrap();
+        std::fs::write(dir.join("sdk/unrelated.txt"), "ignored").unwrap();
         assert_eq!(build.fingerprint().unwrap(), first);
+        std::fs::write(dir.join("sdk/waymark.py"), "# changed").unwrap();
+        assert_ne!(build.fingerprint().unwrap(), first);
+        std::fs::write(dir.join("sdk/waymark.py"), "").unwrap();
         std::fs::write(src.join("app.py"), "A = 2\n").unwrap();
         assert_ne!(build.fingerprint().unwrap(), first);
         assert_eq!(build.name(), "hello");

@@ -37,6 +37,7 @@
 
 pub mod embedded;
 pub mod lang;
+mod progress;
 pub mod project;
 pub mod scaffold;
 
