@@ -1362,3 +1362,84 @@ export function workflow({ id, version, entry, nodes }) {
     },
   };
 }
+
+// ----------------------------------------------------------------- tools --
+
+/** A failure a tool reports itself (an unknown order, an amount too large):
+ * the call's error, with a short machine-readable `code`. Limits and traps
+ * are the host's to report; any other exception a tool throws becomes the
+ * code `exception`. */
+export class ToolFailure extends Error {
+  constructor(code, message) {
+    super(String(message));
+    this.name = "ToolFailure";
+    this.code = String(code);
+  }
+}
+
+/** The `err` value of a tool call for a thrown `e`. */
+function toolErrorResult(e) {
+  if (e instanceof ToolFailure) return { code: e.code, message: e.message };
+  return { code: "exception", message: exceptionMessage(e) };
+}
+
+/** Exports a tool component (world `tools`): `export const tool = tools([...])`.
+ *
+ * Each tool is `{ name, description, parameters, readOnly, handler }`:
+ * `parameters` a JSON schema of the arguments object, `readOnly` the
+ * author's claim that the tool only looks things up (the host's policy may
+ * run such tools without approval), `handler` a function of the call's
+ * arguments returning any JSON value or throwing `ToolFailure`. `describe`
+ * lists the tools in the order given; `call` runs the one named and
+ * answers `unknown-tool` for any other name. */
+export function tools(list) {
+  const table = new Map();
+  const infos = [];
+  for (const t of list ?? []) {
+    const name = String(t?.name ?? "");
+    if (name === "") throw new TypeError("tools(): every tool needs a name");
+    if (table.has(name)) throw new TypeError(`tools(): two tools are named \`${name}\``);
+    if (typeof t.handler !== "function") {
+      throw new TypeError(`tools(): tool \`${name}\` has no handler function`);
+    }
+    table.set(name, t.handler);
+    infos.push({
+      name,
+      description: String(t.description ?? ""),
+      parameters: toJson(t.parameters ?? { type: "object" }),
+      readOnly: Boolean(t.readOnly),
+    });
+  }
+  if (table.size === 0) throw new TypeError("tools(): name at least one tool");
+  return {
+    describe() {
+      return infos.map((info) => ({ ...info }));
+    },
+
+    call(name, argumentsJson) {
+      const handler = table.get(name);
+      if (handler === undefined) {
+        throw { code: "unknown-tool", message: `this component has no tool named \`${name}\`` };
+      }
+      let args;
+      try {
+        args = parseJson(argumentsJson);
+      } catch (e) {
+        throw { code: "invalid-arguments", message: `the arguments are not JSON: ${exceptionMessage(e)}` };
+      }
+      let output;
+      try {
+        output = handler(args);
+      } catch (e) {
+        // componentize-js turns a thrown {code, message} into the `err`
+        // case of the result; anything else would trap.
+        throw toolErrorResult(e);
+      }
+      try {
+        return toJson(output);
+      } catch (e) {
+        throw { code: "json", message: exceptionMessage(e) };
+      }
+    },
+  };
+}

@@ -97,7 +97,7 @@ from wit_world.imports import types as _t
 
 __all__ = [
     "Context", "Effect", "Plan", "NodeError", "Scope", "ToolCall", "Value",
-    "log", "data", "workflow", "dumps", "loads", "U64_MAX",
+    "log", "data", "workflow", "tool", "tools", "ToolFailure", "dumps", "loads", "U64_MAX",
     "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize", "f64",
 ]
 
@@ -1621,3 +1621,126 @@ def workflow(*, id: str, version: str, entry: str, nodes: dict) -> type:
 
     Node.__qualname__ = Node.__name__ = "Node"
     return Node
+
+
+# ----------------------------------------------------------------- tools --
+
+class ToolFailure(Exception):
+    """A failure a tool reports itself (an unknown order, an amount too
+    large): the call's error, with a short machine-readable `code`. Limits
+    and traps are the host's to report. Any other exception escaping a tool
+    becomes the code `exception`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = str(code)
+        self.message = str(message)
+
+    def __repr__(self) -> str:
+        return f"ToolFailure({self.code!r}, {self.message!r})"
+
+
+def tool(name: str, *, description: str, parameters=None, read_only: bool = False):
+    """Declares a function as a tool a model or a `tool_calls` effect can
+    call by `name`; pass the functions to `tools`:
+
+        @waymark.tool("lookup_order", description="Look an order up by id.",
+                      parameters={"type": "object",
+                                  "properties": {"order_id": {"type": "string"}},
+                                  "required": ["order_id"]},
+                      read_only=True)
+        def lookup_order(args: dict):
+            ...
+
+    The function takes the call's arguments (usually a dict following
+    `parameters`, a JSON schema) and returns any JSON value, or raises
+    `ToolFailure`. `read_only` is the author's claim that the tool only
+    looks things up: the host's policy may run such tools without approval.
+    """
+    _check_str(name, "a tool name")
+    _check_str(description, "description")
+    if parameters is None:
+        parameters = {"type": "object"}
+    schema = dumps(parameters)
+
+    def mark(fn):
+        if not callable(fn):
+            raise TypeError(f"waymark.tool: `{name}` is not callable")
+        fn.__waymark_tool__ = (name, description, schema, bool(read_only))
+        return fn
+
+    return mark
+
+
+def _tool_error(code: str, message: str):
+    from wit_world.exports import tool as _tool_types
+    return Err(_tool_types.ToolError(code=code, message=message))
+
+
+def _call_tool(handler, name: str, arguments: str) -> str:
+    try:
+        args = loads(arguments)
+    except Exception as e:  # noqa: BLE001 (the host sends JSON; be sure)
+        raise _tool_error("invalid-arguments", f"the arguments are not JSON: {e}")
+    try:
+        output = handler(args)
+    except ToolFailure as e:
+        raise _tool_error(e.code, e.message)
+    except Err:
+        raise
+    except BaseException as e:  # noqa: BLE001 (a trap would lose the reason)
+        detail = str(e)
+        kind = type(e).__name__
+        raise _tool_error("exception", f"{kind}: {detail}" if detail else kind)
+    finally:
+        try:
+            _flush_streams()
+        except BaseException:
+            pass
+    try:
+        return dumps(output)
+    except Exception as e:  # noqa: BLE001
+        raise _tool_error("json", f"tool `{name}` returned a value JSON cannot hold: {e}")
+
+
+def tools(*handlers) -> type:
+    """Returns the class componentize-py exports for a tool component
+    (world `tools`); bind it to `Tool` in the module:
+
+        Tool = waymark.tools(lookup_order, refund_order)
+
+    Each function must carry `@waymark.tool(...)`. `describe` lists them in
+    the order given; `call` runs the one named and answers `unknown-tool`
+    for any other name.
+    """
+    from wit_world.exports import tool as _tool_types
+
+    table = {}
+    infos = []
+    for handler in handlers:
+        meta = getattr(handler, "__waymark_tool__", None)
+        if meta is None:
+            raise TypeError(f"waymark.tools: {handler!r} has no @waymark.tool(...)")
+        name, description, schema, read_only = meta
+        if name in table:
+            raise ValueError(f"waymark.tools: two tools are named `{name}`")
+        table[name] = handler
+        infos.append((name, description, schema, read_only))
+    if not table:
+        raise ValueError("waymark.tools: name at least one tool")
+
+    class Tool(_exports.Tool):
+        def describe(self) -> list:
+            return [
+                _tool_types.ToolInfo(name=n, description=d, parameters=p, read_only=r)
+                for (n, d, p, r) in infos
+            ]
+
+        def call(self, name: str, arguments: str) -> str:
+            handler = table.get(name)
+            if handler is None:
+                raise _tool_error("unknown-tool", f"this component has no tool named `{name}`")
+            return _call_tool(handler, name, arguments)
+
+    Tool.__qualname__ = Tool.__name__ = "Tool"
+    return Tool

@@ -81,13 +81,19 @@ impl GlobalArgs {
 
     /// The policy file with the limits given on the command line.
     pub fn policy(&self) -> Result<Policy> {
+        self.policy_from(self.policy.as_deref())
+    }
+
+    /// The policy file `path` (none: the built-in defaults) with the limits
+    /// given on the command line.
+    pub fn policy_from(&self, path: Option<&std::path::Path>) -> Result<Policy> {
         let overrides = LimitOverrides {
             fuel: self.fuel,
             memory_mb: self.max_memory_mb,
             step_timeout_ms: self.step_timeout_ms,
             compile_timeout_ms: self.compile_timeout_ms,
         };
-        Ok(waymark_host::policy(self.policy.as_deref(), &overrides)?)
+        Ok(waymark_host::policy(path, &overrides)?)
     }
 
     /// A loader under the policy, through the store's compile cache unless

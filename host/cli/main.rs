@@ -6,6 +6,7 @@ mod global;
 mod input;
 mod loading;
 mod output;
+mod packing;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -40,6 +40,7 @@ pub mod lang;
 mod progress;
 pub mod project;
 pub mod scaffold;
+mod templates;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

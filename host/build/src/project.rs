@@ -15,7 +15,8 @@ pub enum GuestProject {
         /// `[package] name`.
         package: String,
     },
-    /// A Python (`app.py`) or JavaScript (`app.js`) guest.
+    /// A Python (`app.py`, `tools.py`) or JavaScript (`app.js`,
+    /// `tools.js`) guest.
     Interpreted {
         /// Its language.
         language: Language,
@@ -25,7 +26,7 @@ pub enum GuestProject {
 }
 
 /// The guest in `dir`: a `Cargo.toml` with a `[package]` first, then
-/// `app.py`, then `app.js`.
+/// `app.py` or `tools.py`, then `app.js` or `tools.js`.
 pub fn detect(dir: &Path) -> Result<GuestProject, BuildError> {
     let manifest = dir.join("Cargo.toml");
     if manifest.is_file() {
@@ -48,11 +49,8 @@ pub fn detect(dir: &Path) -> Result<GuestProject, BuildError> {
             });
         }
     }
-    for (file, language) in [
-        ("app.py", Language::Python),
-        ("app.js", Language::JavaScript),
-    ] {
-        if dir.join(file).is_file() {
+    for language in [Language::Python, Language::JavaScript] {
+        if language.kind_in(dir).is_some() {
             return Ok(GuestProject::Interpreted {
                 language,
                 dir: dir.to_owned(),
@@ -78,6 +76,14 @@ mod tests {
         assert!(
             matches!(detect(root), Err(BuildError::NotAGuest { .. })),
             "a workspace without a package is no guest"
+        );
+        std::fs::write(root.join("tools.js"), "").unwrap();
+        assert_eq!(
+            detect(root).unwrap(),
+            GuestProject::Interpreted {
+                language: Language::JavaScript,
+                dir: root.to_owned()
+            }
         );
         std::fs::write(root.join("app.py"), "").unwrap();
         assert_eq!(

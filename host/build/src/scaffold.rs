@@ -10,6 +10,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The pack file of a project, at its root: `waymark build DIR` builds
+/// every guest it names.
+pub const PACK_FILE_NAME: &str = "waymark.bundle.toml";
+
 /// The language of a new project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProjectLang {
@@ -31,6 +35,15 @@ impl ProjectLang {
             other => Err(ScaffoldError::UnknownLanguage(other.to_owned())),
         }
     }
+
+    /// Its name, as `--lang` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rust => "rust",
+            Self::Python => "python",
+            Self::JavaScript => "javascript",
+        }
+    }
 }
 
 /// What a new project starts from.
@@ -38,14 +51,41 @@ impl ProjectLang {
 pub enum Template {
     /// Ask a person a question, finish with the answer.
     Quickstart,
+    /// An order: a child workflow packs it, a timer cools off, an event
+    /// with a deadline pays it.
+    Order,
+    /// An agent: a model's tool calls run in a sandboxed tool component,
+    /// the ones that change the world after a person's approval.
+    Agent,
+    /// Ask, wait out a timer, call a tool that waits for approval, finish:
+    /// the tutorial's workflow.
+    Tools,
 }
 
 impl Template {
-    /// The template named `name` (`quickstart`).
+    /// Every template, as `--template` takes them.
+    pub const ALL: [Template; 4] = [
+        Template::Quickstart,
+        Template::Order,
+        Template::Agent,
+        Template::Tools,
+    ];
+
+    /// The template named `name`.
     pub fn parse(name: &str) -> Result<Self, ScaffoldError> {
-        match name {
-            "quickstart" => Ok(Self::Quickstart),
-            other => Err(ScaffoldError::UnknownTemplate(other.to_owned())),
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| ScaffoldError::UnknownTemplate(name.to_owned()))
+    }
+
+    /// Its name, as `--template` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Quickstart => "quickstart",
+            Self::Order => "order",
+            Self::Agent => "agent",
+            Self::Tools => "tools",
         }
     }
 }
@@ -58,7 +98,7 @@ pub enum ScaffoldError {
     #[error("unknown language '{0}': the languages are rust, python and javascript")]
     UnknownLanguage(String),
     /// `--template` names no template.
-    #[error("unknown template '{0}': the templates are quickstart")]
+    #[error("unknown template '{0}': the templates are quickstart, order, agent and tools")]
     UnknownTemplate(String),
     /// The project name cannot be a package and workflow name.
     #[error(
@@ -285,6 +325,7 @@ pub fn create(project: &NewProject) -> Result<Vec<PathBuf>, ScaffoldError> {
     let files = match (project.lang, project.template) {
         (ProjectLang::Rust, Template::Quickstart) => rust_quickstart(&project.name),
         (lang, Template::Quickstart) => interpreted_quickstart(project, lang),
+        (lang, template) => from_template(&project.name, lang, template),
     };
     let mut written = Vec::with_capacity(files.len());
     for (rel, contents) in files {
@@ -293,6 +334,26 @@ pub fn create(project: &NewProject) -> Result<Vec<PathBuf>, ScaffoldError> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// A project of one of the templates in `templates/` (see
+/// [`crate::templates`]), with what its language needs beside: the guest
+/// SDK for Rust, the helper module for JavaScript.
+fn from_template(name: &str, lang: ProjectLang, template: Template) -> Vec<(String, String)> {
+    let mut files = crate::templates::files(template.name(), lang.name(), name);
+    match lang {
+        ProjectLang::Rust => files.extend(rust_sdk_files()),
+        ProjectLang::JavaScript => files.push((
+            "waymark.js".to_owned(),
+            crate::embedded::file("javascript/waymark.js").to_owned(),
+        )),
+        ProjectLang::Python => {}
+    }
+    files.push((
+        ".gitignore".to_owned(),
+        "/target\n*.wmb\n__pycache__/\n".to_owned(),
+    ));
+    files
 }
 
 fn rust_quickstart(name: &str) -> Vec<(String, String)> {
@@ -306,15 +367,20 @@ fn rust_quickstart(name: &str) -> Vec<(String, String)> {
             "src/lib.rs".to_owned(),
             QUICKSTART_RS.replace("id: \"quickstart\"", &format!("id: \"{name}\"")),
         ),
-        ("waymark.bundle.toml".to_owned(), fill(PACK_FILE)),
+        (PACK_FILE_NAME.to_owned(), fill(PACK_FILE)),
         ("tests/answer-yes.toml".to_owned(), fill(SCENARIO)),
         ("README.md".to_owned(), fill(README)),
         (".gitignore".to_owned(), "/target\n*.wmb\n".to_owned()),
-        (
-            "waymark/guest-sdk/Cargo.toml".to_owned(),
-            fill(SDK_MANIFEST),
-        ),
     ];
+    files.extend(rust_sdk_files());
+    files
+}
+
+/// The guest SDK and the WIT contract a Rust project carries under
+/// `waymark/`, so it builds with nothing but a Rust toolchain and crates.io.
+fn rust_sdk_files() -> Vec<(String, String)> {
+    let manifest = SDK_MANIFEST.replace("{version}", env!("CARGO_PKG_VERSION"));
+    let mut files = vec![("waymark/guest-sdk/Cargo.toml".to_owned(), manifest)];
     files.extend(
         SDK_FILES
             .iter()
@@ -357,7 +423,7 @@ fn interpreted_quickstart(project: &NewProject, lang: ProjectLang) -> Vec<(Strin
     let pack = PACK_FILE.replace("package = \"{name}\"", &format!("{key} = \".\""));
     let mut files = vec![
         (app_file.to_owned(), app),
-        ("waymark.bundle.toml".to_owned(), fill(&pack)),
+        (PACK_FILE_NAME.to_owned(), fill(&pack)),
         (
             "tests/answer-yes.toml".to_owned(),
             fill(&SCENARIO.replace("{name}.wasm", "{component}")),

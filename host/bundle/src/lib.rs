@@ -92,6 +92,7 @@ mod bundle;
 mod error;
 mod manifest;
 mod pack;
+mod packfile;
 mod path;
 
 pub use bundle::{
@@ -106,4 +107,5 @@ pub use manifest::{
 pub use pack::{
     BundleForm, COMPONENTS_DIR, PackSpec, PackTool, PackWorkflow, PackedBundle, pack, pack_with,
 };
+pub use packfile::{GuestSource, PackFile, PackFileError, PackFileTool, PackFileWorkflow};
 pub use path::{MAX_PATH_BYTES, check_component_path, check_entry_path};

@@ -4,20 +4,24 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use waymark_build::lang::{DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Language, Toolchains};
+use waymark_build::lang::{LangGuestBuild, Language};
 use waymark_build::project::{self, GuestProject};
+use waymark_build::scaffold::PACK_FILE_NAME;
 use waymark_build::{BuiltComponent, GuestBuild};
+use waymark_bundle::PackFile;
 
 use crate::global::GlobalArgs;
+use crate::packing;
 
-/// Build guests into components: a guest project directory (a Rust crate,
-/// or a directory holding `app.py` or `app.js`), Rust guest packages of the
-/// cargo workspace here, and Python or JavaScript guests named by
-/// directory.
+/// Build guests into components: a project directory (every guest its
+/// `waymark.bundle.toml` names, else the guest it is: a Rust crate, or a
+/// directory holding `app.py` / `tools.py` or `app.js` / `tools.js`), a
+/// pack file, Rust guest packages of the cargo workspace here, and Python
+/// or JavaScript guests named by directory.
 #[derive(Args)]
 pub struct BuildArgs {
-    /// Guest project directories (`.` for this one) or package names of
-    /// the cargo workspace here (e.g. quickstart-guest).
+    /// Project directories (`.` for this one), pack files (`*.toml`) or
+    /// package names of the cargo workspace here (e.g. quickstart-guest).
     guests: Vec<String>,
     /// A Python guest: a directory holding `app.py` (componentize-py).
     #[arg(long, value_name = "DIR")]
@@ -50,11 +54,18 @@ impl BuildArgs {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("target/components"))
         };
+        let mut built = Vec::new();
         let mut packages = Vec::new();
         let mut lang: Vec<(Language, PathBuf, PathBuf)> = Vec::new();
         let mut projects = Vec::new();
         for guest in &self.guests {
             let path = Path::new(guest);
+            if let Some(pack_file) = pack_file_of(path) {
+                let file = PackFile::read(&pack_file)?;
+                let pack = packing::build(&file, self.out.as_deref(), self.install_toolchains)?;
+                built.extend(pack.built);
+                continue;
+            }
             if !path.is_dir() {
                 packages.push(guest.clone());
                 continue;
@@ -80,7 +91,6 @@ impl BuildArgs {
                 .iter()
                 .map(|d| (Language::JavaScript, d.clone(), here_out())),
         );
-        let mut built = Vec::new();
         if !packages.is_empty() {
             let workspace = std::env::current_dir()?;
             built.extend(
@@ -100,7 +110,7 @@ impl BuildArgs {
                     .with_context(|| format!("building the Rust guest {}", dir.display()))?,
             );
         }
-        let toolchains = Toolchains::new(toolchains_dir()).install_missing(self.install_toolchains);
+        let toolchains = packing::toolchains(self.install_toolchains);
         for (language, dir, out) in lang {
             let guest = LangGuestBuild::new(language, &dir);
             let name = guest.file_name();
@@ -118,16 +128,13 @@ impl BuildArgs {
     }
 }
 
-/// Where the Python and JavaScript toolchains are: `target/lang-toolchains`
-/// here when it exists (a Waymark checkout), else a cache shared by every
-/// project (`waymark_build::embedded::toolchains_dir`).
-fn toolchains_dir() -> PathBuf {
-    let here = Path::new(DEFAULT_TOOLCHAINS_DIR);
-    if here.is_dir() {
-        here.to_owned()
-    } else {
-        waymark_build::embedded::toolchains_dir()
+/// The pack file `path` names: itself if it is a `.toml` file, or the
+/// `waymark.bundle.toml` of the directory it is.
+fn pack_file_of(path: &Path) -> Option<PathBuf> {
+    if path.is_file() && path.extension().is_some_and(|e| e == "toml") {
+        return Some(path.to_owned());
     }
+    Some(path.join(PACK_FILE_NAME)).filter(|p| path.is_dir() && p.is_file())
 }
 
 /// Where a project's components go unless `--out` says otherwise.

@@ -3,14 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
-use waymark_build::lang::{
-    DEFAULT_OUT_DIR, DEFAULT_TOOLCHAINS_DIR, LangGuestBuild, Language, Toolchains,
-};
-use waymark_bundle::{
-    Bundle, BundleInfo, BundleReport, PackSpec, PackTool, PackWorkflow, RequestedCapabilities,
-    RequestedLimits, pack,
-};
+use waymark_bundle::{Bundle, BundleReport, PackFile, PackSpec, pack};
 use waymark_runtime::Workflow;
 
 use clap::Subcommand;
@@ -18,6 +11,7 @@ use clap::Subcommand;
 use waymark_loader::{Effective, LoadedTools};
 
 use crate::global::GlobalArgs;
+use crate::packing;
 
 #[derive(Subcommand)]
 pub enum BundleCommand {
@@ -42,55 +36,6 @@ pub enum BundleCommand {
     Verify { bundle: PathBuf },
 }
 
-/// A pack file: a manifest whose workflows and tool components name, instead
-/// of a path inside the bundle and a digest, where the component comes from:
-/// a component file (relative to the pack file), a Rust guest package to
-/// build, or a Python or JavaScript guest's source directory (relative to
-/// the pack file) to build.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PackFile {
-    bundle: BundleInfo,
-    #[serde(default)]
-    workflows: Vec<PackFileWorkflow>,
-    #[serde(default)]
-    tools: Vec<PackFileTool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PackFileTool {
-    component: Option<PathBuf>,
-    package: Option<String>,
-    #[serde(default)]
-    limits: RequestedLimits,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PackFileWorkflow {
-    id: String,
-    component: Option<PathBuf>,
-    package: Option<String>,
-    python: Option<PathBuf>,
-    javascript: Option<PathBuf>,
-    #[serde(default)]
-    limits: RequestedLimits,
-    #[serde(default)]
-    capabilities: RequestedCapabilities,
-}
-
-/// Builds a Python or JavaScript guest into [`DEFAULT_OUT_DIR`].
-fn build_lang_guest(language: Language, source: &Path, toolchains: &Toolchains) -> Result<PathBuf> {
-    let guest = LangGuestBuild::new(language, source);
-    let out = Path::new(DEFAULT_OUT_DIR).join(guest.file_name());
-    let built = guest
-        .out(out)
-        .build(toolchains)
-        .with_context(|| format!("building the {language} guest {}", source.display()))?;
-    Ok(built.path)
-}
-
 impl BundleCommand {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
         match self {
@@ -106,12 +51,8 @@ impl BundleCommand {
 }
 
 fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bool) -> Result<i32> {
-    let text = std::fs::read_to_string(spec_path)
-        .with_context(|| format!("cannot read pack file {}", spec_path.display()))?;
-    let file: PackFile = toml::from_str(&text)
-        .with_context(|| format!("pack file {} is invalid", spec_path.display()))?;
-    let base = spec_path.parent().unwrap_or(Path::new("."));
-    let spec = pack_spec(file, base, install_toolchains)?;
+    let file = PackFile::read(spec_path)?;
+    let spec = packing::build(&file, None, install_toolchains)?.spec(file)?;
     check_spec(&g.loader()?, &spec)?;
     let packed = pack(&spec, out)?;
     if g.json {
@@ -132,74 +73,10 @@ fn pack_cmd(g: &GlobalArgs, spec_path: &Path, out: &Path, install_toolchains: bo
     Ok(0)
 }
 
-/// The pack spec of a pack file: each workflow and tool with the component
-/// file it names, building the guests it names from source first.
-fn pack_spec(file: PackFile, base: &Path, install_toolchains: bool) -> Result<PackSpec> {
-    // Build every named guest package in one cargo invocation.
-    let packages: Vec<String> = file
-        .workflows
-        .iter()
-        .filter_map(|w| w.package.clone())
-        .chain(file.tools.iter().filter_map(|t| t.package.clone()))
-        .collect();
-    let built_dir = PathBuf::from("target/components");
-    if !packages.is_empty() {
-        let workspace = std::env::current_dir()?;
-        waymark_build::GuestBuild::new(&workspace)
-            .packages(packages.iter().cloned())
-            .out_dir(&built_dir)
-            .build()?;
-    }
-    // Python and JavaScript guests: one build each, reused while their
-    // sources are unchanged (the tools do not build reproducibly).
-    let toolchains = Toolchains::new(DEFAULT_TOOLCHAINS_DIR).install_missing(install_toolchains);
-    let mut workflows = Vec::new();
-    for w in file.workflows {
-        let component_file = match (w.component, w.package, w.python, w.javascript) {
-            (Some(c), None, None, None) => base.join(c),
-            (None, Some(p), None, None) => built_dir.join(format!("{p}.wasm")),
-            (None, None, Some(dir), None) => {
-                build_lang_guest(Language::Python, &base.join(dir), &toolchains)?
-            }
-            (None, None, None, Some(dir)) => {
-                build_lang_guest(Language::JavaScript, &base.join(dir), &toolchains)?
-            }
-            _ => bail!(
-                "workflow '{}': name exactly one of `component`, `package`, `python` and \
-                 `javascript`",
-                w.id
-            ),
-        };
-        workflows.push(PackWorkflow {
-            id: w.id,
-            component_file,
-            limits: w.limits,
-            capabilities: w.capabilities,
-        });
-    }
-    let mut tools = Vec::new();
-    for (i, t) in file.tools.into_iter().enumerate() {
-        let component_file = match (t.component, t.package) {
-            (Some(c), None) => base.join(c),
-            (None, Some(p)) => built_dir.join(format!("{p}.wasm")),
-            _ => bail!("tools[{i}]: name exactly one of `component` and `package`"),
-        };
-        tools.push(PackTool {
-            component_file,
-            limits: t.limits,
-        });
-    }
-    Ok(PackSpec {
-        bundle: file.bundle,
-        workflows,
-        tools,
-    })
-}
-
 /// Refuses to ship a component that does not describe the workflow it is
 /// packed as, a file listed as tools that is not a tool component, or two
 /// tools of one name (calls name tools alone).
-fn check_spec(loader: &waymark_loader::Loader, spec: &PackSpec) -> Result<()> {
+pub(crate) fn check_spec(loader: &waymark_loader::Loader, spec: &PackSpec) -> Result<()> {
     for w in &spec.workflows {
         // Through the store's compile cache: a component with an
         // interpreter inside takes seconds to compile, and running the

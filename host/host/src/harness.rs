@@ -1,7 +1,8 @@
 //! A test harness for workflow authors: a workflow run in-process on the
 //! memory store with a manual clock. The test answers its waits, emits its
 //! events, scripts the results of its host effects (custom effects, tool and
-//! model calls), and skips time to fire its timers at once; then asserts on
+//! model calls; a bundle's own tool components answer tool calls unless
+//! scripted), and skips time to fire its timers at once; then asserts on
 //! the run's path, vars and output.
 //!
 //! `waymark test` drives it from a scenario file (see [`crate::scenario`]).
@@ -14,10 +15,11 @@ use serde_json::Value;
 use waymark_core::{
     EventScope, ManualClock, MemoryStore, RecordKind, RunState, RunStatus, StepRecord,
 };
-use waymark_loader::Policy;
+use waymark_loader::{LoadedTools, LoadedWorkflow, Policy, register_tools};
 use waymark_runtime::{
     EffectCall, EffectError, EffectHandler, EffectOutcome, Runtime, RuntimeError, StartOptions,
 };
+use waymark_tools::{ToolCallsHandler, ToolRegistry};
 
 use crate::host::{Compiles, is_bundle, loader};
 
@@ -77,13 +79,30 @@ impl Harness {
                 source: e.into(),
             })?;
         let mut harness = Self::empty(crate::host::runtime_config(policy));
+        let mut tools = Vec::new();
         for (i, path) in paths.iter().enumerate() {
-            for wf in load_workflows(&loader, path)? {
+            let (workflows, bundle_tools) = load_workflows(&loader, path)?;
+            for wf in workflows {
                 if i == 0 {
                     harness.primary.push(wf.workflow.info().workflow_id.clone());
                 }
                 harness.runtime.register(wf.workflow)?;
             }
+            tools.extend(bundle_tools);
+        }
+        if !tools.is_empty() {
+            // The bundles' tool components serve `tool_calls` as in a
+            // host, each call in its sandbox, approvals as the policy says
+            // (unless the test scripts the effect instead).
+            let registry = ToolRegistry::new();
+            register_tools(&registry, &tools).map_err(|e| HarnessError::Load {
+                what: "the tool components".into(),
+                source: e.into(),
+            })?;
+            let handler = ToolCallsHandler::new(Arc::new(registry));
+            harness
+                .runtime
+                .register_handler(waymark_tools::EFFECT_NAME, Arc::new(handler));
         }
         Ok(harness)
     }
@@ -221,28 +240,28 @@ impl Harness {
     }
 }
 
-/// The workflows of a bundle, or the one of a component file.
+/// The workflows and tool components of a bundle, or the workflow of a
+/// component file.
 fn load_workflows(
     loader: &waymark_loader::Loader,
     path: &Path,
-) -> Result<Vec<waymark_loader::LoadedWorkflow>, HarnessError> {
+) -> Result<(Vec<LoadedWorkflow>, Vec<LoadedTools>), HarnessError> {
     let load_error = |source: Box<dyn std::error::Error + Send + Sync>| HarnessError::Load {
         what: path.display().to_string(),
         source,
     };
     if is_bundle(path) {
         let bundle = waymark_bundle::Bundle::open(path).map_err(|e| load_error(e.into()))?;
-        Ok(loader
+        let loaded = loader
             .load_bundle(&bundle)
-            .map_err(|e| load_error(e.into()))?
-            .workflows)
+            .map_err(|e| load_error(e.into()))?;
+        Ok((loaded.workflows, loaded.tools))
     } else {
         let bytes = std::fs::read(path).map_err(|e| load_error(e.into()))?;
-        Ok(vec![
-            loader
-                .load_component(&bytes)
-                .map_err(|e| load_error(e.into()))?,
-        ])
+        let workflow = loader
+            .load_component(&bytes)
+            .map_err(|e| load_error(e.into()))?;
+        Ok((vec![workflow], Vec::new()))
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! ```toml
 //! load = "../target/components/hello.wasm"   # a component or bundle (or a list: a
-//!                                            # workflow and its children), relative to this file
+//!                                            # workflow and its children), relative to this file;
+//!                                            # `waymark test` also takes a pack file (built and packed first)
+//! policy = "../waymark.policy.toml"  # the operator policy to run under (default: --policy)
 //! workflow = "hello"                 # default: the only workflow of the first load
 //! vars = { order_id = "A-17" }
 //!
@@ -38,6 +40,10 @@ pub struct Scenario {
     /// children), relative to the scenario file.
     #[serde(deserialize_with = "one_or_many")]
     pub load: Vec<std::path::PathBuf>,
+    /// The operator policy file to run under, relative to the scenario
+    /// file (default: the one the command line names).
+    #[serde(default)]
+    pub policy: Option<std::path::PathBuf>,
     /// The workflow to start; by default the only one of the first thing
     /// loaded.
     #[serde(default)]
@@ -190,6 +196,9 @@ impl Scenario {
         if let Some(dir) = path.parent() {
             for load in &mut scenario.load {
                 *load = dir.join(&*load);
+            }
+            if let Some(policy) = &mut scenario.policy {
+                *policy = dir.join(&*policy);
             }
         }
         for (i, step) in scenario.steps.iter().enumerate() {
