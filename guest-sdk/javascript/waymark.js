@@ -39,6 +39,11 @@
 // lines too; without this, with stdio disabled at build time, they print
 // nowhere. Do not log at module top level (there is no host then).
 //
+// Tool components (world `tools`, entry file `tools.js`): `export const tool
+// = tools([{ name, description, parameters, readOnly, handler }])`; a
+// handler takes the call's arguments and returns any JSON value or throws
+// `new ToolFailure(code, message)`.
+//
 // Building. From a directory that contains both the app and this file (the
 // repository root for the examples):
 //

@@ -73,6 +73,13 @@ floats formatted as serde_json does, integers kept integers, NaN and
 infinities as `null`. Dataclass instances serialize in field order, like a
 Rust struct.
 
+Tool components (world `tools`, entry module `tools.py`): mark each
+function with `@waymark.tool(name, description=..., parameters=<JSON
+schema>, read_only=...)` and bind `Tool = waymark.tools(f, g)`. A tool
+takes the call's arguments and returns any JSON value, or raises
+`ToolFailure(code, message)`; `waymark build` builds a directory holding
+`tools.py` with `-w tools componentize tools`.
+
 Testing nodes natively: generate the bindings once
 (`componentize-py -d wit -w workflow bindings /tmp/py-bind`), put them and
 this directory on `PYTHONPATH`, build contexts with `Context.for_node` and

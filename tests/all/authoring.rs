@@ -20,7 +20,7 @@ fn waymark_in(dir: &Path, args: &[&str]) -> Output {
 /// `waymark` in `dir` with the repository's Python and JavaScript
 /// toolchains (installed once for the whole suite) named by the variables
 /// `waymark build` honours, so no project installs its own.
-fn waymark_lang_in(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn waymark_lang_in(dir: &Path, args: &[&str]) -> Output {
     let tools = crate::support::artifacts::lang::toolchains();
     let py = tools.componentize_py().expect("componentize-py");
     let js = tools.componentize_js().expect("componentize-js");
@@ -38,7 +38,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn ok(out: &Output, what: &str) -> String {
+pub(crate) fn ok(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what}: {}\n{}",

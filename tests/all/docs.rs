@@ -14,7 +14,7 @@ fn snippet(markdown: &str, fence: &str) -> Vec<String> {
     code_lines(&markdown[start..start + len])
 }
 
-fn code_lines(text: &str) -> Vec<String> {
+pub(crate) fn code_lines(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -24,7 +24,7 @@ fn code_lines(text: &str) -> Vec<String> {
 
 /// Whether `needle` appears in `hay` in order (the source may have comments
 /// and tests between the snippet's lines, nothing else may differ).
-fn in_order(needle: &[String], hay: &[String]) -> Result<(), String> {
+pub(crate) fn in_order(needle: &[String], hay: &[String]) -> Result<(), String> {
     let mut rest = hay.iter();
     for line in needle {
         if !rest.any(|h| h == line) {

@@ -25,5 +25,7 @@ mod scripts;
 mod semantics;
 mod serve;
 mod support;
+mod templates;
 mod tools;
+mod tutorial;
 mod waits;

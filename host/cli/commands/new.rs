@@ -19,7 +19,10 @@ pub struct NewArgs {
     #[arg(long, default_value = "rust")]
     lang: String,
     /// What it starts from: quickstart (ask a question, finish with the
-    /// answer).
+    /// answer), order (a child run, a timer, an event with a deadline),
+    /// agent (a model calling sandboxed tools, some after approval) or
+    /// tools (ask, wait on a timer, call a tool after approval: the
+    /// tutorial's workflow).
     #[arg(long, default_value = "quickstart")]
     template: String,
     /// Where to create it (default: ./<name>); must not exist or be empty.
@@ -45,18 +48,18 @@ impl NewArgs {
                 serde_json::json!({"dir": project.dir, "files": written.len()})
             );
         } else {
-            let component = project.dir.join(scaffold::component_path(&project));
             let install = if project.lang == ProjectLang::Rust {
                 ""
             } else {
                 " --install-toolchains"
             };
             println!(
-                "created {} ({} files); next:\n  waymark build {}{install}\n  waymark run {}",
+                "created {} ({} files); next:\n  cd {}\n  waymark build .{install}\n  \
+                 waymark test tests/*.toml\nand {} says how to pack and run it",
                 project.dir.display(),
                 written.len(),
                 project.dir.display(),
-                component.display()
+                project.dir.join("README.md").display(),
             );
         }
         Ok(0)

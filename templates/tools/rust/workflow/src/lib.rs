@@ -27,8 +27,8 @@ const COOL_OFF_MS: u64 = 60_000;
 fn ask(ctx: &Context) -> NodeResult {
     let order_id: String = ctx.require("order_id")?;
     let amount: u64 = ctx.require("amount")?;
-    let question = Effect::ask_user(format!("Refund {amount} on order {order_id}?"))
-        .choices(["yes", "no"]);
+    let question =
+        Effect::ask_user(format!("Refund {amount} on order {order_id}?")).choices(["yes", "no"]);
     Ok(Plan::next("cool_off").effect(question, "answer"))
 }
 
@@ -37,7 +37,9 @@ fn ask(ctx: &Context) -> NodeResult {
 fn cool_off(ctx: &Context) -> NodeResult {
     let answer: String = ctx.var_or("answer.text", String::new())?;
     if answer != "yes" {
-        return Ok(Plan::complete(&json!({"refunded": false, "reason": "declined"})));
+        return Ok(Plan::complete(
+            &json!({"refunded": false, "reason": "declined"}),
+        ));
     }
     let ms = ctx.var_or("cool_off_ms", COOL_OFF_MS)?;
     Ok(Plan::next("refund").effect(Effect::wait_for_ms(ctx, ms), "cooled"))
@@ -60,9 +62,13 @@ fn refund(ctx: &Context) -> NodeResult {
 fn done(ctx: &Context) -> NodeResult {
     let result: Value = ctx.require("refund.0")?;
     if result["success"] == json!(true) {
-        return Ok(Plan::complete(&json!({"refunded": true, "receipt": result["output"]})));
+        return Ok(Plan::complete(
+            &json!({"refunded": true, "receipt": result["output"]}),
+        ));
     }
-    Ok(Plan::complete(&json!({"refunded": false, "error": result["error"]})))
+    Ok(Plan::complete(
+        &json!({"refunded": false, "error": result["error"]}),
+    ))
 }
 
 #[cfg(test)]
