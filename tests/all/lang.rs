@@ -451,18 +451,13 @@ fn limits_hold_for_interpreted_guests() {
 /// child from another process, and the parent completes.
 #[test]
 fn the_mixed_language_bundle_runs_end_to_end_from_the_cli() {
-    // The guests this bundle needs, built the way the tests build them: the
-    // pack below then reuses them (same sources, same fingerprint).
+    // The guests this bundle needs, as the suite built them, named as
+    // component files (building a pack file's interpreted guests is what
+    // the `templates` and `tutorial` tests do, outside the checkout).
     let python = artifacts::lang::python("packing");
     let javascript = artifacts::lang::javascript("quickstart");
-
-    // The Rust parent as the suite built it (no nested cargo here); the
-    // other two keep their source directories. The CLI runs in the
-    // repository (cargo's working directory for tests), so it finds the
-    // toolchains and the components already built there.
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("w.db");
-    let examples = artifacts::lang::workspace().join("examples");
     let spec = crate::support::rewritten_pack_file(
         dir.path(),
         "examples/polyglot.bundle.toml",
@@ -473,11 +468,11 @@ fn the_mixed_language_bundle_runs_end_to_end_from_the_cli() {
             ),
             (
                 "python = \"python/packing\"",
-                format!("python = {:?}", examples.join("python/packing")),
+                format!("component = {:?}", python),
             ),
             (
                 "javascript = \"javascript/quickstart\"",
-                format!("javascript = {:?}", examples.join("javascript/quickstart")),
+                format!("component = {:?}", javascript),
             ),
         ],
     );
