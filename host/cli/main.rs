@@ -73,6 +73,9 @@ enum Command {
     Build(build::BuildArgs),
     New(new::NewArgs),
     Test(test::TestArgs),
+    /// Bearer tokens for the HTTP API (`serve --http`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 impl Command {
@@ -105,6 +108,7 @@ impl Command {
             Self::Build(c) => c.execute(g),
             Self::New(c) => c.execute(g),
             Self::Test(c) => c.execute(g),
+            Self::Token(c) => c.execute(g),
         }
     }
 }
@@ -113,7 +117,8 @@ impl Command {
 /// (driver start and stop, commands applied, retries, guest logs, each with
 /// its run and node) and everyone's warnings.
 const SERVE_LOG: &str = "warn,waymark=info,waymark_driver=info,waymark_runtime=info,\
-                         waymark_core=info,waymark_loader=info,waymark_wasm=info";
+                         waymark_core=info,waymark_loader=info,waymark_wasm=info,\
+                         waymark_http=info";
 
 fn main() {
     // A compile child of this executable (see `waymark_wasm::compile_process`).

@@ -16,6 +16,7 @@ mod effects;
 mod golden;
 mod harness;
 mod hostile;
+mod http;
 mod lang;
 mod ledger;
 mod limits;

@@ -20,5 +20,6 @@ pub mod serve;
 pub mod snapshot;
 pub mod status;
 pub mod test;
+pub mod token;
 pub mod tools;
 pub mod wake;

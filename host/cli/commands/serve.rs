@@ -48,6 +48,16 @@ pub struct ServeArgs {
     /// driver's, 10 s; a turn's lease is renewed every third of it).
     #[arg(long, value_name = "MS")]
     pub lease_ttl_ms: Option<u64>,
+    /// Serve the HTTP API on this address too (e.g. 127.0.0.1:8080; port 0
+    /// picks a free one, printed when ready).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The API's tokens (a TOML file of `[[token]]` name, role, sha256;
+    /// `waymark token new` makes one). Without it, a loopback --http
+    /// address gets a fresh admin token, printed once; any other address
+    /// is refused.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub tokens: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -104,12 +114,59 @@ impl ServeArgs {
 /// loses nothing either: every step is its own commit.
 fn serve(runtime: Arc<Runtime>, store: &str, args: &ServeArgs, json: bool) -> Result<i32> {
     let config = args.config()?;
+    let tokens = match args.http {
+        Some(addr) => Some(http_tokens(addr, args.tokens.as_deref())?),
+        None => None,
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("waymark-serve")
         .build()
         .context("cannot start the tokio runtime")?;
-    tokio.block_on(serve_until_signalled(runtime, config, store, json))
+    let http = match (args.http, tokens) {
+        (Some(addr), Some((tokens, shown))) => Some(HttpPlan {
+            addr,
+            tokens,
+            shown,
+        }),
+        _ => None,
+    };
+    tokio.block_on(serve_until_signalled(runtime, config, store, json, http))
+}
+
+/// The HTTP API to serve beside the driver.
+struct HttpPlan {
+    addr: std::net::SocketAddr,
+    tokens: waymark_http::TokenSet,
+    /// A token made for this process, to print once.
+    shown: Option<String>,
+}
+
+/// The API's tokens: the file's, or on a loopback address without one, a
+/// fresh admin token (returned to be printed once).
+fn http_tokens(
+    addr: std::net::SocketAddr,
+    file: Option<&std::path::Path>,
+) -> Result<(waymark_http::TokenSet, Option<String>)> {
+    use waymark_http::{Role, TokenSet, new_token};
+    if let Some(file) = file {
+        let tokens = TokenSet::read(file)?;
+        if tokens.is_empty() {
+            bail!("{} lists no token", file.display());
+        }
+        return Ok((tokens, None));
+    }
+    if !addr.ip().is_loopback() {
+        bail!(
+            "--http {addr} is not a loopback address: name the API's tokens with --tokens FILE \
+             (`waymark token new --name NAME --role ROLE` makes one)"
+        );
+    }
+    let token = new_token();
+    Ok((
+        TokenSet::single("generated", Role::Admin, &token),
+        Some(token),
+    ))
 }
 
 async fn serve_until_signalled(
@@ -117,6 +174,7 @@ async fn serve_until_signalled(
     config: DriverConfig,
     store: &str,
     json: bool,
+    http: Option<HttpPlan>,
 ) -> Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
     // Listen before saying we are ready, so a signal sent right after the
@@ -126,17 +184,29 @@ async fn serve_until_signalled(
     let owner = config.owner.clone();
     let consumer = config.inbox_consumer.clone();
     let workers = config.workers;
+    let api = match http {
+        Some(plan) => Some(start_http(runtime.clone(), plan).await?),
+        None => None,
+    };
     let driver = Driver::start(runtime, config);
     {
         let mut out = std::io::stdout().lock();
+        let url = api.as_ref().map(|a| format!("http://{}", a.addr));
+        let token = api.as_ref().and_then(|a| a.shown.clone());
         if json {
             writeln!(
                 out,
                 "{}",
-                json!({"serving": store, "owner": owner, "workers": workers, "inbox_consumer": consumer})
+                json!({"serving": store, "owner": owner, "workers": workers, "inbox_consumer": consumer, "http": url, "token": token})
             )?;
         } else {
             writeln!(out, "serving {store} as {owner}")?;
+            if let Some(url) = &url {
+                writeln!(out, "http API on {url}/v1")?;
+            }
+            if let Some(token) = &token {
+                writeln!(out, "admin token (shown once): {token}")?;
+            }
         }
         out.flush()?;
     }
@@ -148,6 +218,19 @@ async fn serve_until_signalled(
         signal = name,
         "stopping: turns in progress end after their current step"
     );
+    if let Some(api) = api {
+        // Requests in flight get their responses; new connections are
+        // refused.
+        let _ = api.stop.send(());
+        let stopped = tokio::select! {
+            r = api.task => r,
+            _ = sigint.recv() => hurry(),
+            _ = sigterm.recv() => hurry(),
+        };
+        if let Ok(Err(e)) = stopped {
+            tracing::warn!(error = %e, "the HTTP server stopped with an error");
+        }
+    }
     let stats = driver.stats();
     let stopped = tokio::select! {
         r = driver.stop() => r,
@@ -159,6 +242,36 @@ async fn serve_until_signalled(
     writeln!(out, "{}", stats_line(&owner, &stats, json))?;
     out.flush()?;
     Ok(0)
+}
+
+/// The HTTP API, serving.
+struct RunningApi {
+    addr: std::net::SocketAddr,
+    shown: Option<String>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the API's address and serves it until told to stop.
+async fn start_http(runtime: Arc<Runtime>, plan: HttpPlan) -> Result<RunningApi> {
+    let listener = tokio::net::TcpListener::bind(plan.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", plan.addr))?;
+    let addr = listener.local_addr()?;
+    let state = waymark_http::ApiState {
+        runtime,
+        tokens: Arc::new(plan.tokens),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(waymark_http::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Ok(RunningApi {
+        addr,
+        shown: plan.shown,
+        stop,
+        task,
+    })
 }
 
 fn hurry() -> ! {

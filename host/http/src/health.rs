@@ -1,0 +1,26 @@
+//! `/healthz` (the process answers) and `/readyz` (the store answers too).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiState};
+
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let runtime = state.runtime.clone();
+    tokio::task::spawn_blocking(move || runtime.next_timer_at())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                waymark_runtime::error_text(&e),
+            )
+        })?;
+    Ok(Json(json!({"status": "ready"})))
+}

@@ -1,0 +1,70 @@
+//! The HTTP API of `waymark serve --http`: JSON under `/v1`, behind bearer
+//! tokens with roles, every failure an `application/problem+json` document
+//! with a stable code.
+//!
+//! | method and path | role | what |
+//! | --- | --- | --- |
+//! | `GET /healthz`, `GET /readyz` | none | the process lives; the store answers |
+//! | `POST /v1/runs` | operate | start a run (`Idempotency-Key`: a retried POST starts one run) |
+//! | `GET /v1/runs/{run_id}` | read | the run's state |
+//! | `GET /v1/runs/{run_id}/ledger?from=&limit=` | read | its ledger records from a sequence number |
+//! | `POST /v1/runs/{run_id}/respond` | operate | answer its wait, with the wait key |
+//!
+//! Runtime calls block (SQLite, WebAssembly): handlers run them on tokio's
+//! blocking pool, never on the reactor.
+
+mod auth;
+mod body;
+mod error;
+mod health;
+mod runs;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use waymark_runtime::Runtime;
+
+pub use auth::{Role, TokenEntry, TokenError, TokenSet, hash_token, new_token};
+pub use error::ApiError;
+
+/// The largest request body accepted, in bytes; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The runtime the API drives (the same one the process's driver runs).
+    pub runtime: Arc<Runtime>,
+    /// The tokens allowed in, with their roles.
+    pub tokens: Arc<TokenSet>,
+}
+
+/// The API's routes on `state`.
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/runs", post(runs::start))
+        .route("/runs/{run_id}", get(runs::get))
+        .route("/runs/{run_id}/ledger", get(runs::ledger))
+        .route("/runs/{run_id}/respond", post(runs::respond));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/v1", v1)
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

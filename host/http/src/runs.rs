@@ -1,0 +1,239 @@
+//! `/v1/runs`: start a run, read its state and ledger, answer its wait.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use waymark_core::{RunState, StoreError};
+use waymark_runtime::{Runtime, RuntimeError, StartOptions};
+
+use crate::auth::{Caller, Role};
+use crate::body::{JsonBody, PathParams};
+use crate::{ApiError, ApiState};
+
+/// Ledger records one request returns unless `limit` says fewer.
+const LEDGER_PAGE: usize = 100;
+/// The most ledger records one request returns.
+const LEDGER_PAGE_MAX: usize = 1000;
+/// The longest `Idempotency-Key` accepted, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// `POST /v1/runs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartRequest {
+    /// The workflow to start, by id (loaded into the host's catalog).
+    workflow: String,
+    /// Its initial vars, a JSON object.
+    #[serde(default)]
+    vars: Option<Value>,
+    /// A session to join (default: the run's own).
+    #[serde(default)]
+    session: Option<String>,
+}
+
+/// Runs `work` on the blocking pool: runtime calls touch the store and run
+/// guests.
+async fn blocking<T: Send + 'static>(
+    state: &ApiState,
+    work: impl FnOnce(&Runtime) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let runtime = state.runtime.clone();
+    tokio::task::spawn_blocking(move || work(&runtime))
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+}
+
+fn state_json(state: &RunState) -> Result<Value, ApiError> {
+    serde_json::to_value(state).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The run id a start with `key` gets, so a retried POST finds the run
+/// the first one started (across processes: the store refuses a second
+/// run of one id).
+fn idempotent_run_id(key: &str) -> String {
+    let digest = Sha256::digest(format!("waymark idempotency key\0{key}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII bytes.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic())
+    });
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    })
+}
+
+/// Starts a run and advances it until it waits or ends: 201 with its
+/// state; with an `Idempotency-Key` already used, 200 with the state of the
+/// run that key started.
+pub(crate) async fn start(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<StartRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Operate)?;
+    let key = idempotency_key(&headers)?;
+    let vars = request.vars.unwrap_or_else(|| json!({}));
+    if !vars.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "vars must be a JSON object",
+        ));
+    }
+    let run_id = key.as_deref().map(idempotent_run_id);
+    tracing::info!(caller = %caller.name, workflow = %request.workflow, "start");
+    blocking(&state, move |rt| {
+        let options = StartOptions {
+            run_id: run_id.clone(),
+            session_id: request.session,
+            ..StartOptions::default()
+        };
+        match rt.start_with(&request.workflow, vars, options) {
+            Ok(id) => {
+                // The driver carries the run on if this turn cannot.
+                let run = rt.tick(&id).or_else(|_| rt.get_state(&id))?;
+                Ok((StatusCode::CREATED, Json(state_json(&run)?)))
+            }
+            Err(RuntimeError::Store(StoreError::RunExists(id))) if run_id.is_some() => {
+                let run = rt.get_state(&id)?;
+                if run.workflow_id != request.workflow {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        format!(
+                            "this Idempotency-Key started a run of '{}', not '{}'",
+                            run.workflow_id, request.workflow
+                        ),
+                    ));
+                }
+                Ok((StatusCode::OK, Json(state_json(&run)?)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+/// Checks a run id from a path before it reaches the store.
+fn checked_run_id(run_id: &str) -> Result<(), ApiError> {
+    waymark_core::validate_id("run", run_id)
+        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+}
+
+/// `GET /v1/runs/{run_id}`: the run's state.
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(run_id): PathParams<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Read)?;
+    checked_run_id(&run_id)?;
+    blocking(&state, move |rt| {
+        Ok(Json(state_json(&rt.get_state(&run_id)?)?))
+    })
+    .await
+}
+
+/// `?from=&limit=` of the ledger endpoint.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LedgerQuery {
+    /// The first sequence number wanted (default 0).
+    #[serde(default)]
+    from: u64,
+    /// How many records at most (default 100, at most 1000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/runs/{run_id}/ledger`: records from `from` on, and the
+/// sequence number to ask for next (`null` at the end).
+pub(crate) async fn ledger(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(run_id): PathParams<String>,
+    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Read)?;
+    checked_run_id(&run_id)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(LEDGER_PAGE);
+    if limit == 0 || limit > LEDGER_PAGE_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {LEDGER_PAGE_MAX}"),
+        ));
+    }
+    blocking(&state, move |rt| {
+        let records = rt.ledger(&run_id)?;
+        let page: Vec<_> = records
+            .into_iter()
+            .filter(|r| r.seq >= query.from)
+            .take(limit + 1)
+            .collect();
+        let next = page.get(limit).map(|r| r.seq);
+        let page = &page[..page.len().min(limit)];
+        let records = serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Json(json!({"records": records, "next": next})))
+    })
+    .await
+}
+
+/// `POST /v1/runs/{run_id}/respond`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RespondRequest {
+    /// The key of the wait being answered (the run's `waiting.wait_key`),
+    /// so an answer meant for an earlier wait cannot end a later one.
+    wait_key: String,
+    /// The answer.
+    payload: Value,
+}
+
+/// Answers the run's wait and advances it: its state after.
+pub(crate) async fn respond(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(run_id): PathParams<String>,
+    JsonBody(request): JsonBody<RespondRequest>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operate)?;
+    checked_run_id(&run_id)?;
+    tracing::info!(caller = %caller.name, run_id = %run_id, "respond");
+    blocking(&state, move |rt| {
+        let run = rt.resume(&run_id, &request.wait_key, request.payload)?;
+        Ok(Json(state_json(&run)?))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_gives_one_valid_run_id() {
+        let a = idempotent_run_id("order-17");
+        assert_eq!(a, idempotent_run_id("order-17"));
+        assert_ne!(a, idempotent_run_id("order-18"));
+        assert!(waymark_core::validate_id("run", &a).is_ok(), "{a}");
+    }
+}

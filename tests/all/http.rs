@@ -1,0 +1,471 @@
+//! The HTTP API of `waymark serve --http`, against a real `serve` process
+//! over real sockets: tokens and roles, starting a run (once per
+//! idempotency key), reading its state and ledger, answering its wait; and
+//! bad requests, each refused with its status and a problem document,
+//! changing nothing (the run's state and ledger compared before and after).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use waymark_guest_artifacts as artifacts;
+
+/// A `serve --http` process and a client of it.
+struct Api {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    /// `serve --http 127.0.0.1:0` on `store`, with `args` (e.g. `--tokens`).
+    fn start(store: &Path, args: &[&str]) -> (Self, Value) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
+            .arg("--store")
+            .arg(store)
+            .args(["--json", "serve", "--http", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("waymark serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).expect("a JSON ready line");
+        let base = ready["http"]
+            .as_str()
+            .expect("the API's address")
+            .to_owned();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        (Self { child, base, agent }, ready)
+    }
+
+    /// `method path` with `token` and `body` (raw text): status and the
+    /// parsed answer (problem documents included).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut response = match body {
+            None => {
+                let mut request = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    request = request.header("authorization", a);
+                }
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.call()
+            }
+            Some(body) => {
+                let mut request = match method {
+                    "POST" => self.agent.post(&url),
+                    other => panic!("no {other} here"),
+                };
+                if let Some(a) = &auth {
+                    request = request.header("authorization", a);
+                }
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                request.send(body)
+            }
+        }
+        .expect("the API answers");
+        let status = response.status().as_u16();
+        let problem = response
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.as_bytes() == b"application/problem+json");
+        let text = response.body_mut().read_to_string().unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            assert!(problem, "{status} {value}: not a problem document");
+            assert_eq!(value["status"], status, "{value}");
+            assert!(value["code"].is_string(), "{value}");
+        }
+        (status, value)
+    }
+
+    /// A POST announcing a JSON body of `length` bytes and sending none,
+    /// over a plain socket: the status and problem document it gets.
+    fn raw_post_of_length(&self, path: &str, token: &str, length: usize) -> (u16, Value) {
+        use std::io::{Read, Write};
+        let authority = self.base.trim_start_matches("http://");
+        let mut socket = std::net::TcpStream::connect(authority).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            socket,
+            "POST {path} HTTP/1.1\r\nhost: {authority}\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Until the headers and the whole (small) problem body are in.
+        while let Ok(n) = socket.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+            if let Some((head, body)) = String::from_utf8_lossy(&reply).split_once("\r\n\r\n") {
+                let announced = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                });
+                if announced.is_some_and(|n| body.len() >= n) {
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// The run's state once its status is `status` (within 30 s).
+    fn wait_for(&self, run_id: &str, token: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, state) = self.get(&format!("/v1/runs/{run_id}"), token);
+            assert_eq!(code, 200, "{state}");
+            if state["status"] == status {
+                return state;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {status}: {state}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call("GET", path, Some(token), &[], None)
+    }
+
+    fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let json = [("content-type", "application/json")];
+        self.call("POST", path, Some(token), &json, Some(&body.to_string()))
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn waymark(store: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A token file with one token per role; returns the tokens.
+fn token_file(dir: &Path) -> (std::path::PathBuf, [String; 3]) {
+    let mut file = String::new();
+    let mut tokens = Vec::new();
+    for role in ["read", "operate", "admin"] {
+        let out = waymark(
+            &dir.join("unused.db"),
+            &["--json", "token", "new", "--name", role, "--role", role],
+        );
+        assert!(out.status.success());
+        let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let token = made["token"].as_str().unwrap().to_owned();
+        assert_eq!(made["sha256"].as_str().unwrap().len(), 64);
+        file.push_str(&format!(
+            "[[token]]\nname = \"{role}\"\nrole = \"{role}\"\nsha256 = {}\n",
+            made["sha256"]
+        ));
+        assert!(!file.contains(&token), "the file holds hashes only");
+        tokens.push(token);
+    }
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, file).unwrap();
+    (path, tokens.try_into().unwrap())
+}
+
+#[test]
+fn a_run_is_started_read_and_answered_over_http_once_per_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    assert!(
+        waymark(&store, &["load", artifacts::QUICKSTART])
+            .status
+            .success()
+    );
+    let (tokens, [read, operate, _admin]) = token_file(dir.path());
+    let (api, ready) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    assert!(
+        ready["token"].is_null(),
+        "no token is made when a file names them"
+    );
+
+    assert_eq!(api.call("GET", "/healthz", None, &[], None).0, 200);
+    assert_eq!(api.call("GET", "/readyz", None, &[], None).0, 200);
+
+    let start = json!({"workflow": "quickstart", "vars": {"customer": "c-1"}});
+    let key = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "order-17"),
+    ];
+    let body = start.to_string();
+    let (status, run) = api.call("POST", "/v1/runs", Some(&operate), &key, Some(&body));
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "waiting", "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    // The retried POST finds the same run and starts none.
+    let (status, again) = api.call("POST", "/v1/runs", Some(&operate), &key, Some(&body));
+    assert_eq!((status, &again["run_id"]), (200, &run["run_id"]), "{again}");
+    let listed = waymark(&store, &["--json", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.matches("\"run_id\"").count(), 1, "{listed}");
+
+    let (status, state) = api.get(&format!("/v1/runs/{run_id}"), &read);
+    assert_eq!((status, &state["status"]), (200, &json!("waiting")));
+    let wait_key = state["waiting"]["wait_key"].as_str().unwrap().to_owned();
+    let (status, page) = api.get(&format!("/v1/runs/{run_id}/ledger?from=1&limit=1"), &read);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["records"].as_array().unwrap().len(), 1);
+    assert_eq!(page["records"][0]["seq"], 1);
+
+    let respond = format!("/v1/runs/{run_id}/respond");
+    let answer = json!({"wait_key": wait_key, "payload": {"text": "yes"}});
+    let (status, answered) = api.post(&respond, &operate, &answer);
+    assert_eq!(status, 200, "{answered}");
+    // The answer is committed; the driver of the same process takes the run
+    // on from there.
+    assert_ne!(answered["status"], "waiting", "{answered}");
+    let done = api.wait_for(&run_id, &read, "completed");
+    assert_eq!(done["output"], json!({"answer": "yes"}));
+    // Answering again is a conflict: the run no longer waits.
+    let (status, problem) = api.post(&respond, &operate, &answer);
+    assert_eq!((status, &problem["code"]), (409, &json!("not_waiting")));
+}
+
+/// method, path, token, headers, body; the status and code it must get.
+type BadRequest<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a [(&'a str, &'a str)],
+    Option<String>,
+    u16,
+    &'a str,
+);
+
+#[test]
+fn bad_requests_get_their_status_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    assert!(
+        waymark(&store, &["load", artifacts::QUICKSTART])
+            .status
+            .success()
+    );
+    let (tokens, [read, operate, _admin]) = token_file(dir.path());
+    let (api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    let (_, run) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
+    let run_id = run["run_id"].as_str().unwrap().to_owned();
+    let snapshot = |api: &Api| {
+        (
+            api.get(&format!("/v1/runs/{run_id}"), &read).1,
+            api.get(&format!("/v1/runs/{run_id}/ledger?limit=1000"), &read)
+                .1,
+        )
+    };
+    let before = snapshot(&api);
+    let respond = format!("/v1/runs/{run_id}/respond");
+    let zero_page = format!("/v1/runs/{run_id}/ledger?limit=0");
+    let json_type = [("content-type", "application/json")];
+    let cases: Vec<BadRequest> = vec![
+        (
+            "POST",
+            "/v1/runs",
+            None,
+            &json_type,
+            Some("{}".into()),
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            Some("wm_wrong"),
+            &json_type,
+            Some("{}".into()),
+            401,
+            "unauthorized",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            Some(&read),
+            &json_type,
+            Some(r#"{"workflow": "quickstart"}"#.into()),
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            &respond,
+            Some(&operate),
+            &json_type,
+            Some("{not json".into()),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            &respond,
+            Some(&operate),
+            &json_type,
+            Some(r#"{"wait_key": 7, "payload": 1}"#.into()),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            &respond,
+            Some(&operate),
+            &[],
+            Some(r#"{"wait_key": "k", "payload": 1}"#.into()),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            &respond,
+            Some(&operate),
+            &json_type,
+            Some(r#"{"wait_key": "user:someone-else:1", "payload": {"text": "yes"}}"#.into()),
+            409,
+            "wrong_wait_key",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            Some(&operate),
+            &json_type,
+            Some(r#"{"workflow": "quickstart", "vars": [1]}"#.into()),
+            422,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            Some(&operate),
+            &json_type,
+            Some(r#"{"workflow": "nope"}"#.into()),
+            404,
+            "workflow_not_found",
+        ),
+        (
+            "GET",
+            "/v1/runs/..%2F..%2Fetc",
+            Some(&read),
+            &[],
+            None,
+            400,
+            "invalid_id",
+        ),
+        (
+            "GET",
+            "/v1/runs/00000000-0000-0000-0000-000000000000",
+            Some(&read),
+            &[],
+            None,
+            404,
+            "run_not_found",
+        ),
+        (
+            "GET",
+            &zero_page,
+            Some(&read),
+            &[],
+            None,
+            400,
+            "invalid_query",
+        ),
+        (
+            "GET",
+            "/v1/nothing",
+            Some(&read),
+            &[],
+            None,
+            404,
+            "not_found",
+        ),
+    ];
+    for (method, path, token, headers, body, status, code) in cases {
+        let (got, problem) = api.call(method, path, token, headers, body.as_deref());
+        assert_eq!(
+            (got, problem["code"].as_str().unwrap()),
+            (status, code),
+            "{method} {path}: {problem}"
+        );
+    }
+    // A body over the limit is refused by its length, before it is read
+    // (a client still sending it would see the connection close).
+    let (status, problem) = api.raw_post_of_length(&respond, &operate, 2 << 20);
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{problem}"
+    );
+    assert_eq!(snapshot(&api), before, "a refused request changed the run");
+    // A read token sees the run but its POSTs are refused.
+    let answer = json!({"wait_key": before.0["waiting"]["wait_key"], "payload": {"text": "no"}});
+    assert_eq!(api.post(&respond, &read, &answer).0, 403);
+    assert_eq!(snapshot(&api), before);
+}
+
+#[test]
+fn serve_makes_a_loopback_token_and_refuses_an_open_address_without_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let (api, ready) = Api::start(&store, &[]);
+    let token = ready["token"]
+        .as_str()
+        .expect("a generated token")
+        .to_owned();
+    assert_eq!(api.get("/readyz", &token).0, 200);
+    let (status, problem) = api.get("/v1/runs/00000000-0000-0000-0000-000000000000", &token);
+    assert_eq!((status, &problem["code"]), (404, &json!("run_not_found")));
+    drop(api);
+
+    let out = waymark(&store, &["serve", "--http", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
+}
