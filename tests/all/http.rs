@@ -22,7 +22,13 @@ struct Api {
 impl Api {
     /// `serve --http 127.0.0.1:0` on `store`, with `args` (e.g. `--tokens`).
     fn start(store: &Path, args: &[&str]) -> (Self, Value) {
+        Self::start_with_env(store, args, &[])
+    }
+
+    /// With environment variables (`WAYMARK_POLICY`...).
+    fn start_with_env(store: &Path, args: &[&str], env: &[(&str, &str)]) -> (Self, Value) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
+            .envs(env.iter().copied())
             .arg("--store")
             .arg(store)
             .args(["--json", "serve", "--http", "127.0.0.1:0"])
@@ -468,4 +474,164 @@ fn serve_makes_a_loopback_token_and_refuses_an_open_address_without_tokens() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
+}
+
+/// A store holding a bundle of the scripted guest and the test tool
+/// component, under a policy granting tool calls; returns the policy file.
+fn scripted_bundle_store(dir: &Path, store: &Path) -> std::path::PathBuf {
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[grants]\neffects = [\"ask_user\", \"wait_event\", \"tool_calls\"]\n\
+         [tools]\napproval = \"by_read_only\"\n",
+    )
+    .unwrap();
+    let pack = dir.join("ops.bundle.toml");
+    std::fs::write(
+        &pack,
+        format!(
+            "[bundle]\nid = \"ops\"\nversion = \"0.1.0\"\n\
+             [[workflows]]\nid = \"scripted\"\ncomponent = {:?}\n\
+             [workflows.capabilities]\neffects = [\"ask_user\", \"wait_event\", \"tool_calls\"]\n\
+             [[tools]]\ncomponent = {:?}\n",
+            artifacts::SCRIPTED,
+            artifacts::TOOLS
+        ),
+    )
+    .unwrap();
+    let wmb = dir.join("ops.wmb");
+    let policy_arg = policy.to_str().unwrap();
+    for args in [
+        vec![
+            "bundle",
+            "pack",
+            pack.to_str().unwrap(),
+            "--out",
+            wmb.to_str().unwrap(),
+        ],
+        vec!["load", wmb.to_str().unwrap()],
+    ] {
+        let mut all = vec!["--policy", policy_arg];
+        all.extend(args);
+        let out = waymark(store, &all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    policy
+}
+
+/// The scripted guest's vars: request `effect` into `result`, then
+/// complete with it.
+fn script(effect: Value) -> Value {
+    json!({"vars": {"script": [
+        {"op": "effect", "effect": effect, "result_key": "result"},
+        {"op": "complete_with_var", "path": "result"},
+    ]}, "workflow": "scripted"})
+}
+
+#[test]
+fn approvals_events_control_and_history_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = scripted_bundle_store(dir.path(), &store);
+    let (tokens, [read, operate, _admin]) = token_file(dir.path());
+    let args = ["--tokens", tokens.to_str().unwrap()];
+    let (api, _) = Api::start_with_env(
+        &store,
+        &args,
+        &[("WAYMARK_POLICY", policy.to_str().unwrap())],
+    );
+
+    // A tool call waiting for approval: refused on a wrong key, then denied.
+    let call = json!({"tool_calls": [
+        {"call_id": "r1", "name": "refund_order", "arguments": {"order_id": "A1", "amount": 5}},
+    ]});
+    let (status, run) = api.post("/v1/runs", &operate, &script(call));
+    assert_eq!(
+        (status, &run["waiting"]["reason"]),
+        (201, &json!("approval")),
+        "{run}"
+    );
+    let id = run["run_id"].as_str().unwrap().to_owned();
+    let key = run["waiting"]["wait_key"].clone();
+    let approve = format!("/v1/runs/{id}/approve");
+    let wrong = json!({"wait_key": "approval:other:1", "approve": true});
+    assert_eq!(
+        api.post(&approve, &operate, &wrong).1["code"],
+        "wrong_wait_key"
+    );
+    assert_eq!(api.post(&approve, &read, &wrong).0, 403);
+    let deny = json!({"wait_key": key, "approve": false, "reason": "not today"});
+    assert_eq!(api.post(&approve, &operate, &deny).0, 200);
+    let done = api.wait_for(&id, &read, "completed");
+    assert_eq!(done["output"][0]["error"]["code"], "denied", "{done}");
+    // Approving a run that waits for no approval is a conflict.
+    let (status, problem) = api.post(&approve, &operate, &deny);
+    assert_eq!((status, &problem["code"]), (409, &json!("not_an_approval")));
+
+    // An event reaches the run waiting for it in its session.
+    let (_, waiting) = api.post(
+        "/v1/runs",
+        &operate,
+        &script(json!({"wait_event": {"name": "go"}})),
+    );
+    let event_run = waiting["run_id"].as_str().unwrap().to_owned();
+    let emit = json!({"name": "go", "scope": format!("session:{event_run}"), "payload": {"n": 7}});
+    assert_eq!(api.post("/v1/events", &read, &emit).0, 403);
+    let bad_scope = json!({"name": "go", "scope": "galaxy"});
+    assert_eq!(
+        api.post("/v1/events", &operate, &bad_scope).1["code"],
+        "invalid_scope"
+    );
+    let (status, delivered) = api.post("/v1/events", &operate, &emit);
+    assert_eq!(
+        (status, &delivered["delivered"]),
+        (200, &json!([event_run]))
+    );
+    let done = api.wait_for(&event_run, &read, "completed");
+    assert_eq!(done["output"]["n"], 7, "{done}");
+
+    // Pause, resume, cancel (no body needed); the list filters by status.
+    let ask = json!({"ask_user": {"prompt": "go on?"}});
+    let (_, asked) = api.post("/v1/runs", &operate, &script(ask));
+    let control = asked["run_id"].as_str().unwrap().to_owned();
+    let post_empty =
+        |path: String, token: &str| api.call("POST", &path, Some(token), &[], Some(""));
+    assert_eq!(
+        post_empty(format!("/v1/runs/{control}/pause"), &read).0,
+        403
+    );
+    let (status, paused) = post_empty(format!("/v1/runs/{control}/pause"), &operate);
+    assert_eq!((status, &paused["paused"]), (200, &json!(true)), "{paused}");
+    let (_, resumed) = post_empty(format!("/v1/runs/{control}/resume"), &operate);
+    assert_eq!(resumed["status"], "waiting", "{resumed}");
+    assert_ne!(resumed["paused"], true, "{resumed}");
+    let cancel = json!({"reason": "changed my mind"});
+    let (_, cancelled) = api.post(&format!("/v1/runs/{control}/cancel"), &operate, &cancel);
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let (_, listed) = api.get("/v1/runs?status=cancelled", &read);
+    let ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [control.as_str()], "{listed}");
+    let (_, all) = api.get("/v1/runs?workflow=scripted&limit=2", &read);
+    assert_eq!(all["runs"].as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(
+        api.get("/v1/runs?status=asleep", &read).1["code"],
+        "invalid_query"
+    );
+
+    // The chain checks out; the export holds the run.
+    let (_, verified) = api.get(&format!("/v1/runs/{id}/verify"), &read);
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert!(verified["records"].as_u64().unwrap() >= 3, "{verified}");
+    let (_, exported) = api.get(&format!("/v1/runs/{id}/export"), &read);
+    assert_eq!(exported["root_run_id"], json!(id));
+    assert_eq!(exported["runs"][0]["verification"]["ok"], true);
 }

@@ -6,17 +6,25 @@
 //! | --- | --- | --- |
 //! | `GET /healthz`, `GET /readyz` | none | the process lives; the store answers |
 //! | `POST /v1/runs` | operate | start a run (`Idempotency-Key`: a retried POST starts one run) |
+//! | `GET /v1/runs?status=&workflow=&parent=&limit=` | read | the newest runs passing the filters |
 //! | `GET /v1/runs/{run_id}` | read | the run's state |
 //! | `GET /v1/runs/{run_id}/ledger?from=&limit=` | read | its ledger records from a sequence number |
+//! | `GET /v1/runs/{run_id}/verify`, `.../export` | read | its hash chain checked; its history document |
 //! | `POST /v1/runs/{run_id}/respond` | operate | answer its wait, with the wait key |
+//! | `POST /v1/runs/{run_id}/approve` | operate | decide the tool calls it waits for |
+//! | `POST /v1/runs/{run_id}/cancel`, `.../pause`, `.../resume` | operate | cancel, pause, end a pause |
+//! | `POST /v1/events` | operate | emit an event in a scope |
 //!
 //! Runtime calls block (SQLite, WebAssembly): handlers run them on tokio's
 //! blocking pool, never on the reactor.
 
 mod auth;
 mod body;
+mod control;
 mod error;
+mod events;
 mod health;
+mod history;
 mod runs;
 
 use std::sync::Arc;
@@ -44,10 +52,17 @@ pub struct ApiState {
 /// The API's routes on `state`.
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
-        .route("/runs", post(runs::start))
+        .route("/runs", post(runs::start).get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
         .route("/runs/{run_id}/ledger", get(runs::ledger))
-        .route("/runs/{run_id}/respond", post(runs::respond));
+        .route("/runs/{run_id}/verify", get(history::verify))
+        .route("/runs/{run_id}/export", get(history::export))
+        .route("/runs/{run_id}/respond", post(runs::respond))
+        .route("/runs/{run_id}/approve", post(control::approve))
+        .route("/runs/{run_id}/cancel", post(control::cancel))
+        .route("/runs/{run_id}/pause", post(control::pause))
+        .route("/runs/{run_id}/resume", post(control::resume))
+        .route("/events", post(events::emit));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

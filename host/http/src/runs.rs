@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use waymark_core::{RunState, StoreError};
+use waymark_core::{RunQuery, RunState, RunStatus, StoreError};
 use waymark_runtime::{Runtime, RuntimeError, StartOptions};
 
 use crate::auth::{Caller, Role};
@@ -17,6 +17,10 @@ use crate::{ApiError, ApiState};
 const LEDGER_PAGE: usize = 100;
 /// The most ledger records one request returns.
 const LEDGER_PAGE_MAX: usize = 1000;
+/// Runs one list request returns unless `limit` says fewer.
+const LIST_PAGE: usize = 50;
+/// The most runs one list request returns.
+const LIST_PAGE_MAX: usize = 1000;
 /// The longest `Idempotency-Key` accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -36,7 +40,7 @@ pub(crate) struct StartRequest {
 
 /// Runs `work` on the blocking pool: runtime calls touch the store and run
 /// guests.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &ApiState,
     work: impl FnOnce(&Runtime) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -46,7 +50,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
 }
 
-fn state_json(state: &RunState) -> Result<Value, ApiError> {
+pub(crate) fn state_json(state: &RunState) -> Result<Value, ApiError> {
     serde_json::to_value(state).map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -132,8 +136,67 @@ pub(crate) async fn start(
     .await
 }
 
+/// `?status=&workflow=&parent=&limit=` of the run list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only runs with this status (`waiting`, `completed`, ...).
+    #[serde(default)]
+    status: Option<String>,
+    /// Only runs of this workflow.
+    #[serde(default)]
+    workflow: Option<String>,
+    /// Only children of this run.
+    #[serde(default)]
+    parent: Option<String>,
+    /// At most this many, newest first (default 50, at most 1000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/runs`: the newest runs passing the filters.
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Read)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(LIST_PAGE);
+    if limit == 0 || limit > LIST_PAGE_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {LIST_PAGE_MAX}"),
+        ));
+    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("unknown status '{s}'"))
+            })
+        })
+        .transpose()?;
+    if let Some(parent) = &query.parent {
+        checked_run_id(parent)?;
+    }
+    let filter = RunQuery {
+        status,
+        workflow_id: query.workflow,
+        parent_run_id: query.parent,
+        limit: Some(limit),
+    };
+    blocking(&state, move |rt| {
+        let runs = rt.store().list_runs(&filter).map_err(RuntimeError::from)?;
+        let runs = serde_json::to_value(runs).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Json(json!({ "runs": runs })))
+    })
+    .await
+}
+
 /// Checks a run id from a path before it reaches the store.
-fn checked_run_id(run_id: &str) -> Result<(), ApiError> {
+pub(crate) fn checked_run_id(run_id: &str) -> Result<(), ApiError> {
     waymark_core::validate_id("run", run_id)
         .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
 }
