@@ -635,3 +635,157 @@ fn approvals_events_control_and_history_over_http() {
     assert_eq!(exported["root_run_id"], json!(id));
     assert_eq!(exported["runs"][0]["verification"]["ok"], true);
 }
+
+/// One Server-Sent Event: its id, name and data.
+#[derive(Debug)]
+struct SseEvent {
+    id: Option<String>,
+    event: String,
+    data: String,
+}
+
+/// Reads events from `reader` until `stop` says so (or the stream ends).
+fn read_events(
+    reader: &mut impl BufRead,
+    mut stop: impl FnMut(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
+    let mut events = Vec::new();
+    let (mut id, mut event, mut data) = (None, String::new(), String::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            return events;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            if event.is_empty() && data.is_empty() {
+                continue; // a keep-alive comment's end
+            }
+            let done = SseEvent {
+                id: id.take(),
+                event: std::mem::take(&mut event),
+                data: std::mem::take(&mut data),
+            };
+            let last = stop(&done);
+            events.push(done);
+            if last {
+                return events;
+            }
+        } else if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+}
+
+#[test]
+fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = scripted_bundle_store(dir.path(), &store);
+    let (tokens, [read, operate, _admin]) = token_file(dir.path());
+    let args = ["--tokens", tokens.to_str().unwrap()];
+    let (api, _) = Api::start_with_env(
+        &store,
+        &args,
+        &[("WAYMARK_POLICY", policy.to_str().unwrap())],
+    );
+    let steps: Vec<Value> = (0..5)
+        .map(|i| json!({"op": "set", "path": format!("v{i}"), "value": i}))
+        .chain([
+            json!({"op": "effect", "effect": {"ask_user": {"prompt": "go?"}}, "result_key": "a"}),
+        ])
+        .chain((5..10).map(|i| json!({"op": "set", "path": format!("v{i}"), "value": i})))
+        .chain([json!({"op": "complete", "output": "done"})])
+        .collect();
+    let start = json!({"workflow": "scripted", "vars": {"script": steps}});
+    let (_, run) = api.post("/v1/runs", &operate, &start);
+    assert_eq!(run["status"], "waiting", "{run}");
+    let id = run["run_id"].as_str().unwrap().to_owned();
+    let url = format!("{}/v1/runs/{id}/stream", api.base);
+    let open = |last: Option<&str>| {
+        let mut request = api
+            .agent
+            .get(&url)
+            .header("authorization", &format!("Bearer {read}"));
+        if let Some(last) = last {
+            request = request.header("last-event-id", last);
+        }
+        let response = request.call().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let kind = response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(kind.starts_with("text/event-stream"), "{kind}");
+        BufReader::new(response.into_body().into_reader())
+    };
+
+    // The first connection reads the records so far, then drops mid-run.
+    let waiting_len = run["ledger"]["next_seq"].as_u64().unwrap();
+    let mut first = open(None);
+    let before = read_events(&mut first, |e| {
+        e.id.as_deref() == Some(&(waiting_len - 1).to_string())
+    });
+    drop(first);
+    let last_seen = before.last().unwrap().id.clone().unwrap();
+
+    // The run moves on while nobody listens.
+    let answer = json!({"wait_key": run["waiting"]["wait_key"], "payload": "yes"});
+    assert_eq!(
+        api.post(&format!("/v1/runs/{id}/respond"), &operate, &answer)
+            .0,
+        200
+    );
+
+    // The second connection picks up after the last record seen, to the end.
+    let mut second = open(Some(&last_seen));
+    let after = read_events(&mut second, |e| e.event == "end");
+    let end = after.last().unwrap();
+    assert_eq!(end.event, "end");
+    assert_eq!(
+        serde_json::from_str::<Value>(&end.data).unwrap()["status"],
+        "completed"
+    );
+
+    let seqs: Vec<u64> = before
+        .iter()
+        .chain(&after)
+        .filter(|e| e.event == "record")
+        .map(|e| {
+            let record: Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(
+                Some(record["seq"].to_string()),
+                e.id,
+                "the event id is the seq"
+            );
+            record["seq"].as_u64().unwrap()
+        })
+        .collect();
+    let (_, ledger) = api.get(&format!("/v1/runs/{id}/ledger?limit=1000"), &read);
+    let stored: Vec<u64> = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert!(stored.len() > 10, "{ledger}");
+    assert_eq!(seqs, stored, "every record once, in order");
+
+    // A malformed Last-Event-ID is refused.
+    let bad = api
+        .agent
+        .get(&url)
+        .header("authorization", &format!("Bearer {read}"))
+        .header("last-event-id", "seven")
+        .call()
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+}

@@ -130,6 +130,30 @@ pub fn appends_continue_the_chain(store: &dyn Store) {
     assert_eq!(store.load_run("r1").unwrap(), run);
 }
 
+/// A ledger page is the slice of the ledger from its sequence number, at
+/// most its limit long; a page past the end is empty; an unknown run is
+/// `RunNotFound`.
+pub fn ledger_pages_are_slices_of_the_ledger(store: &dyn Store) {
+    let mut run = create(store, "r1");
+    for i in 0..6 {
+        run.steps += 1;
+        let rec = step_record(&mut run, &format!("n{i}"));
+        store.commit(&Commit::update(&run, vec![rec])).unwrap();
+    }
+    let all = store.ledger("r1").unwrap();
+    assert_eq!(all.len(), 7);
+    for (from, limit) in [(0, 7), (0, 3), (2, 2), (5, 10), (7, 1), (u64::MAX, 5)] {
+        let page = store.ledger_page("r1", from, limit).unwrap();
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+        let expected = &all[start..(start.saturating_add(limit)).min(all.len())];
+        assert_eq!(page, expected, "from {from}, limit {limit}");
+    }
+    assert!(matches!(
+        store.ledger_page("nobody", 0, 5),
+        Err(StoreError::RunNotFound(_))
+    ));
+}
+
 /// A commit made from a run state loaded before another commit is a
 /// `LedgerConflict` and leaves the newer state.
 pub fn stale_append_is_a_conflict(store: &dyn Store) {
@@ -736,6 +760,7 @@ macro_rules! conformance_tests {
             create_twice_is_refused,
             update_of_unknown_run_is_refused,
             appends_continue_the_chain,
+            ledger_pages_are_slices_of_the_ledger,
             stale_append_is_a_conflict,
             multi_run_commit_is_atomic,
             list_runs_filters_newest_first,

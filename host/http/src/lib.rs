@@ -9,6 +9,7 @@
 //! | `GET /v1/runs?status=&workflow=&parent=&limit=` | read | the newest runs passing the filters |
 //! | `GET /v1/runs/{run_id}` | read | the run's state |
 //! | `GET /v1/runs/{run_id}/ledger?from=&limit=` | read | its ledger records from a sequence number |
+//! | `GET /v1/runs/{run_id}/stream` | read | its ledger records as Server-Sent Events, resumable with `Last-Event-ID` |
 //! | `GET /v1/runs/{run_id}/verify`, `.../export` | read | its hash chain checked; its history document |
 //! | `POST /v1/runs/{run_id}/respond` | operate | answer its wait, with the wait key |
 //! | `POST /v1/runs/{run_id}/approve` | operate | decide the tool calls it waits for |
@@ -26,6 +27,7 @@ mod events;
 mod health;
 mod history;
 mod runs;
+mod stream;
 
 use std::sync::Arc;
 
@@ -55,6 +57,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs", post(runs::start).get(runs::list))
         .route("/runs/{run_id}", get(runs::get))
         .route("/runs/{run_id}/ledger", get(runs::ledger))
+        .route("/runs/{run_id}/stream", get(stream::stream))
         .route("/runs/{run_id}/verify", get(history::verify))
         .route("/runs/{run_id}/export", get(history::export))
         .route("/runs/{run_id}/respond", post(runs::respond))

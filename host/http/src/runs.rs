@@ -246,12 +246,8 @@ pub(crate) async fn ledger(
         ));
     }
     blocking(&state, move |rt| {
-        let records = rt.ledger(&run_id)?;
-        let page: Vec<_> = records
-            .into_iter()
-            .filter(|r| r.seq >= query.from)
-            .take(limit + 1)
-            .collect();
+        // One record more than asked tells whether there is a next page.
+        let page = rt.ledger_page(&run_id, query.from, limit + 1)?;
         let next = page.get(limit).map(|r| r.seq);
         let page = &page[..page.len().min(limit)];
         let records = serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?;

@@ -371,6 +371,12 @@ impl Runtime {
         Ok(run)
     }
 
+    /// At most `limit` of the run's ledger records from sequence number
+    /// `from` on, as stored.
+    pub fn ledger_page(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<StepRecord>> {
+        Ok(self.store.ledger_page(run_id, from, limit)?)
+    }
+
     /// The run's ledger as stored (offloaded values appear as
     /// `{"$artifact": id}`).
     pub fn ledger(&self, run_id: &str) -> Result<Vec<StepRecord>> {

@@ -30,6 +30,38 @@ impl LedgerStore for SqliteStore {
         tx.commit().map_err(|e| self.err(op, e))?;
         Ok(records)
     }
+
+    fn ledger_page(
+        &self,
+        run_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StepRecord>, StoreError> {
+        validate_id("run", run_id)?;
+        let op = "reading a ledger page";
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(op, e))?;
+        if ledger_len(&tx, run_id)
+            .map_err(|e| self.err(op, e))?
+            .is_none()
+        {
+            return Err(StoreError::RunNotFound(run_id.to_owned()));
+        }
+        // SQLite integers are i64: a `from` beyond them matches nothing.
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let records = tx
+            .prepare_cached(
+                "SELECT record FROM ledger WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            )
+            .and_then(|mut st| {
+                st.query_map(rusqlite::params![run_id, from, limit], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(|e| self.err(op, e))?;
+        tx.commit().map_err(|e| self.err(op, e))?;
+        parse_records(run_id, &records)
+    }
 }
 
 impl EffectLog for SqliteStore {

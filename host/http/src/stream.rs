@@ -1,0 +1,137 @@
+//! `GET /v1/runs/{run_id}/stream`: a run's ledger records as Server-Sent
+//! Events, each with its sequence number as the event id. A client that
+//! reconnects with `Last-Event-ID: N` gets the records after N, so across
+//! reconnects every record arrives once, in order. Records come from the
+//! store (polled every [`POLL`] while nothing is new), so runs moved by any
+//! process show; when the run has ended and every record was sent, an `end`
+//! event with its status closes the stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use waymark_core::StepRecord;
+
+use crate::auth::{Caller, Role};
+use crate::body::PathParams;
+use crate::runs::{blocking, checked_run_id};
+use crate::{ApiError, ApiState};
+
+/// How long the stream waits before looking at the store again when
+/// nothing was new.
+const POLL: Duration = Duration::from_millis(100);
+/// Records read from the store at once.
+const BATCH: usize = 256;
+
+/// `?from=N`: the first sequence number wanted (default 0; a
+/// `Last-Event-ID` header wins).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamQuery {
+    #[serde(default)]
+    from: u64,
+}
+
+/// Where a stream is.
+struct Cursor {
+    state: ApiState,
+    run_id: String,
+    next: u64,
+    pending: VecDeque<StepRecord>,
+    ended: bool,
+}
+
+/// The stream of the run's records from the cursor on.
+pub(crate) async fn stream(
+    State(state): State<ApiState>,
+    caller: Caller,
+    PathParams(run_id): PathParams<String>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require(Role::Read)?;
+    checked_run_id(&run_id)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let next = match headers.get("last-event-id") {
+        None => query.from,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|seen| seen.saturating_add(1))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be a sequence number",
+                )
+            })?,
+    };
+    // The run must exist before the stream opens (404 otherwise).
+    let id = run_id.clone();
+    blocking(&state, move |rt| Ok(rt.get_state(&id)?)).await?;
+    let cursor = Cursor {
+        state,
+        run_id,
+        next,
+        pending: VecDeque::new(),
+        ended: false,
+    };
+    let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
+        next_event(&mut cursor)
+            .await
+            .map(|event| (Ok(event), cursor))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The next event of the stream, or `None` once it has ended.
+async fn next_event(cursor: &mut Cursor) -> Option<Event> {
+    loop {
+        if cursor.ended {
+            return None;
+        }
+        if let Some(record) = cursor.pending.pop_front() {
+            cursor.next = record.seq.saturating_add(1);
+            let data = serde_json::to_string(&record).unwrap_or_else(|_| "null".into());
+            return Some(
+                Event::default()
+                    .id(record.seq.to_string())
+                    .event("record")
+                    .data(data),
+            );
+        }
+        let (run_id, from) = (cursor.run_id.clone(), cursor.next);
+        let read = blocking(&cursor.state, move |rt| {
+            let page = rt.ledger_page(&run_id, from, BATCH)?;
+            // Read after the page: a run that ended before it was read has
+            // all its records in the page or before it.
+            let status = if page.is_empty() {
+                Some(rt.get_state(&run_id)?.status)
+            } else {
+                None
+            };
+            Ok((page, status))
+        })
+        .await;
+        match read {
+            Ok((page, _)) if !page.is_empty() => cursor.pending.extend(page),
+            Ok((_, Some(status))) if status.is_terminal() => {
+                cursor.ended = true;
+                let data = json!({"status": status}).to_string();
+                return Some(Event::default().event("end").data(data));
+            }
+            Ok(_) => tokio::time::sleep(POLL).await,
+            Err(e) => {
+                cursor.ended = true;
+                let data = json!({"code": e.code, "detail": e.detail}).to_string();
+                return Some(Event::default().event("error").data(data));
+            }
+        }
+    }
+}
