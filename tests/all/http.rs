@@ -789,3 +789,96 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
 }
+
+#[test]
+fn the_catalog_lists_workflows_and_tools_and_an_admin_loads_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = scripted_bundle_store(dir.path(), &store);
+    let (tokens, [read, operate, admin]) = token_file(dir.path());
+    let args = ["--tokens", tokens.to_str().unwrap()];
+    let env = [("WAYMARK_POLICY", policy.to_str().unwrap())];
+    let (api, _) = Api::start_with_env(&store, &args, &env);
+
+    let (_, listed) = api.get("/v1/workflows", &read);
+    assert_eq!(
+        listed["workflows"][0]["workflow_id"], "scripted",
+        "{listed}"
+    );
+    assert_eq!(listed["workflows"][0]["bundle"], "ops@0.1.0", "{listed}");
+    let (_, tools) = api.get("/v1/tools", &read);
+    let refund = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "refund_order")
+        .cloned()
+        .unwrap_or_else(|| panic!("{tools}"));
+    assert_eq!(
+        (&refund["read_only"], &refund["approval"]),
+        (&json!(false), &json!("required"))
+    );
+
+    // Loading needs the admin role, octets, and a bundle that verifies.
+    let quickstart_pack = dir.path().join("qs.bundle.toml");
+    std::fs::write(
+        &quickstart_pack,
+        format!(
+            "[bundle]\nid = \"qs\"\nversion = \"0.2.0\"\n[[workflows]]\nid = \"quickstart\"\n\
+             component = {:?}\n[workflows.capabilities]\neffects = [\"ask_user\"]\n",
+            artifacts::QUICKSTART
+        ),
+    )
+    .unwrap();
+    let wmb = dir.path().join("qs.wmb");
+    let packed = waymark(
+        &store,
+        &[
+            "bundle",
+            "pack",
+            quickstart_pack.to_str().unwrap(),
+            "--out",
+            wmb.to_str().unwrap(),
+        ],
+    );
+    assert!(packed.status.success());
+    let bytes = std::fs::read(&wmb).unwrap();
+    let upload = |token: &str, kind: &str, body: &[u8]| {
+        let mut response = api
+            .agent
+            .post(&format!("{}/v1/bundles", api.base))
+            .header("authorization", &format!("Bearer {token}"))
+            .header("content-type", kind)
+            .send(body)
+            .unwrap();
+        let status = response.status().as_u16();
+        let value: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap())
+            .unwrap_or(Value::Null);
+        (status, value)
+    };
+    let octets = "application/octet-stream";
+    assert_eq!(upload(&read, octets, &bytes).0, 403);
+    assert_eq!(upload(&operate, octets, &bytes).0, 403);
+    assert_eq!(upload(&admin, "application/json", &bytes).0, 415);
+    let mut corrupt = bytes.clone();
+    let middle = corrupt.len() / 2;
+    corrupt[middle] ^= 0xff;
+    let (status, problem) = upload(&admin, octets, &corrupt);
+    assert_eq!(
+        (status, &problem["code"]),
+        (422, &json!("invalid_bundle")),
+        "{problem}"
+    );
+    assert_eq!(
+        api.get("/v1/workflows", &read).1,
+        listed,
+        "a refused upload changed the catalog"
+    );
+    let (status, loaded) = upload(&admin, octets, &bytes);
+    assert_eq!(status, 201, "{loaded}");
+    assert_eq!(loaded["workflows"][0]["workflow_id"], "quickstart");
+
+    // What was loaded runs at once.
+    let (status, run) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
+    assert_eq!((status, &run["status"]), (201, &json!("waiting")), "{run}");
+}

@@ -64,7 +64,11 @@ impl ServeArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
         let label = g.location()?.to_string();
         let host = g.open_host(true)?;
-        serve(Arc::new(host.runtime), &label, self, g.json)
+        let catalog = waymark_http::CatalogAccess {
+            catalog: host.catalog,
+            tools: host.tools,
+        };
+        serve(Arc::new(host.runtime), catalog, &label, self, g.json)
     }
 
     fn config(&self) -> Result<DriverConfig> {
@@ -112,7 +116,13 @@ impl ServeArgs {
 /// gracefully (turns in progress end after their current step) and prints
 /// its counters. A second signal during the stop exits at once (130), which
 /// loses nothing either: every step is its own commit.
-fn serve(runtime: Arc<Runtime>, store: &str, args: &ServeArgs, json: bool) -> Result<i32> {
+fn serve(
+    runtime: Arc<Runtime>,
+    catalog: waymark_http::CatalogAccess,
+    store: &str,
+    args: &ServeArgs,
+    json: bool,
+) -> Result<i32> {
     let config = args.config()?;
     let tokens = match args.http {
         Some(addr) => Some(http_tokens(addr, args.tokens.as_deref())?),
@@ -128,6 +138,7 @@ fn serve(runtime: Arc<Runtime>, store: &str, args: &ServeArgs, json: bool) -> Re
             addr,
             tokens,
             shown,
+            catalog,
         }),
         _ => None,
     };
@@ -140,6 +151,8 @@ struct HttpPlan {
     tokens: waymark_http::TokenSet,
     /// A token made for this process, to print once.
     shown: Option<String>,
+    /// The host's catalog, for the catalog endpoints.
+    catalog: waymark_http::CatalogAccess,
 }
 
 /// The API's tokens: the file's, or on a loopback address without one, a
@@ -261,6 +274,7 @@ async fn start_http(runtime: Arc<Runtime>, plan: HttpPlan) -> Result<RunningApi>
     let state = waymark_http::ApiState {
         runtime,
         tokens: Arc::new(plan.tokens),
+        catalog: Some(plan.catalog),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(waymark_http::serve(listener, state, async move {

@@ -15,12 +15,15 @@
 //! | `POST /v1/runs/{run_id}/approve` | operate | decide the tool calls it waits for |
 //! | `POST /v1/runs/{run_id}/cancel`, `.../pause`, `.../resume` | operate | cancel, pause, end a pause |
 //! | `POST /v1/events` | operate | emit an event in a scope |
+//! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs |
+//! | `POST /v1/bundles` | admin | load a `.wmb` bundle, verified as `waymark load` does |
 //!
 //! Runtime calls block (SQLite, WebAssembly): handlers run them on tokio's
 //! blocking pool, never on the reactor.
 
 mod auth;
 mod body;
+mod catalog;
 mod control;
 mod error;
 mod events;
@@ -42,6 +45,10 @@ pub use error::ApiError;
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The largest bundle upload accepted, in bytes: it is held in memory
+/// while it is verified (`waymark load` takes larger bundles from disk).
+pub const MAX_BUNDLE_BYTES: usize = 256 * 1024 * 1024;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
@@ -49,6 +56,17 @@ pub struct ApiState {
     pub runtime: Arc<Runtime>,
     /// The tokens allowed in, with their roles.
     pub tokens: Arc<TokenSet>,
+    /// The host's component catalog and tools, for the catalog endpoints.
+    pub catalog: Option<CatalogAccess>,
+}
+
+/// The catalog a host loads workflows and tools from.
+#[derive(Clone)]
+pub struct CatalogAccess {
+    /// The components beside the store.
+    pub catalog: Arc<waymark_host::Catalog>,
+    /// The tools its bundles offer.
+    pub tools: Arc<waymark_host::CatalogTools>,
 }
 
 /// The API's routes on `state`.
@@ -65,7 +83,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs/{run_id}/cancel", post(control::cancel))
         .route("/runs/{run_id}/pause", post(control::pause))
         .route("/runs/{run_id}/resume", post(control::resume))
-        .route("/events", post(events::emit));
+        .route("/events", post(events::emit))
+        .route("/workflows", get(catalog::workflows))
+        .route("/tools", get(catalog::tools))
+        .route(
+            "/bundles",
+            post(catalog::load_bundle).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        );
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -1,0 +1,121 @@
+//! What the host runs: its workflows and tools, and loading a bundle.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::runs::blocking;
+use crate::{ApiError, ApiState};
+
+/// The catalog of a host, or 503 for an API without one.
+fn catalog(state: &ApiState) -> Result<&crate::CatalogAccess, ApiError> {
+    state.catalog.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_catalog",
+            "this API serves no component catalog",
+        )
+    })
+}
+
+/// `GET /v1/workflows`: the current version of each loaded workflow.
+pub(crate) async fn workflows(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Read)?;
+    let catalog = catalog(&state)?.catalog.clone();
+    blocking(&state, move |_| {
+        let entries = catalog
+            .entries()
+            .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
+        let workflows: Vec<Value> = entries
+            .into_iter()
+            .map(|(id, e)| {
+                json!({"workflow_id": id, "version": e.version, "digest": e.digest,
+                       "bundle": e.bundle, "source": e.source})
+            })
+            .collect();
+        Ok(Json(json!({ "workflows": workflows })))
+    })
+    .await
+}
+
+/// `GET /v1/tools`: every tool the loaded bundles offer, with the approval
+/// the policy gives its calls.
+pub(crate) async fn tools(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Read)?;
+    let tools = catalog(&state)?.tools.clone();
+    blocking(&state, move |_| {
+        let rows = tools
+            .list()
+            .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
+        let tools: Vec<Value> = rows
+            .into_iter()
+            .map(|t| {
+                json!({"name": t.name, "description": t.description, "read_only": t.read_only,
+                       "approval": format!("{:?}", t.approval).to_lowercase(),
+                       "bundle": t.bundle, "bundle_version": t.bundle_version})
+            })
+            .collect();
+        Ok(Json(json!({ "tools": tools })))
+    })
+    .await
+}
+
+/// `POST /v1/bundles`: a `.wmb` archive as the body
+/// (`application/octet-stream`), verified exactly as `waymark load` does
+/// and loaded: its workflows are the current ones of their ids from then
+/// on. 201 with what was loaded; 422 `invalid_bundle` with why not.
+pub(crate) async fn load_bundle(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Role::Admin)?;
+    let octets = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    if !octets {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the .wmb archive as application/octet-stream",
+        ));
+    }
+    let access = catalog(&state)?;
+    let catalog = access.catalog.clone();
+    tracing::info!(caller = %caller.name, bytes = body.len(), "load bundle");
+    blocking(&state, move |rt| {
+        let invalid = |detail: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", detail)
+        };
+        let bundle = waymark_bundle::Bundle::from_tar_bytes(&body)
+            .map_err(|e| invalid(waymark_runtime::error_text(&e)))?;
+        let loaded = catalog
+            .add_bundle(&bundle)
+            .map_err(|e| invalid(waymark_runtime::error_text(&e)))?;
+        let mut workflows = Vec::new();
+        for wf in loaded.workflows {
+            let info = wf.workflow.info().clone();
+            workflows.push(
+                json!({"workflow_id": info.workflow_id, "version": info.version,
+                                  "digest": wf.workflow.digest()}),
+            );
+            rt.register(wf.workflow)?;
+        }
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"bundle": loaded.id, "version": loaded.version,
+                        "digest": loaded.digest, "workflows": workflows})),
+        ))
+    })
+    .await
+}
