@@ -15,6 +15,8 @@ use waymark_guest_artifacts as artifacts;
 /// A `serve --http` process and a client of it.
 struct Api {
     child: Child,
+    /// Kept open: `serve` prints its counters there when it stops.
+    _stdout: BufReader<std::process::ChildStdout>,
     base: String,
     agent: ureq::Agent,
 }
@@ -38,9 +40,8 @@ impl Api {
             .spawn()
             .expect("waymark serve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let ready: Value = serde_json::from_str(&line).expect("a JSON ready line");
         let base = ready["http"]
             .as_str()
@@ -52,7 +53,15 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
-        (Self { child, base, agent }, ready)
+        (
+            Self {
+                child,
+                _stdout: stdout,
+                base,
+                agent,
+            },
+            ready,
+        )
     }
 
     /// `method path` with `token` and `body` (raw text): status and the
@@ -881,4 +890,114 @@ fn the_catalog_lists_workflows_and_tools_and_an_admin_loads_a_bundle() {
     // What was loaded runs at once.
     let (status, run) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
     assert_eq!((status, &run["status"]), (201, &json!("waiting")), "{run}");
+}
+
+#[test]
+fn sigterm_with_requests_in_flight_loses_no_acknowledged_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    assert!(
+        waymark(&store, &["load", artifacts::QUICKSTART])
+            .status
+            .success()
+    );
+    let (tokens, [read, operate, _admin]) = token_file(dir.path());
+    let (mut api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    // A live stream of a waiting run stays open until the server stops.
+    let (_, waiting) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
+    let stream = api
+        .agent
+        .get(&format!(
+            "{}/v1/runs/{}/stream",
+            api.base,
+            waiting["run_id"].as_str().unwrap()
+        ))
+        .header("authorization", &format!("Bearer {read}"))
+        .call()
+        .unwrap();
+    let listener = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream.into_body().into_reader());
+        read_events(&mut reader, |_| false)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (agent, base, token, stop) = (
+                api.agent.clone(),
+                api.base.clone(),
+                operate.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let mut refused = 0;
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) && refused > 0 {
+                        break;
+                    }
+                    let key = format!("client-{c}-{i}");
+                    let sent = agent
+                        .post(&format!("{base}/v1/runs"))
+                        .header("authorization", &format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .header("idempotency-key", &key)
+                        .send(r#"{"workflow": "quickstart"}"#);
+                    match sent {
+                        Ok(mut response) => {
+                            let status = response.status().as_u16();
+                            let body = response.body_mut().read_to_string().unwrap_or_default();
+                            // Every answer is a whole one: a started run or
+                            // a clean refusal while stopping.
+                            assert!(status == 201 || status == 503, "{status} {body}");
+                            if status == 201 {
+                                let run: Value = serde_json::from_str(&body).unwrap();
+                                acknowledged.push(run["run_id"].as_str().unwrap().to_owned());
+                            }
+                        }
+                        // Connections refused or closed once it stops.
+                        Err(_) => refused += 1,
+                    }
+                    if refused > 20 {
+                        break;
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    crate::serve::signal(&api.child, "-TERM");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = api.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "serve exited with {status}");
+    // The stream ended with the server, after the records of the wait.
+    let streamed = listener.join().unwrap();
+    assert!(streamed.iter().all(|e| e.event == "record"), "{streamed:?}");
+    assert_eq!(streamed.len(), 2, "{streamed:?}");
+    let acknowledged: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("a client thread panicked"))
+        .collect();
+    assert!(
+        acknowledged.len() >= 8,
+        "too few requests ran: {}",
+        acknowledged.len()
+    );
+    // Every run the API said it started is in the store, waiting.
+    for id in &acknowledged {
+        let out = waymark(&store, &["--json", "status", id]);
+        let state: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{id}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(state["status"], "waiting", "{id}: {state}");
+    }
 }

@@ -82,7 +82,7 @@ fn next_line(lines: &Receiver<String>, what: &str) -> String {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     // Through `kill` so this crate stays free of `unsafe`.
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])

@@ -271,11 +271,7 @@ async fn start_http(runtime: Arc<Runtime>, plan: HttpPlan) -> Result<RunningApi>
         .await
         .with_context(|| format!("cannot listen on {}", plan.addr))?;
     let addr = listener.local_addr()?;
-    let state = waymark_http::ApiState {
-        runtime,
-        tokens: Arc::new(plan.tokens),
-        catalog: Some(plan.catalog),
-    };
+    let state = waymark_http::ApiState::new(runtime, plan.tokens, Some(plan.catalog));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(waymark_http::serve(listener, state, async move {
         let _ = stopped.await;

@@ -58,6 +58,30 @@ pub struct ApiState {
     pub tokens: Arc<TokenSet>,
     /// The host's component catalog and tools, for the catalog endpoints.
     pub catalog: Option<CatalogAccess>,
+    /// Turns true when the server stops: live streams end then, so the
+    /// graceful stop does not wait on them (clients reconnect elsewhere
+    /// with `Last-Event-ID`).
+    stopping: tokio::sync::watch::Receiver<bool>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl ApiState {
+    /// The state of an API on `runtime`, letting in `tokens`.
+    pub fn new(runtime: Arc<Runtime>, tokens: TokenSet, catalog: Option<CatalogAccess>) -> Self {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        Self {
+            runtime,
+            tokens: Arc::new(tokens),
+            catalog,
+            stopping,
+            stop: Arc::new(stop),
+        }
+    }
+
+    /// A receiver that sees the server stop.
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.clone()
+    }
 }
 
 /// The catalog a host loads workflows and tools from.
@@ -99,14 +123,18 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets the
-/// requests in flight finish.
+/// Serves the API on `listener` until `shutdown` resolves, then ends the
+/// live streams and lets the requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let stop = state.stop.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
         .await
 }

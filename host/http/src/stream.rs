@@ -4,7 +4,9 @@
 //! reconnects every record arrives once, in order. Records come from the
 //! store (polled every [`POLL`] while nothing is new), so runs moved by any
 //! process show; when the run has ended and every record was sent, an `end`
-//! event with its status closes the stream.
+//! event with its status closes the stream. A stopping server ends its
+//! streams without an `end` event: the client reconnects with
+//! `Last-Event-ID`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -41,6 +43,7 @@ pub(crate) struct StreamQuery {
 /// Where a stream is.
 struct Cursor {
     state: ApiState,
+    stopping: tokio::sync::watch::Receiver<bool>,
     run_id: String,
     next: u64,
     pending: VecDeque<StepRecord>,
@@ -76,6 +79,7 @@ pub(crate) async fn stream(
     let id = run_id.clone();
     blocking(&state, move |rt| Ok(rt.get_state(&id)?)).await?;
     let cursor = Cursor {
+        stopping: state.stopping(),
         state,
         run_id,
         next,
@@ -93,7 +97,7 @@ pub(crate) async fn stream(
 /// The next event of the stream, or `None` once it has ended.
 async fn next_event(cursor: &mut Cursor) -> Option<Event> {
     loop {
-        if cursor.ended {
+        if cursor.ended || *cursor.stopping.borrow() {
             return None;
         }
         if let Some(record) = cursor.pending.pop_front() {
@@ -126,7 +130,13 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
                 let data = json!({"status": status}).to_string();
                 return Some(Event::default().event("end").data(data));
             }
-            Ok(_) => tokio::time::sleep(POLL).await,
+            Ok(_) => {
+                // The server stopping ends the stream at once.
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    _ = cursor.stopping.changed() => {}
+                }
+            }
             Err(e) => {
                 cursor.ended = true;
                 let data = json!({"code": e.code, "detail": e.detail}).to_string();
