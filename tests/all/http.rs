@@ -1001,3 +1001,40 @@ fn sigterm_with_requests_in_flight_loses_no_acknowledged_start() {
         assert_eq!(state["status"], "waiting", "{id}: {state}");
     }
 }
+
+#[test]
+fn the_openapi_document_lists_every_route_the_server_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let (api, _) = Api::start(&store, &[]);
+    let (status, doc) = api.call("GET", "/v1/openapi.json", None, &[], None);
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().unwrap() {
+            operations += 1;
+            let concrete = path.replace("{run_id}", "00000000-0000-0000-0000-000000000000");
+            let method = method.to_ascii_uppercase();
+            let body = (method == "POST").then_some("{}");
+            let (status, answer) = api.call(&method, &concrete, None, &[], body);
+            // Every documented operation is routed: it answers, at least
+            // to ask for a token (never 404 / 405 for a missing route).
+            let public = operation.get("security").is_none();
+            let expected = if public { 200 } else { 401 };
+            assert_eq!(status, expected, "{method} {path}: {answer}");
+            assert!(operation["responses"].is_object(), "{method} {path}");
+        }
+    }
+    assert_eq!(
+        operations,
+        18,
+        "{}",
+        serde_json::to_string_pretty(&doc["paths"]).unwrap()
+    );
+}

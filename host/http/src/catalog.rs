@@ -22,6 +22,12 @@ fn catalog(state: &ApiState) -> Result<&crate::CatalogAccess, ApiError> {
 }
 
 /// `GET /v1/workflows`: the current version of each loaded workflow.
+#[utoipa::path(get, path = "/v1/workflows", tag = "catalog",
+    responses(
+        (status = 200, description = "`{\"workflows\": [...]}`", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn workflows(
     State(state): State<ApiState>,
     caller: Caller,
@@ -46,6 +52,12 @@ pub(crate) async fn workflows(
 
 /// `GET /v1/tools`: every tool the loaded bundles offer, with the approval
 /// the policy gives its calls.
+#[utoipa::path(get, path = "/v1/tools", tag = "catalog",
+    responses(
+        (status = 200, description = "`{\"tools\": [...]}`", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn tools(
     State(state): State<ApiState>,
     caller: Caller,
@@ -73,6 +85,14 @@ pub(crate) async fn tools(
 /// (`application/octet-stream`), verified exactly as `waymark load` does
 /// and loaded: its workflows are the current ones of their ids from then
 /// on. 201 with what was loaded; 422 `invalid_bundle` with why not.
+#[utoipa::path(post, path = "/v1/bundles", tag = "catalog",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+                 description = "A .wmb archive"),
+    responses(
+        (status = 201, description = "Loaded: the bundle and its workflows", body = Object),
+        (status = "4XX", description = "Refused; nothing changed", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn load_bundle(
     State(state): State<ApiState>,
     caller: Caller,

@@ -15,7 +15,7 @@ use crate::{ApiError, ApiState};
 
 /// `POST /v1/runs/{run_id}/approve`: a decision on the tool calls the run
 /// waits for.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ApproveRequest {
     /// The key of the approval wait.
@@ -31,6 +31,14 @@ pub(crate) struct ApproveRequest {
 }
 
 /// Decides the run's approval wait; its state after the decision.
+#[utoipa::path(post, path = "/v1/runs/{run_id}/approve", tag = "waits",
+    params(("run_id" = String, Path, description = "The run's id")),
+    request_body = ApproveRequest,
+    responses(
+        (status = 200, description = "Decided; the run's state after", body = Object),
+        (status = "4XX", description = "Refused; nothing changed", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn approve(
     State(state): State<ApiState>,
     caller: Caller,
@@ -79,7 +87,7 @@ fn waymark_tools_decision(
 }
 
 /// The body of cancel and pause.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReasonRequest {
     /// Why, recorded in the ledger.
@@ -89,6 +97,14 @@ pub(crate) struct ReasonRequest {
 
 /// `POST /v1/runs/{run_id}/cancel`: cancels the run and its unfinished
 /// descendants.
+#[utoipa::path(post, path = "/v1/runs/{run_id}/cancel", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id")),
+    request_body(content = Option<ReasonRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "Cancelled; the run's state", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
@@ -107,6 +123,14 @@ pub(crate) async fn cancel(
 }
 
 /// `POST /v1/runs/{run_id}/pause`: pauses the run and its descendants.
+#[utoipa::path(post, path = "/v1/runs/{run_id}/pause", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id")),
+    request_body(content = Option<ReasonRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "Paused; the run's state", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn pause(
     State(state): State<ApiState>,
     caller: Caller,
@@ -125,6 +149,13 @@ pub(crate) async fn pause(
 }
 
 /// `POST /v1/runs/{run_id}/resume`: ends a pause.
+#[utoipa::path(post, path = "/v1/runs/{run_id}/resume", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Resumed; the run's state", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn resume(
     State(state): State<ApiState>,
     caller: Caller,

@@ -12,7 +12,7 @@ use crate::runs::blocking;
 use crate::{ApiError, ApiState};
 
 /// An event to emit.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EmitRequest {
     /// Its name, as the runs wait for it.
@@ -23,10 +23,17 @@ pub(crate) struct EmitRequest {
     scope: Option<String>,
     /// Its payload (default `{}`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     payload: Option<Value>,
 }
 
 /// Emits the event: the runs it reached.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EmitRequest,
+    responses(
+        (status = 200, description = "`{\"delivered\": [run ids]}`", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn emit(
     State(state): State<ApiState>,
     caller: Caller,

@@ -6,10 +6,19 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, ApiState};
 
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// The store answers too.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "The store does not answer", body = crate::openapi::Problem,
+         content_type = "application/problem+json")))]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let runtime = state.runtime.clone();
     tokio::task::spawn_blocking(move || runtime.next_timer_at())

@@ -11,6 +11,13 @@ use crate::{ApiError, ApiState};
 
 /// `GET /v1/runs/{run_id}/verify`: whether every ledger record checks out,
 /// and the first that does not.
+#[utoipa::path(get, path = "/v1/runs/{run_id}/verify", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "`{\"ok\", \"records\", \"first_bad\"}`", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn verify(
     State(state): State<ApiState>,
     caller: Caller,
@@ -36,6 +43,13 @@ pub(crate) async fn verify(
 
 /// `GET /v1/runs/{run_id}/export`: the history document of the run and
 /// its descendants, as `waymark export` writes it.
+#[utoipa::path(get, path = "/v1/runs/{run_id}/export", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The history document", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn export(
     State(state): State<ApiState>,
     caller: Caller,

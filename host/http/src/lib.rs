@@ -17,6 +17,7 @@
 //! | `POST /v1/events` | operate | emit an event in a scope |
 //! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs |
 //! | `POST /v1/bundles` | admin | load a `.wmb` bundle, verified as `waymark load` does |
+//! | `GET /v1/openapi.json` | none | the OpenAPI document of all of the above, generated from the handlers |
 //!
 //! Runtime calls block (SQLite, WebAssembly): handlers run them on tokio's
 //! blocking pool, never on the reactor.
@@ -29,6 +30,7 @@ mod error;
 mod events;
 mod health;
 mod history;
+pub mod openapi;
 mod runs;
 mod stream;
 
@@ -108,6 +110,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs/{run_id}/pause", post(control::pause))
         .route("/runs/{run_id}/resume", post(control::resume))
         .route("/events", post(events::emit))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/workflows", get(catalog::workflows))
         .route("/tools", get(catalog::tools))
         .route(

@@ -25,13 +25,14 @@ const LIST_PAGE_MAX: usize = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `POST /v1/runs`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartRequest {
     /// The workflow to start, by id (loaded into the host's catalog).
     workflow: String,
     /// Its initial vars, a JSON object.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     vars: Option<Value>,
     /// A session to join (default: the run's own).
     #[serde(default)]
@@ -86,6 +87,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Starts a run and advances it until it waits or ends: 201 with its
 /// state; with an `Idempotency-Key` already used, 200 with the state of the
 /// run that key started.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = StartRequest,
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "1-255 visible ASCII characters: a retried POST starts one run")),
+    responses(
+        (status = 201, description = "Started; the run's state", body = Object),
+        (status = 200, description = "The run this Idempotency-Key started", body = Object),
+        (status = "4XX", description = "Refused; nothing changed", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn start(
     State(state): State<ApiState>,
     caller: Caller,
@@ -137,7 +147,8 @@ pub(crate) async fn start(
 }
 
 /// `?status=&workflow=&parent=&limit=` of the run list.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Only runs with this status (`waiting`, `completed`, ...).
@@ -155,6 +166,12 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /v1/runs`: the newest runs passing the filters.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses(
+        (status = 200, description = "`{\"runs\": [...]}`, newest first", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
@@ -202,6 +219,13 @@ pub(crate) fn checked_run_id(run_id: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/runs/{run_id}`: the run's state.
+#[utoipa::path(get, path = "/v1/runs/{run_id}", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run's state", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn get(
     State(state): State<ApiState>,
     caller: Caller,
@@ -216,7 +240,8 @@ pub(crate) async fn get(
 }
 
 /// `?from=&limit=` of the ledger endpoint.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LedgerQuery {
     /// The first sequence number wanted (default 0).
@@ -229,6 +254,13 @@ pub(crate) struct LedgerQuery {
 
 /// `GET /v1/runs/{run_id}/ledger`: records from `from` on, and the
 /// sequence number to ask for next (`null` at the end).
+#[utoipa::path(get, path = "/v1/runs/{run_id}/ledger", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id"), LedgerQuery),
+    responses(
+        (status = 200, description = "`{\"records\": [...], \"next\": seq or null}`", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn ledger(
     State(state): State<ApiState>,
     caller: Caller,
@@ -257,17 +289,26 @@ pub(crate) async fn ledger(
 }
 
 /// `POST /v1/runs/{run_id}/respond`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RespondRequest {
     /// The key of the wait being answered (the run's `waiting.wait_key`),
     /// so an answer meant for an earlier wait cannot end a later one.
     wait_key: String,
     /// The answer.
+    #[schema(value_type = Object)]
     payload: Value,
 }
 
 /// Answers the run's wait and advances it: its state after.
+#[utoipa::path(post, path = "/v1/runs/{run_id}/respond", tag = "waits",
+    params(("run_id" = String, Path, description = "The run's id")),
+    request_body = RespondRequest,
+    responses(
+        (status = 200, description = "Answered; the run's state after the answer", body = Object),
+        (status = "4XX", description = "Refused; nothing changed", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn respond(
     State(state): State<ApiState>,
     caller: Caller,

@@ -33,9 +33,11 @@ const BATCH: usize = 256;
 
 /// `?from=N`: the first sequence number wanted (default 0; a
 /// `Last-Event-ID` header wins).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamQuery {
+    /// The first sequence number wanted (default 0).
     #[serde(default)]
     from: u64,
 }
@@ -51,6 +53,16 @@ struct Cursor {
 }
 
 /// The stream of the run's records from the cursor on.
+#[utoipa::path(get, path = "/v1/runs/{run_id}/stream", tag = "runs",
+    params(("run_id" = String, Path, description = "The run's id"), StreamQuery,
+           ("Last-Event-ID" = Option<String>, Header,
+            description = "The last record seen: the stream resumes after it")),
+    responses(
+        (status = 200, description = "Events `record` (id: the sequence number) and a final `end`",
+         content_type = "text/event-stream"),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub(crate) async fn stream(
     State(state): State<ApiState>,
     caller: Caller,
