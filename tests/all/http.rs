@@ -1019,7 +1019,9 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     for (path, methods) in paths {
         for (method, operation) in methods.as_object().unwrap() {
             operations += 1;
-            let concrete = path.replace("{run_id}", "00000000-0000-0000-0000-000000000000");
+            let concrete = path
+                .replace("{run_id}", "00000000-0000-0000-0000-000000000000")
+                .replace("{snapshot_id}", "00000000-0000-0000-0000-000000000001");
             let method = method.to_ascii_uppercase();
             let body = (method == "POST").then_some("{}");
             let (status, answer) = api.call(&method, &concrete, None, &[], body);
@@ -1033,8 +1035,68 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     }
     assert_eq!(
         operations,
-        18,
+        21,
         "{}",
         serde_json::to_string_pretty(&doc["paths"]).unwrap()
+    );
+}
+
+#[test]
+fn a_snapshot_is_taken_listed_and_restored_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    assert!(
+        waymark(&store, &["load", artifacts::QUICKSTART])
+            .status
+            .success()
+    );
+    let (tokens, [read, operate, _admin]) = token_file(dir.path());
+    let (api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    let (_, run) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
+    let id = run["run_id"].as_str().unwrap().to_owned();
+    let snapshots = format!("/v1/runs/{id}/snapshots");
+    let take = json!({"name": "before the answer", "tags": ["demo"]});
+    assert_eq!(api.post(&snapshots, &read, &take).0, 403);
+    let (status, problem) = api.post(&snapshots, &operate, &json!({"name": " "}));
+    assert_eq!(
+        (status, &problem["code"]),
+        (422, &json!("invalid_input")),
+        "{problem}"
+    );
+    let (status, taken) = api.post(&snapshots, &operate, &take);
+    assert_eq!(status, 201, "{taken}");
+    assert!(
+        taken.get("state").is_none(),
+        "the state stays on the server"
+    );
+    let (_, listed) = api.get(&snapshots, &read);
+    assert_eq!(
+        listed["snapshots"][0]["snapshot_id"], taken["snapshot_id"],
+        "{listed}"
+    );
+
+    let answer = json!({"wait_key": run["waiting"]["wait_key"], "payload": {"text": "yes"}});
+    api.post(&format!("/v1/runs/{id}/respond"), &operate, &answer);
+    api.wait_for(&id, &read, "completed");
+    let restore = format!(
+        "/v1/snapshots/{}/restore",
+        taken["snapshot_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        api.call("POST", &restore, Some(&read), &[], Some("")).0,
+        403
+    );
+    let (status, restored) = api.call("POST", &restore, Some(&operate), &[], Some(""));
+    assert_eq!(
+        (status, &restored["status"]),
+        (200, &json!("waiting")),
+        "{restored}"
+    );
+    let unknown = "/v1/snapshots/00000000-0000-0000-0000-000000000001/restore";
+    let (status, problem) = api.call("POST", unknown, Some(&operate), &[], Some(""));
+    assert_eq!(
+        (status, &problem["code"]),
+        (404, &json!("snapshot_not_found")),
+        "{problem}"
     );
 }

@@ -73,8 +73,14 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         let detail = error_text(&e);
         let (status, code) = match &e {
-            RuntimeError::Store(StoreError::RunNotFound(_) | StoreError::NotFound { .. }) => {
+            RuntimeError::Store(StoreError::RunNotFound(_)) => {
                 (StatusCode::NOT_FOUND, "run_not_found")
+            }
+            RuntimeError::Store(StoreError::NotFound { kind, .. }) if *kind == "snapshot" => {
+                (StatusCode::NOT_FOUND, "snapshot_not_found")
+            }
+            RuntimeError::Store(StoreError::NotFound { .. }) => {
+                (StatusCode::NOT_FOUND, "not_found")
             }
             RuntimeError::Store(StoreError::InvalidId { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid_id")

@@ -14,6 +14,8 @@
 //! | `POST /v1/runs/{run_id}/respond` | operate | answer its wait, with the wait key |
 //! | `POST /v1/runs/{run_id}/approve` | operate | decide the tool calls it waits for |
 //! | `POST /v1/runs/{run_id}/cancel`, `.../pause`, `.../resume` | operate | cancel, pause, end a pause |
+//! | `GET`, `POST /v1/runs/{run_id}/snapshots` | read, operate | list its snapshots; take one |
+//! | `POST /v1/snapshots/{snapshot_id}/restore` | operate | put the run back in the saved state |
 //! | `POST /v1/events` | operate | emit an event in a scope |
 //! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs |
 //! | `POST /v1/bundles` | admin | load a `.wmb` bundle, verified as `waymark load` does |
@@ -32,6 +34,7 @@ mod health;
 mod history;
 pub mod openapi;
 mod runs;
+mod snapshots;
 mod stream;
 
 use std::sync::Arc;
@@ -109,6 +112,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs/{run_id}/cancel", post(control::cancel))
         .route("/runs/{run_id}/pause", post(control::pause))
         .route("/runs/{run_id}/resume", post(control::resume))
+        .route(
+            "/runs/{run_id}/snapshots",
+            get(snapshots::list).post(snapshots::take),
+        )
+        .route("/snapshots/{snapshot_id}/restore", post(snapshots::restore))
         .route("/events", post(events::emit))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/workflows", get(catalog::workflows))
