@@ -60,7 +60,7 @@ impl SnapshotCommand {
             } => {
                 let s = rt.snapshot_run(run_id, name, description, tags)?;
                 if json {
-                    println!("{}", snapshot_summary(&s));
+                    println!("{}", Snapshot::summary(&s));
                 } else {
                     println!("{}", s.snapshot_id);
                 }
@@ -78,7 +78,7 @@ impl SnapshotCommand {
                     limit: Some(*limit),
                 })?;
                 if json {
-                    let list: Vec<Value> = found.iter().map(snapshot_summary).collect();
+                    let list: Vec<Value> = found.iter().map(Snapshot::summary).collect();
                     println!("{}", Value::Array(list));
                 } else {
                     for s in &found {
@@ -89,7 +89,7 @@ impl SnapshotCommand {
             SnapshotCommand::Show { snapshot_id } => {
                 let s = rt.store().load_snapshot(snapshot_id)?;
                 if json {
-                    let mut v = snapshot_summary(&s);
+                    let mut v = Snapshot::summary(&s);
                     v["state"] = run_json(&s.state)?;
                     println!("{v}");
                 } else {
@@ -118,20 +118,6 @@ impl SnapshotCommand {
         }
         Ok(0)
     }
-}
-
-/// A snapshot without the state it saved (which can be large).
-fn snapshot_summary(s: &Snapshot) -> Value {
-    json!({
-        "snapshot_id": s.snapshot_id,
-        "run_id": s.run_id,
-        "name": s.name,
-        "description": s.description,
-        "tags": s.tags,
-        "created_at_ms": s.created_at_ms,
-        "status": s.state.status,
-        "node": s.state.current_node,
-    })
 }
 
 fn snapshot_line(s: &Snapshot) -> String {

@@ -587,6 +587,23 @@ pub struct Snapshot {
     pub state: RunState,
 }
 
+impl Snapshot {
+    /// What lists show of a snapshot: everything but the state it saved
+    /// (which can be large), with that state's status and node.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "snapshot_id": self.snapshot_id,
+            "run_id": self.run_id,
+            "name": self.name,
+            "description": self.description,
+            "tags": self.tags,
+            "created_at_ms": self.created_at_ms,
+            "status": self.state.status,
+            "node": self.state.current_node,
+        })
+    }
+}
+
 /// Which snapshots to find; every set field must match.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotQuery {

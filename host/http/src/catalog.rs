@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
-use crate::runs::blocking;
 use crate::{ApiError, ApiState};
 
 /// The catalog of a host, or 503 for an API without one.
@@ -34,20 +33,21 @@ pub(crate) async fn workflows(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Read)?;
     let catalog = catalog(&state)?.catalog.clone();
-    blocking(&state, move |_| {
-        let entries = catalog
-            .entries()
-            .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
-        let workflows: Vec<Value> = entries
-            .into_iter()
-            .map(|(id, e)| {
-                json!({"workflow_id": id, "version": e.version, "digest": e.digest,
+    state
+        .blocking(move |_| {
+            let entries = catalog
+                .entries()
+                .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
+            let workflows: Vec<Value> = entries
+                .into_iter()
+                .map(|(id, e)| {
+                    json!({"workflow_id": id, "version": e.version, "digest": e.digest,
                        "bundle": e.bundle, "source": e.source})
-            })
-            .collect();
-        Ok(Json(json!({ "workflows": workflows })))
-    })
-    .await
+                })
+                .collect();
+            Ok(Json(json!({ "workflows": workflows })))
+        })
+        .await
 }
 
 /// `GET /v1/tools`: every tool the loaded bundles offer, with the approval
@@ -64,21 +64,22 @@ pub(crate) async fn tools(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Read)?;
     let tools = catalog(&state)?.tools.clone();
-    blocking(&state, move |_| {
-        let rows = tools
-            .list()
-            .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
-        let tools: Vec<Value> = rows
-            .into_iter()
-            .map(|t| {
-                json!({"name": t.name, "description": t.description, "read_only": t.read_only,
-                       "approval": format!("{:?}", t.approval).to_lowercase(),
+    state
+        .blocking(move |_| {
+            let rows = tools
+                .list()
+                .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
+            let tools: Vec<Value> = rows
+                .into_iter()
+                .map(|t| {
+                    json!({"name": t.name, "description": t.description, "read_only": t.read_only,
+                       "approval": t.approval.as_str(),
                        "bundle": t.bundle, "bundle_version": t.bundle_version})
-            })
-            .collect();
-        Ok(Json(json!({ "tools": tools })))
-    })
-    .await
+                })
+                .collect();
+            Ok(Json(json!({ "tools": tools })))
+        })
+        .await
 }
 
 /// `POST /v1/bundles`: a `.wmb` archive as the body
@@ -113,29 +114,30 @@ pub(crate) async fn load_bundle(
     let access = catalog(&state)?;
     let catalog = access.catalog.clone();
     tracing::info!(caller = %caller.name, bytes = body.len(), "load bundle");
-    blocking(&state, move |rt| {
-        let invalid = |detail: String| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", detail)
-        };
-        let bundle = waymark_bundle::Bundle::from_tar_bytes(&body)
-            .map_err(|e| invalid(waymark_runtime::error_text(&e)))?;
-        let loaded = catalog
-            .add_bundle(&bundle)
-            .map_err(|e| invalid(waymark_runtime::error_text(&e)))?;
-        let mut workflows = Vec::new();
-        for wf in loaded.workflows {
-            let info = wf.workflow.info().clone();
-            workflows.push(
-                json!({"workflow_id": info.workflow_id, "version": info.version,
+    state
+        .blocking(move |rt| {
+            let invalid = |detail: String| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle", detail)
+            };
+            let bundle = waymark_bundle::Bundle::from_tar_bytes(&body)
+                .map_err(|e| invalid(waymark_runtime::error_text(&e)))?;
+            let loaded = catalog
+                .add_bundle(&bundle)
+                .map_err(|e| invalid(waymark_runtime::error_text(&e)))?;
+            let mut workflows = Vec::new();
+            for wf in loaded.workflows {
+                let info = wf.workflow.info().clone();
+                workflows.push(
+                    json!({"workflow_id": info.workflow_id, "version": info.version,
                                   "digest": wf.workflow.digest()}),
-            );
-            rt.register(wf.workflow)?;
-        }
-        Ok((
-            StatusCode::CREATED,
-            Json(json!({"bundle": loaded.id, "version": loaded.version,
+                );
+                rt.register(wf.workflow)?;
+            }
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"bundle": loaded.id, "version": loaded.version,
                         "digest": loaded.digest, "workflows": workflows})),
-        ))
-    })
-    .await
+            ))
+        })
+        .await
 }

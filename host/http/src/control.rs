@@ -5,12 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::Value;
-use waymark_core::{RunStatus, WaitReason};
+use waymark_core::{RunState, RunStatus, WaitReason};
+use waymark_runtime::Runtime;
+use waymark_tools::Decision;
 
 use crate::auth::{Caller, Role};
-use crate::body::{JsonBody, OptionalJsonBody, PathParams};
-use crate::runs::{blocking, checked_run_id, state_json};
+use crate::body::{JsonBody, OptionalJsonBody, RunId};
 use crate::{ApiError, ApiState};
 
 /// `POST /v1/runs/{run_id}/approve`: a decision on the tool calls the run
@@ -42,48 +42,37 @@ pub(crate) struct ApproveRequest {
 pub(crate) async fn approve(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
     JsonBody(request): JsonBody<ApproveRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunState>, ApiError> {
     caller.require(Role::Operate)?;
-    checked_run_id(&run_id)?;
     tracing::info!(caller = %caller.name, run_id = %run_id, approve = request.approve, "approve");
-    blocking(&state, move |rt| {
-        let run = rt.get_state(&run_id)?;
-        let waits_for_approval = run.status == RunStatus::Waiting
-            && run
-                .waiting
-                .as_ref()
-                .is_some_and(|w| w.reason == WaitReason::Approval);
-        if !waits_for_approval {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not_an_approval",
-                format!("run '{run_id}' does not wait for an approval"),
-            ));
-        }
-        let decision = waymark_tools_decision(request.approve, request.calls, request.reason);
-        let run = rt.resume(&run_id, &request.wait_key, decision)?;
-        Ok(Json(state_json(&run)?))
-    })
-    .await
-}
-
-/// The resume payload of an approval wait (the `tool_calls` handler's
-/// decision: `approve`, per-call exceptions, a reason).
-fn waymark_tools_decision(
-    approve: bool,
-    calls: std::collections::BTreeMap<String, bool>,
-    reason: Option<String>,
-) -> Value {
-    let mut decision = serde_json::json!({ "approve": approve });
-    if !calls.is_empty() {
-        decision["calls"] = serde_json::json!(calls);
-    }
-    if let Some(reason) = reason {
-        decision["reason"] = Value::String(reason);
-    }
-    decision
+    state
+        .blocking(move |rt| {
+            let run = rt.get_state(&run_id)?;
+            let waits_for_approval = run.status == RunStatus::Waiting
+                && run
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|w| w.reason == WaitReason::Approval);
+            if !waits_for_approval {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_an_approval",
+                    format!("run '{run_id}' does not wait for an approval"),
+                ));
+            }
+            // The resume payload the `tool_calls` handler reads.
+            let decision = Decision {
+                approve: request.approve,
+                calls: request.calls,
+                reason: request.reason,
+            };
+            let payload =
+                serde_json::to_value(decision).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Json(rt.resume(&run_id, &request.wait_key, payload)?))
+        })
+        .await
 }
 
 /// The body of cancel and pause.
@@ -93,6 +82,22 @@ pub(crate) struct ReasonRequest {
     /// Why, recorded in the ledger.
     #[serde(default)]
     reason: Option<String>,
+}
+
+/// Cancel or pause (`verb`, for the default reason) the run with `act`.
+async fn act_with_reason(
+    state: ApiState,
+    caller: Caller,
+    run_id: String,
+    reason: Option<String>,
+    verb: &str,
+    act: fn(&Runtime, &str, &str) -> Result<RunState, waymark_runtime::RuntimeError>,
+) -> Result<Json<RunState>, ApiError> {
+    caller.require(Role::Operate)?;
+    let reason = reason.unwrap_or_else(|| format!("{verb} by {}", caller.name));
+    state
+        .blocking(move |rt| Ok(Json(act(rt, &run_id, &reason)?)))
+        .await
 }
 
 /// `POST /v1/runs/{run_id}/cancel`: cancels the run and its unfinished
@@ -108,17 +113,17 @@ pub(crate) struct ReasonRequest {
 pub(crate) async fn cancel(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
     OptionalJsonBody(request): OptionalJsonBody<ReasonRequest>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Operate)?;
-    checked_run_id(&run_id)?;
-    let reason = request
-        .reason
-        .unwrap_or_else(|| format!("cancelled by {}", caller.name));
-    blocking(&state, move |rt| {
-        Ok(Json(state_json(&rt.cancel(&run_id, &reason)?)?))
-    })
+) -> Result<Json<RunState>, ApiError> {
+    act_with_reason(
+        state,
+        caller,
+        run_id,
+        request.reason,
+        "cancelled",
+        Runtime::cancel,
+    )
     .await
 }
 
@@ -134,17 +139,17 @@ pub(crate) async fn cancel(
 pub(crate) async fn pause(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
     OptionalJsonBody(request): OptionalJsonBody<ReasonRequest>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Operate)?;
-    checked_run_id(&run_id)?;
-    let reason = request
-        .reason
-        .unwrap_or_else(|| format!("paused by {}", caller.name));
-    blocking(&state, move |rt| {
-        Ok(Json(state_json(&rt.pause_run(&run_id, &reason)?)?))
-    })
+) -> Result<Json<RunState>, ApiError> {
+    act_with_reason(
+        state,
+        caller,
+        run_id,
+        request.reason,
+        "paused",
+        Runtime::pause_run,
+    )
     .await
 }
 
@@ -159,12 +164,10 @@ pub(crate) async fn pause(
 pub(crate) async fn resume(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
-) -> Result<Json<Value>, ApiError> {
+    RunId(run_id): RunId,
+) -> Result<Json<RunState>, ApiError> {
     caller.require(Role::Operate)?;
-    checked_run_id(&run_id)?;
-    blocking(&state, move |rt| {
-        Ok(Json(state_json(&rt.resume_run(&run_id)?)?))
-    })
-    .await
+    state
+        .blocking(move |rt| Ok(Json(rt.resume_run(&run_id)?)))
+        .await
 }

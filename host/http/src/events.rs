@@ -8,7 +8,6 @@ use waymark_core::EventScope;
 
 use crate::auth::{Caller, Role};
 use crate::body::JsonBody;
-use crate::runs::blocking;
 use crate::{ApiError, ApiState};
 
 /// An event to emit.
@@ -50,9 +49,10 @@ pub(crate) async fn emit(
     })?;
     let payload = request.payload.unwrap_or_else(|| json!({}));
     tracing::info!(caller = %caller.name, event = %request.name, scope = %scope, "emit");
-    blocking(&state, move |rt| {
-        let delivered = rt.emit_event(&request.name, &scope, payload)?;
-        Ok(Json(json!({ "delivered": delivered })))
-    })
-    .await
+    state
+        .blocking(move |rt| {
+            let delivered = rt.emit_event(&request.name, &scope, payload)?;
+            Ok(Json(json!({ "delivered": delivered })))
+        })
+        .await
 }

@@ -20,16 +20,16 @@ pub(crate) async fn healthz() -> Json<Value> {
         (status = 503, description = "The store does not answer", body = crate::openapi::Problem,
          content_type = "application/problem+json")))]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let runtime = state.runtime.clone();
-    tokio::task::spawn_blocking(move || runtime.next_timer_at())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                waymark_runtime::error_text(&e),
-            )
-        })?;
+    state
+        .blocking(|rt| {
+            rt.next_timer_at().map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    waymark_runtime::error_text(&e),
+                )
+            })
+        })
+        .await?;
     Ok(Json(json!({"status": "ready"})))
 }

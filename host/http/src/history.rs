@@ -5,8 +5,7 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
-use crate::body::PathParams;
-use crate::runs::{blocking, checked_run_id};
+use crate::body::RunId;
 use crate::{ApiError, ApiState};
 
 /// `GET /v1/runs/{run_id}/verify`: whether every ledger record checks out,
@@ -21,24 +20,24 @@ use crate::{ApiError, ApiState};
 pub(crate) async fn verify(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Read)?;
-    checked_run_id(&run_id)?;
-    blocking(&state, move |rt| {
-        let v = rt.verify_ledger(&run_id)?;
-        let first_bad = v
-            .first_bad
-            .as_ref()
-            .map(|(seq, problem)| json!({"seq": seq, "problem": problem.to_string()}));
-        Ok(Json(json!({
-            "run_id": v.run_id,
-            "records": v.records,
-            "ok": v.is_ok(),
-            "first_bad": first_bad,
-        })))
-    })
-    .await
+    state
+        .blocking(move |rt| {
+            let v = rt.verify_ledger(&run_id)?;
+            let first_bad = v
+                .first_bad
+                .as_ref()
+                .map(|(seq, problem)| json!({"seq": seq, "problem": problem.to_string()}));
+            Ok(Json(json!({
+                "run_id": v.run_id,
+                "records": v.records,
+                "ok": v.is_ok(),
+                "first_bad": first_bad,
+            })))
+        })
+        .await
 }
 
 /// `GET /v1/runs/{run_id}/export`: the history document of the run and
@@ -53,9 +52,10 @@ pub(crate) async fn verify(
 pub(crate) async fn export(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Read)?;
-    checked_run_id(&run_id)?;
-    blocking(&state, move |rt| Ok(Json(rt.export_history(&run_id)?))).await
+    state
+        .blocking(move |rt| Ok(Json(rt.export_history(&run_id)?)))
+        .await
 }

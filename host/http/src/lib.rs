@@ -87,6 +87,18 @@ impl ApiState {
     pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stopping.clone()
     }
+
+    /// Runs `work` on tokio's blocking pool: runtime calls touch the store
+    /// and run guests, and must not hold up the reactor.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Runtime) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || work(&runtime))
+            .await
+            .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
+    }
 }
 
 /// The catalog a host loads workflows and tools from.

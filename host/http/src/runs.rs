@@ -1,16 +1,16 @@
 //! `/v1/runs`: start a run, read its state and ledger, answer its wait.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use waymark_core::{RunQuery, RunState, RunStatus, StoreError};
-use waymark_runtime::{Runtime, RuntimeError, StartOptions};
+use waymark_core::{RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_runtime::{RuntimeError, StartOptions};
 
 use crate::auth::{Caller, Role};
-use crate::body::{JsonBody, PathParams};
+use crate::body::{JsonBody, QueryParams, RunId, page_limit};
 use crate::{ApiError, ApiState};
 
 /// Ledger records one request returns unless `limit` says fewer.
@@ -37,22 +37,6 @@ pub(crate) struct StartRequest {
     /// A session to join (default: the run's own).
     #[serde(default)]
     session: Option<String>,
-}
-
-/// Runs `work` on the blocking pool: runtime calls touch the store and run
-/// guests.
-pub(crate) async fn blocking<T: Send + 'static>(
-    state: &ApiState,
-    work: impl FnOnce(&Runtime) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let runtime = state.runtime.clone();
-    tokio::task::spawn_blocking(move || work(&runtime))
-        .await
-        .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))?
-}
-
-pub(crate) fn state_json(state: &RunState) -> Result<Value, ApiError> {
-    serde_json::to_value(state).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The run id a start with `key` gets, so a retried POST finds the run
@@ -101,7 +85,7 @@ pub(crate) async fn start(
     caller: Caller,
     headers: HeaderMap,
     JsonBody(request): JsonBody<StartRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RunState>), ApiError> {
     caller.require(Role::Operate)?;
     let key = idempotency_key(&headers)?;
     let vars = request.vars.unwrap_or_else(|| json!({}));
@@ -114,36 +98,37 @@ pub(crate) async fn start(
     }
     let run_id = key.as_deref().map(idempotent_run_id);
     tracing::info!(caller = %caller.name, workflow = %request.workflow, "start");
-    blocking(&state, move |rt| {
-        let options = StartOptions {
-            run_id: run_id.clone(),
-            session_id: request.session,
-            ..StartOptions::default()
-        };
-        match rt.start_with(&request.workflow, vars, options) {
-            Ok(id) => {
-                // The driver carries the run on if this turn cannot.
-                let run = rt.tick(&id).or_else(|_| rt.get_state(&id))?;
-                Ok((StatusCode::CREATED, Json(state_json(&run)?)))
-            }
-            Err(RuntimeError::Store(StoreError::RunExists(id))) if run_id.is_some() => {
-                let run = rt.get_state(&id)?;
-                if run.workflow_id != request.workflow {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "idempotency_key_reused",
-                        format!(
-                            "this Idempotency-Key started a run of '{}', not '{}'",
-                            run.workflow_id, request.workflow
-                        ),
-                    ));
+    state
+        .blocking(move |rt| {
+            let options = StartOptions {
+                run_id: run_id.clone(),
+                session_id: request.session,
+                ..StartOptions::default()
+            };
+            match rt.start_with(&request.workflow, vars, options) {
+                Ok(id) => {
+                    // The driver carries the run on if this turn cannot.
+                    let run = rt.tick(&id).or_else(|_| rt.get_state(&id))?;
+                    Ok((StatusCode::CREATED, Json(run)))
                 }
-                Ok((StatusCode::OK, Json(state_json(&run)?)))
+                Err(RuntimeError::Store(StoreError::RunExists(id))) if run_id.is_some() => {
+                    let run = rt.get_state(&id)?;
+                    if run.workflow_id != request.workflow {
+                        return Err(ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "idempotency_key_reused",
+                            format!(
+                                "this Idempotency-Key started a run of '{}', not '{}'",
+                                run.workflow_id, request.workflow
+                            ),
+                        ));
+                    }
+                    Ok((StatusCode::OK, Json(run)))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
-    })
-    .await
+        })
+        .await
 }
 
 /// `?status=&workflow=&parent=&limit=` of the run list.
@@ -175,17 +160,10 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<RunsPage>, ApiError> {
     caller.require(Role::Read)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(LIST_PAGE);
-    if limit == 0 || limit > LIST_PAGE_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {LIST_PAGE_MAX}"),
-        ));
-    }
+    let limit = page_limit(query.limit, LIST_PAGE, LIST_PAGE_MAX)?;
     let status = query
         .status
         .as_deref()
@@ -196,7 +174,8 @@ pub(crate) async fn list(
         })
         .transpose()?;
     if let Some(parent) = &query.parent {
-        checked_run_id(parent)?;
+        waymark_core::validate_id("run", parent)
+            .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
     }
     let filter = RunQuery {
         status,
@@ -204,18 +183,18 @@ pub(crate) async fn list(
         parent_run_id: query.parent,
         limit: Some(limit),
     };
-    blocking(&state, move |rt| {
-        let runs = rt.store().list_runs(&filter).map_err(RuntimeError::from)?;
-        let runs = serde_json::to_value(runs).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Json(json!({ "runs": runs })))
-    })
-    .await
+    state
+        .blocking(move |rt| {
+            let runs = rt.store().list_runs(&filter).map_err(RuntimeError::from)?;
+            Ok(Json(RunsPage { runs }))
+        })
+        .await
 }
 
-/// Checks a run id from a path before it reaches the store.
-pub(crate) fn checked_run_id(run_id: &str) -> Result<(), ApiError> {
-    waymark_core::validate_id("run", run_id)
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+/// The answer of the run list.
+#[derive(Serialize)]
+pub(crate) struct RunsPage {
+    runs: Vec<RunState>,
 }
 
 /// `GET /v1/runs/{run_id}`: the run's state.
@@ -229,14 +208,12 @@ pub(crate) fn checked_run_id(run_id: &str) -> Result<(), ApiError> {
 pub(crate) async fn get(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
-) -> Result<Json<Value>, ApiError> {
+    RunId(run_id): RunId,
+) -> Result<Json<RunState>, ApiError> {
     caller.require(Role::Read)?;
-    checked_run_id(&run_id)?;
-    blocking(&state, move |rt| {
-        Ok(Json(state_json(&rt.get_state(&run_id)?)?))
-    })
-    .await
+    state
+        .blocking(move |rt| Ok(Json(rt.get_state(&run_id)?)))
+        .await
 }
 
 /// `?from=&limit=` of the ledger endpoint.
@@ -264,28 +241,28 @@ pub(crate) struct LedgerQuery {
 pub(crate) async fn ledger(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
-    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    RunId(run_id): RunId,
+    QueryParams(query): QueryParams<LedgerQuery>,
+) -> Result<Json<LedgerPage>, ApiError> {
     caller.require(Role::Read)?;
-    checked_run_id(&run_id)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(LEDGER_PAGE);
-    if limit == 0 || limit > LEDGER_PAGE_MAX {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {LEDGER_PAGE_MAX}"),
-        ));
-    }
-    blocking(&state, move |rt| {
-        // One record more than asked tells whether there is a next page.
-        let page = rt.ledger_page(&run_id, query.from, limit + 1)?;
-        let next = page.get(limit).map(|r| r.seq);
-        let page = &page[..page.len().min(limit)];
-        let records = serde_json::to_value(page).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Json(json!({"records": records, "next": next})))
-    })
-    .await
+    let limit = page_limit(query.limit, LEDGER_PAGE, LEDGER_PAGE_MAX)?;
+    state
+        .blocking(move |rt| {
+            // One record more than asked tells whether there is a next page.
+            let mut records = rt.ledger_page(&run_id, query.from, limit + 1)?;
+            let next = records.get(limit).map(|r| r.seq);
+            records.truncate(limit);
+            Ok(Json(LedgerPage { records, next }))
+        })
+        .await
+}
+
+/// The answer of the ledger endpoint.
+#[derive(Serialize)]
+pub(crate) struct LedgerPage {
+    records: Vec<StepRecord>,
+    /// The sequence number to ask for next; none at the end.
+    next: Option<u64>,
 }
 
 /// `POST /v1/runs/{run_id}/respond`.
@@ -312,17 +289,20 @@ pub(crate) struct RespondRequest {
 pub(crate) async fn respond(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
     JsonBody(request): JsonBody<RespondRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunState>, ApiError> {
     caller.require(Role::Operate)?;
-    checked_run_id(&run_id)?;
     tracing::info!(caller = %caller.name, run_id = %run_id, "respond");
-    blocking(&state, move |rt| {
-        let run = rt.resume(&run_id, &request.wait_key, request.payload)?;
-        Ok(Json(state_json(&run)?))
-    })
-    .await
+    state
+        .blocking(move |rt| {
+            Ok(Json(rt.resume(
+                &run_id,
+                &request.wait_key,
+                request.payload,
+            )?))
+        })
+        .await
 }
 
 #[cfg(test)]

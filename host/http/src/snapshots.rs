@@ -5,24 +5,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use waymark_core::{Snapshot, SnapshotQuery};
+use waymark_core::{RunState, Snapshot, SnapshotQuery};
 
 use crate::auth::{Caller, Role};
-use crate::body::{JsonBody, PathParams};
-use crate::runs::{blocking, checked_run_id, state_json};
+use crate::body::{JsonBody, RunId, SnapshotId};
 use crate::{ApiError, ApiState};
-
-/// A snapshot without the state it holds (which may be large).
-fn summary(s: &Snapshot) -> Value {
-    json!({
-        "snapshot_id": s.snapshot_id,
-        "run_id": s.run_id,
-        "name": s.name,
-        "description": s.description,
-        "tags": s.tags,
-        "created_at_ms": s.created_at_ms,
-    })
-}
 
 /// `POST /v1/runs/{run_id}/snapshots`.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -50,16 +37,16 @@ pub(crate) struct SnapshotRequest {
 pub(crate) async fn take(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
     JsonBody(request): JsonBody<SnapshotRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(Role::Operate)?;
-    checked_run_id(&run_id)?;
-    blocking(&state, move |rt| {
-        let s = rt.snapshot_run(&run_id, &request.name, &request.description, &request.tags)?;
-        Ok((StatusCode::CREATED, Json(summary(&s))))
-    })
-    .await
+    state
+        .blocking(move |rt| {
+            let s = rt.snapshot_run(&run_id, &request.name, &request.description, &request.tags)?;
+            Ok((StatusCode::CREATED, Json(s.summary())))
+        })
+        .await
 }
 
 /// The run's snapshots, newest first.
@@ -73,20 +60,20 @@ pub(crate) async fn take(
 pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Read)?;
-    checked_run_id(&run_id)?;
-    blocking(&state, move |rt| {
-        rt.get_state(&run_id)?;
-        let found = rt.find_snapshots(&SnapshotQuery {
-            run_id: Some(run_id),
-            ..SnapshotQuery::default()
-        })?;
-        let list: Vec<Value> = found.iter().map(summary).collect();
-        Ok(Json(json!({ "snapshots": list })))
-    })
-    .await
+    state
+        .blocking(move |rt| {
+            rt.get_state(&run_id)?;
+            let found = rt.find_snapshots(&SnapshotQuery {
+                run_id: Some(run_id),
+                ..SnapshotQuery::default()
+            })?;
+            let list: Vec<Value> = found.iter().map(Snapshot::summary).collect();
+            Ok(Json(json!({ "snapshots": list })))
+        })
+        .await
 }
 
 /// Puts the run back in the state the snapshot saved (recorded in its
@@ -101,14 +88,11 @@ pub(crate) async fn list(
 pub(crate) async fn restore(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(snapshot_id): PathParams<String>,
-) -> Result<Json<Value>, ApiError> {
+    SnapshotId(snapshot_id): SnapshotId,
+) -> Result<Json<RunState>, ApiError> {
     caller.require(Role::Operate)?;
-    waymark_core::validate_id("snapshot", &snapshot_id)
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
     tracing::info!(caller = %caller.name, snapshot_id = %snapshot_id, "restore");
-    blocking(&state, move |rt| {
-        Ok(Json(state_json(&rt.restore_snapshot(&snapshot_id)?)?))
-    })
-    .await
+    state
+        .blocking(move |rt| Ok(Json(rt.restore_snapshot(&snapshot_id)?)))
+        .await
 }

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -21,8 +21,7 @@ use serde_json::json;
 use waymark_core::StepRecord;
 
 use crate::auth::{Caller, Role};
-use crate::body::PathParams;
-use crate::runs::{blocking, checked_run_id};
+use crate::body::{QueryParams, RunId};
 use crate::{ApiError, ApiState};
 
 /// How long the stream waits before looking at the store again when
@@ -66,13 +65,11 @@ struct Cursor {
 pub(crate) async fn stream(
     State(state): State<ApiState>,
     caller: Caller,
-    PathParams(run_id): PathParams<String>,
+    RunId(run_id): RunId,
     headers: HeaderMap,
-    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(query): QueryParams<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(Role::Read)?;
-    checked_run_id(&run_id)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let next = match headers.get("last-event-id") {
         None => query.from,
         Some(v) => v
@@ -89,7 +86,7 @@ pub(crate) async fn stream(
     };
     // The run must exist before the stream opens (404 otherwise).
     let id = run_id.clone();
-    blocking(&state, move |rt| Ok(rt.get_state(&id)?)).await?;
+    state.blocking(move |rt| Ok(rt.get_state(&id)?)).await?;
     let cursor = Cursor {
         stopping: state.stopping(),
         state,
@@ -123,18 +120,20 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
             );
         }
         let (run_id, from) = (cursor.run_id.clone(), cursor.next);
-        let read = blocking(&cursor.state, move |rt| {
-            let page = rt.ledger_page(&run_id, from, BATCH)?;
-            // Read after the page: a run that ended before it was read has
-            // all its records in the page or before it.
-            let status = if page.is_empty() {
-                Some(rt.get_state(&run_id)?.status)
-            } else {
-                None
-            };
-            Ok((page, status))
-        })
-        .await;
+        let read = cursor
+            .state
+            .blocking(move |rt| {
+                let page = rt.ledger_page(&run_id, from, BATCH)?;
+                // Read after the page: a run that ended before it was read has
+                // all its records in the page or before it.
+                let status = if page.is_empty() {
+                    Some(rt.get_state(&run_id)?.status)
+                } else {
+                    None
+                };
+                Ok((page, status))
+            })
+            .await;
         match read {
             Ok((page, _)) if !page.is_empty() => cursor.pending.extend(page),
             Ok((_, Some(status))) if status.is_terminal() => {
