@@ -8,27 +8,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
-        validate_id("run", run_id)?;
-        let op = "reading ledger";
-        let mut conn = self.lock();
-        // One read transaction, so another process's commit cannot slip in
-        // between the existence check and the read.
-        let tx = conn.transaction().map_err(|e| self.err(op, e))?;
-        if ledger_len(&tx, run_id)
-            .map_err(|e| self.err(op, e))?
-            .is_none()
-        {
-            return Err(StoreError::RunNotFound(run_id.to_owned()));
-        }
-        let records = tx
-            .prepare_cached("SELECT record FROM ledger WHERE run_id = ?1 ORDER BY seq")
-            .and_then(|mut st| {
-                st.query_map([run_id], |row| row.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()
-            })
-            .map_err(|e| self.err(op, e))?;
-        tx.commit().map_err(|e| self.err(op, e))?;
-        Ok(records)
+        self.raw_records(run_id, 0, usize::MAX, "reading ledger")
     }
 
     fn ledger_page(
@@ -37,9 +17,25 @@ impl LedgerStore for SqliteStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<StepRecord>, StoreError> {
+        let records = self.raw_records(run_id, from, limit, "reading a ledger page")?;
+        parse_records(run_id, &records)
+    }
+}
+
+impl SqliteStore {
+    /// At most `limit` of the run's records as stored, from sequence number
+    /// `from` on; `RunNotFound` for a run that does not exist.
+    fn raw_records(
+        &self,
+        run_id: &str,
+        from: u64,
+        limit: usize,
+        op: &str,
+    ) -> Result<Vec<String>, StoreError> {
         validate_id("run", run_id)?;
-        let op = "reading a ledger page";
         let mut conn = self.lock();
+        // One read transaction, so another process's commit cannot slip in
+        // between the existence check and the read.
         let tx = conn.transaction().map_err(|e| self.err(op, e))?;
         if ledger_len(&tx, run_id)
             .map_err(|e| self.err(op, e))?
@@ -60,7 +56,7 @@ impl LedgerStore for SqliteStore {
             })
             .map_err(|e| self.err(op, e))?;
         tx.commit().map_err(|e| self.err(op, e))?;
-        parse_records(run_id, &records)
+        Ok(records)
     }
 }
 
