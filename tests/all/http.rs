@@ -232,15 +232,15 @@ fn token_file(dir: &Path) -> (std::path::PathBuf, [String; 3]) {
 
 #[test]
 fn a_run_is_started_read_and_answered_over_http_once_per_idempotency_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    assert!(
-        waymark(&store, &["load", artifacts::QUICKSTART])
-            .status
-            .success()
-    );
-    let (tokens, [read, operate, _admin]) = token_file(dir.path());
-    let (api, ready) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    let Served {
+        dir: _dir,
+        store,
+        api,
+        ready,
+        read,
+        operate,
+        ..
+    } = served(Loaded::Quickstart);
     assert!(
         ready["token"].is_null(),
         "no token is made when a file names them"
@@ -301,25 +301,18 @@ type BadRequest<'a> = (
 
 #[test]
 fn bad_requests_get_their_status_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    assert!(
-        waymark(&store, &["load", artifacts::QUICKSTART])
-            .status
-            .success()
-    );
-    let (tokens, [read, operate, _admin]) = token_file(dir.path());
-    let (api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
-    let (_, run) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
+    let served = served(Loaded::Quickstart);
+    let (api, read, operate) = (&served.api, &served.read, &served.operate);
+    let (_, run) = api.post("/v1/runs", operate, &json!({"workflow": "quickstart"}));
     let run_id = run["run_id"].as_str().unwrap().to_owned();
     let snapshot = |api: &Api| {
         (
-            api.get(&format!("/v1/runs/{run_id}"), &read).1,
-            api.get(&format!("/v1/runs/{run_id}/ledger?limit=1000"), &read)
+            api.get(&format!("/v1/runs/{run_id}"), read).1,
+            api.get(&format!("/v1/runs/{run_id}/ledger?limit=1000"), read)
                 .1,
         )
     };
-    let before = snapshot(&api);
+    let before = snapshot(api);
     let respond = format!("/v1/runs/{run_id}/respond");
     let zero_page = format!("/v1/runs/{run_id}/ledger?limit=0");
     let json_type = [("content-type", "application/json")];
@@ -345,7 +338,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             "/v1/runs",
-            Some(&read),
+            Some(read),
             &json_type,
             Some(r#"{"workflow": "quickstart"}"#.into()),
             403,
@@ -354,7 +347,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             &respond,
-            Some(&operate),
+            Some(operate),
             &json_type,
             Some("{not json".into()),
             400,
@@ -363,7 +356,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             &respond,
-            Some(&operate),
+            Some(operate),
             &json_type,
             Some(r#"{"wait_key": 7, "payload": 1}"#.into()),
             422,
@@ -372,7 +365,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             &respond,
-            Some(&operate),
+            Some(operate),
             &[],
             Some(r#"{"wait_key": "k", "payload": 1}"#.into()),
             415,
@@ -381,7 +374,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             &respond,
-            Some(&operate),
+            Some(operate),
             &json_type,
             Some(r#"{"wait_key": "user:someone-else:1", "payload": {"text": "yes"}}"#.into()),
             409,
@@ -390,7 +383,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             "/v1/runs",
-            Some(&operate),
+            Some(operate),
             &json_type,
             Some(r#"{"workflow": "quickstart", "vars": [1]}"#.into()),
             422,
@@ -399,7 +392,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "POST",
             "/v1/runs",
-            Some(&operate),
+            Some(operate),
             &json_type,
             Some(r#"{"workflow": "nope"}"#.into()),
             404,
@@ -408,7 +401,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "GET",
             "/v1/runs/..%2F..%2Fetc",
-            Some(&read),
+            Some(read),
             &[],
             None,
             400,
@@ -417,7 +410,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "GET",
             "/v1/runs/00000000-0000-0000-0000-000000000000",
-            Some(&read),
+            Some(read),
             &[],
             None,
             404,
@@ -426,7 +419,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "GET",
             &zero_page,
-            Some(&read),
+            Some(read),
             &[],
             None,
             400,
@@ -435,7 +428,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         (
             "GET",
             "/v1/nothing",
-            Some(&read),
+            Some(read),
             &[],
             None,
             404,
@@ -452,17 +445,17 @@ fn bad_requests_get_their_status_and_change_nothing() {
     }
     // A body over the limit is refused by its length, before it is read
     // (a client still sending it would see the connection close).
-    let (status, problem) = api.raw_post_of_length(&respond, &operate, 2 << 20);
+    let (status, problem) = api.raw_post_of_length(&respond, operate, 2 << 20);
     assert_eq!(
         (status, problem["code"].as_str()),
         (413, Some("body_too_large")),
         "{problem}"
     );
-    assert_eq!(snapshot(&api), before, "a refused request changed the run");
+    assert_eq!(snapshot(api), before, "a refused request changed the run");
     // A read token sees the run but its POSTs are refused.
     let answer = json!({"wait_key": before.0["waiting"]["wait_key"], "payload": {"text": "no"}});
-    assert_eq!(api.post(&respond, &read, &answer).0, 403);
-    assert_eq!(snapshot(&api), before);
+    assert_eq!(api.post(&respond, read, &answer).0, 403);
+    assert_eq!(snapshot(api), before);
 }
 
 #[test]
@@ -532,6 +525,56 @@ fn scripted_bundle_store(dir: &Path, store: &Path) -> std::path::PathBuf {
     policy
 }
 
+/// What a [`served`] store holds.
+enum Loaded {
+    /// The quickstart component, under the default policy.
+    Quickstart,
+    /// The scripted guest and the test tool component, as one bundle,
+    /// under a policy granting tool calls.
+    Scripted,
+}
+
+/// A `serve --http` on a fresh store holding what `loaded` says, behind a
+/// token file with one token per role.
+struct Served {
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+    api: Api,
+    ready: Value,
+    read: String,
+    operate: String,
+    admin: String,
+}
+
+fn served(loaded: Loaded) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let policy = match loaded {
+        Loaded::Quickstart => {
+            let out = waymark(&store, &["load", artifacts::QUICKSTART]);
+            assert!(out.status.success());
+            None
+        }
+        Loaded::Scripted => Some(scripted_bundle_store(dir.path(), &store)),
+    };
+    let (tokens, [read, operate, admin]) = token_file(dir.path());
+    let args = ["--tokens", tokens.to_str().unwrap()];
+    let env: Vec<(&str, &str)> = policy
+        .iter()
+        .map(|p| ("WAYMARK_POLICY", p.to_str().unwrap()))
+        .collect();
+    let (api, ready) = Api::start_with_env(&store, &args, &env);
+    Served {
+        dir,
+        store,
+        api,
+        ready,
+        read,
+        operate,
+        admin,
+    }
+}
+
 /// The scripted guest's vars: request `effect` into `result`, then
 /// complete with it.
 fn script(effect: Value) -> Value {
@@ -543,22 +586,14 @@ fn script(effect: Value) -> Value {
 
 #[test]
 fn approvals_events_control_and_history_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    let policy = scripted_bundle_store(dir.path(), &store);
-    let (tokens, [read, operate, _admin]) = token_file(dir.path());
-    let args = ["--tokens", tokens.to_str().unwrap()];
-    let (api, _) = Api::start_with_env(
-        &store,
-        &args,
-        &[("WAYMARK_POLICY", policy.to_str().unwrap())],
-    );
+    let served = served(Loaded::Scripted);
+    let (api, read, operate) = (&served.api, &served.read, &served.operate);
 
     // A tool call waiting for approval: refused on a wrong key, then denied.
     let call = json!({"tool_calls": [
         {"call_id": "r1", "name": "refund_order", "arguments": {"order_id": "A1", "amount": 5}},
     ]});
-    let (status, run) = api.post("/v1/runs", &operate, &script(call));
+    let (status, run) = api.post("/v1/runs", operate, &script(call));
     assert_eq!(
         (status, &run["waiting"]["reason"]),
         (201, &json!("approval")),
@@ -569,59 +604,56 @@ fn approvals_events_control_and_history_over_http() {
     let approve = format!("/v1/runs/{id}/approve");
     let wrong = json!({"wait_key": "approval:other:1", "approve": true});
     assert_eq!(
-        api.post(&approve, &operate, &wrong).1["code"],
+        api.post(&approve, operate, &wrong).1["code"],
         "wrong_wait_key"
     );
-    assert_eq!(api.post(&approve, &read, &wrong).0, 403);
+    assert_eq!(api.post(&approve, read, &wrong).0, 403);
     let deny = json!({"wait_key": key, "approve": false, "reason": "not today"});
-    assert_eq!(api.post(&approve, &operate, &deny).0, 200);
-    let done = api.wait_for(&id, &read, "completed");
+    assert_eq!(api.post(&approve, operate, &deny).0, 200);
+    let done = api.wait_for(&id, read, "completed");
     assert_eq!(done["output"][0]["error"]["code"], "denied", "{done}");
     // Approving a run that waits for no approval is a conflict.
-    let (status, problem) = api.post(&approve, &operate, &deny);
+    let (status, problem) = api.post(&approve, operate, &deny);
     assert_eq!((status, &problem["code"]), (409, &json!("not_an_approval")));
 
     // An event reaches the run waiting for it in its session.
     let (_, waiting) = api.post(
         "/v1/runs",
-        &operate,
+        operate,
         &script(json!({"wait_event": {"name": "go"}})),
     );
     let event_run = waiting["run_id"].as_str().unwrap().to_owned();
     let emit = json!({"name": "go", "scope": format!("session:{event_run}"), "payload": {"n": 7}});
-    assert_eq!(api.post("/v1/events", &read, &emit).0, 403);
+    assert_eq!(api.post("/v1/events", read, &emit).0, 403);
     let bad_scope = json!({"name": "go", "scope": "galaxy"});
     assert_eq!(
-        api.post("/v1/events", &operate, &bad_scope).1["code"],
+        api.post("/v1/events", operate, &bad_scope).1["code"],
         "invalid_scope"
     );
-    let (status, delivered) = api.post("/v1/events", &operate, &emit);
+    let (status, delivered) = api.post("/v1/events", operate, &emit);
     assert_eq!(
         (status, &delivered["delivered"]),
         (200, &json!([event_run]))
     );
-    let done = api.wait_for(&event_run, &read, "completed");
+    let done = api.wait_for(&event_run, read, "completed");
     assert_eq!(done["output"]["n"], 7, "{done}");
 
     // Pause, resume, cancel (no body needed); the list filters by status.
     let ask = json!({"ask_user": {"prompt": "go on?"}});
-    let (_, asked) = api.post("/v1/runs", &operate, &script(ask));
+    let (_, asked) = api.post("/v1/runs", operate, &script(ask));
     let control = asked["run_id"].as_str().unwrap().to_owned();
     let post_empty =
         |path: String, token: &str| api.call("POST", &path, Some(token), &[], Some(""));
-    assert_eq!(
-        post_empty(format!("/v1/runs/{control}/pause"), &read).0,
-        403
-    );
-    let (status, paused) = post_empty(format!("/v1/runs/{control}/pause"), &operate);
+    assert_eq!(post_empty(format!("/v1/runs/{control}/pause"), read).0, 403);
+    let (status, paused) = post_empty(format!("/v1/runs/{control}/pause"), operate);
     assert_eq!((status, &paused["paused"]), (200, &json!(true)), "{paused}");
-    let (_, resumed) = post_empty(format!("/v1/runs/{control}/resume"), &operate);
+    let (_, resumed) = post_empty(format!("/v1/runs/{control}/resume"), operate);
     assert_eq!(resumed["status"], "waiting", "{resumed}");
     assert_ne!(resumed["paused"], true, "{resumed}");
     let cancel = json!({"reason": "changed my mind"});
-    let (_, cancelled) = api.post(&format!("/v1/runs/{control}/cancel"), &operate, &cancel);
+    let (_, cancelled) = api.post(&format!("/v1/runs/{control}/cancel"), operate, &cancel);
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    let (_, listed) = api.get("/v1/runs?status=cancelled", &read);
+    let (_, listed) = api.get("/v1/runs?status=cancelled", read);
     let ids: Vec<&str> = listed["runs"]
         .as_array()
         .unwrap()
@@ -629,18 +661,18 @@ fn approvals_events_control_and_history_over_http() {
         .map(|r| r["run_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [control.as_str()], "{listed}");
-    let (_, all) = api.get("/v1/runs?workflow=scripted&limit=2", &read);
+    let (_, all) = api.get("/v1/runs?workflow=scripted&limit=2", read);
     assert_eq!(all["runs"].as_array().unwrap().len(), 2, "{all}");
     assert_eq!(
-        api.get("/v1/runs?status=asleep", &read).1["code"],
+        api.get("/v1/runs?status=asleep", read).1["code"],
         "invalid_query"
     );
 
     // The chain checks out; the export holds the run.
-    let (_, verified) = api.get(&format!("/v1/runs/{id}/verify"), &read);
+    let (_, verified) = api.get(&format!("/v1/runs/{id}/verify"), read);
     assert_eq!(verified["ok"], true, "{verified}");
     assert!(verified["records"].as_u64().unwrap() >= 3, "{verified}");
-    let (_, exported) = api.get(&format!("/v1/runs/{id}/export"), &read);
+    let (_, exported) = api.get(&format!("/v1/runs/{id}/export"), read);
     assert_eq!(exported["root_run_id"], json!(id));
     assert_eq!(exported["runs"][0]["verification"]["ok"], true);
 }
@@ -693,16 +725,8 @@ fn read_events(
 
 #[test]
 fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    let policy = scripted_bundle_store(dir.path(), &store);
-    let (tokens, [read, operate, _admin]) = token_file(dir.path());
-    let args = ["--tokens", tokens.to_str().unwrap()];
-    let (api, _) = Api::start_with_env(
-        &store,
-        &args,
-        &[("WAYMARK_POLICY", policy.to_str().unwrap())],
-    );
+    let served = served(Loaded::Scripted);
+    let (api, read, operate) = (&served.api, &served.read, &served.operate);
     let steps: Vec<Value> = (0..5)
         .map(|i| json!({"op": "set", "path": format!("v{i}"), "value": i}))
         .chain([
@@ -712,7 +736,7 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
         .chain([json!({"op": "complete", "output": "done"})])
         .collect();
     let start = json!({"workflow": "scripted", "vars": {"script": steps}});
-    let (_, run) = api.post("/v1/runs", &operate, &start);
+    let (_, run) = api.post("/v1/runs", operate, &start);
     assert_eq!(run["status"], "waiting", "{run}");
     let id = run["run_id"].as_str().unwrap().to_owned();
     let url = format!("{}/v1/runs/{id}/stream", api.base);
@@ -749,7 +773,7 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
     // The run moves on while nobody listens.
     let answer = json!({"wait_key": run["waiting"]["wait_key"], "payload": "yes"});
     assert_eq!(
-        api.post(&format!("/v1/runs/{id}/respond"), &operate, &answer)
+        api.post(&format!("/v1/runs/{id}/respond"), operate, &answer)
             .0,
         200
     );
@@ -778,7 +802,7 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
             record["seq"].as_u64().unwrap()
         })
         .collect();
-    let (_, ledger) = api.get(&format!("/v1/runs/{id}/ledger?limit=1000"), &read);
+    let (_, ledger) = api.get(&format!("/v1/runs/{id}/ledger?limit=1000"), read);
     let stored: Vec<u64> = ledger["records"]
         .as_array()
         .unwrap()
@@ -801,13 +825,15 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
 
 #[test]
 fn the_catalog_lists_workflows_and_tools_and_an_admin_loads_a_bundle() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    let policy = scripted_bundle_store(dir.path(), &store);
-    let (tokens, [read, operate, admin]) = token_file(dir.path());
-    let args = ["--tokens", tokens.to_str().unwrap()];
-    let env = [("WAYMARK_POLICY", policy.to_str().unwrap())];
-    let (api, _) = Api::start_with_env(&store, &args, &env);
+    let Served {
+        dir,
+        store,
+        api,
+        read,
+        operate,
+        admin,
+        ..
+    } = served(Loaded::Scripted);
 
     let (_, listed) = api.get("/v1/workflows", &read);
     assert_eq!(
@@ -894,15 +920,14 @@ fn the_catalog_lists_workflows_and_tools_and_an_admin_loads_a_bundle() {
 
 #[test]
 fn sigterm_with_requests_in_flight_loses_no_acknowledged_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    assert!(
-        waymark(&store, &["load", artifacts::QUICKSTART])
-            .status
-            .success()
-    );
-    let (tokens, [read, operate, _admin]) = token_file(dir.path());
-    let (mut api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    let Served {
+        dir: _dir,
+        store,
+        mut api,
+        read,
+        operate,
+        ..
+    } = served(Loaded::Quickstart);
     // A live stream of a waiting run stays open until the server stops.
     let (_, waiting) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
     let stream = api
@@ -1043,57 +1068,47 @@ fn the_openapi_document_lists_every_route_the_server_has() {
 
 #[test]
 fn a_snapshot_is_taken_listed_and_restored_over_http() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("w.db");
-    assert!(
-        waymark(&store, &["load", artifacts::QUICKSTART])
-            .status
-            .success()
-    );
-    let (tokens, [read, operate, _admin]) = token_file(dir.path());
-    let (api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
-    let (_, run) = api.post("/v1/runs", &operate, &json!({"workflow": "quickstart"}));
+    let served = served(Loaded::Quickstart);
+    let (api, read, operate) = (&served.api, &served.read, &served.operate);
+    let (_, run) = api.post("/v1/runs", operate, &json!({"workflow": "quickstart"}));
     let id = run["run_id"].as_str().unwrap().to_owned();
     let snapshots = format!("/v1/runs/{id}/snapshots");
     let take = json!({"name": "before the answer", "tags": ["demo"]});
-    assert_eq!(api.post(&snapshots, &read, &take).0, 403);
-    let (status, problem) = api.post(&snapshots, &operate, &json!({"name": " "}));
+    assert_eq!(api.post(&snapshots, read, &take).0, 403);
+    let (status, problem) = api.post(&snapshots, operate, &json!({"name": " "}));
     assert_eq!(
         (status, &problem["code"]),
         (422, &json!("invalid_input")),
         "{problem}"
     );
-    let (status, taken) = api.post(&snapshots, &operate, &take);
+    let (status, taken) = api.post(&snapshots, operate, &take);
     assert_eq!(status, 201, "{taken}");
     assert!(
         taken.get("state").is_none(),
         "the state stays on the server"
     );
-    let (_, listed) = api.get(&snapshots, &read);
+    let (_, listed) = api.get(&snapshots, read);
     assert_eq!(
         listed["snapshots"][0]["snapshot_id"], taken["snapshot_id"],
         "{listed}"
     );
 
     let answer = json!({"wait_key": run["waiting"]["wait_key"], "payload": {"text": "yes"}});
-    api.post(&format!("/v1/runs/{id}/respond"), &operate, &answer);
-    api.wait_for(&id, &read, "completed");
+    api.post(&format!("/v1/runs/{id}/respond"), operate, &answer);
+    api.wait_for(&id, read, "completed");
     let restore = format!(
         "/v1/snapshots/{}/restore",
         taken["snapshot_id"].as_str().unwrap()
     );
-    assert_eq!(
-        api.call("POST", &restore, Some(&read), &[], Some("")).0,
-        403
-    );
-    let (status, restored) = api.call("POST", &restore, Some(&operate), &[], Some(""));
+    assert_eq!(api.call("POST", &restore, Some(read), &[], Some("")).0, 403);
+    let (status, restored) = api.call("POST", &restore, Some(operate), &[], Some(""));
     assert_eq!(
         (status, &restored["status"]),
         (200, &json!("waiting")),
         "{restored}"
     );
     let unknown = "/v1/snapshots/00000000-0000-0000-0000-000000000001/restore";
-    let (status, problem) = api.call("POST", unknown, Some(&operate), &[], Some(""));
+    let (status, problem) = api.call("POST", unknown, Some(operate), &[], Some(""));
     assert_eq!(
         (status, &problem["code"]),
         (404, &json!("snapshot_not_found")),
