@@ -117,15 +117,6 @@ struct RawFile {
     tools: Vec<RawTool>,
 }
 
-/// The source keys of an entry (not `#[serde(flatten)]`ed: that turns
-/// `deny_unknown_fields` off).
-struct RawSource {
-    component: Option<PathBuf>,
-    package: Option<String>,
-    python: Option<PathBuf>,
-    javascript: Option<PathBuf>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkflow {
@@ -153,23 +144,29 @@ struct RawTool {
 
 const SOURCE_KEYS: &str = "`component`, `package`, `python` and `javascript`";
 
-impl RawSource {
-    fn one(
-        self,
-        path: &Path,
-        entry: impl FnOnce() -> String,
-    ) -> Result<GuestSource, PackFileError> {
-        match (self.component, self.package, self.python, self.javascript) {
-            (Some(c), None, None, None) => Ok(GuestSource::Component(c)),
-            (None, Some(p), None, None) => Ok(GuestSource::Package(p)),
-            (None, None, Some(d), None) => Ok(GuestSource::Python(d)),
-            (None, None, None, Some(d)) => Ok(GuestSource::JavaScript(d)),
-            _ => Err(PackFileError::Source {
-                path: path.to_owned(),
-                entry: entry(),
-                allowed: SOURCE_KEYS,
-            }),
-        }
+/// The one source an entry names among its four keys (they are separate
+/// fields of each entry, not a `#[serde(flatten)]`ed struct: that turns
+/// `deny_unknown_fields` off).
+fn guest_source(
+    path: &Path,
+    entry: impl FnOnce() -> String,
+    keys: (
+        Option<PathBuf>,
+        Option<String>,
+        Option<PathBuf>,
+        Option<PathBuf>,
+    ),
+) -> Result<GuestSource, PackFileError> {
+    match keys {
+        (Some(c), None, None, None) => Ok(GuestSource::Component(c)),
+        (None, Some(p), None, None) => Ok(GuestSource::Package(p)),
+        (None, None, Some(d), None) => Ok(GuestSource::Python(d)),
+        (None, None, None, Some(d)) => Ok(GuestSource::JavaScript(d)),
+        _ => Err(PackFileError::Source {
+            path: path.to_owned(),
+            entry: entry(),
+            allowed: SOURCE_KEYS,
+        }),
     }
 }
 
@@ -193,15 +190,10 @@ impl PackFile {
             .workflows
             .into_iter()
             .map(|w| {
+                let keys = (w.component, w.package, w.python, w.javascript);
                 let id = w.id.clone();
-                let source = RawSource {
-                    component: w.component,
-                    package: w.package,
-                    python: w.python,
-                    javascript: w.javascript,
-                };
                 Ok(PackFileWorkflow {
-                    source: source.one(path, || format!("workflow '{id}'"))?,
+                    source: guest_source(path, || format!("workflow '{id}'"), keys)?,
                     id: w.id,
                     limits: w.limits,
                     capabilities: w.capabilities,
@@ -213,14 +205,9 @@ impl PackFile {
             .into_iter()
             .enumerate()
             .map(|(i, t)| {
-                let source = RawSource {
-                    component: t.component,
-                    package: t.package,
-                    python: t.python,
-                    javascript: t.javascript,
-                };
+                let keys = (t.component, t.package, t.python, t.javascript);
                 Ok(PackFileTool {
-                    source: source.one(path, || format!("tools[{i}]"))?,
+                    source: guest_source(path, || format!("tools[{i}]"), keys)?,
                     limits: t.limits,
                 })
             })
