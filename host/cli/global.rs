@@ -111,7 +111,12 @@ impl GlobalArgs {
     /// The host on the store. `group_commit`: concurrent commits (a
     /// driver's turns) share one backend commit.
     pub fn open_host(&self, group_commit: bool) -> Result<Host> {
-        Ok(Host::open(&HostOptions {
+        Ok(Host::open(&self.host_options(group_commit)?)?)
+    }
+
+    /// What [`open_host`](Self::open_host) opens.
+    pub fn host_options(&self, group_commit: bool) -> Result<HostOptions> {
+        Ok(HostOptions {
             store: self.location()?,
             durability: self.durability,
             policy: self.policy()?,
@@ -119,6 +124,6 @@ impl GlobalArgs {
             llm_config: self.llm_config.clone(),
             group_commit,
             compiles: Compiles::InChildProcess,
-        })?)
+        })
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
+use waymark_core::CommitObserver;
 use waymark_driver::{Driver, DriverConfig, DriverStats};
+use waymark_host::Host;
 use waymark_runtime::Runtime;
 
 use crate::global::GlobalArgs;
@@ -63,12 +65,15 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
         let label = g.location()?.to_string();
-        let host = g.open_host(true)?;
+        // The API's live streams wake on the commits of this process.
+        let feed = Arc::new(waymark_http::RunFeed::new());
+        let observer = self.http.map(|_| feed.clone() as Arc<dyn CommitObserver>);
+        let host = Host::open_observed(&g.host_options(true)?, observer)?;
         let catalog = waymark_http::CatalogAccess {
             catalog: host.catalog,
             tools: host.tools,
         };
-        serve(Arc::new(host.runtime), catalog, &label, self, g.json)
+        serve(Arc::new(host.runtime), catalog, feed, &label, self, g.json)
     }
 
     fn config(&self) -> Result<DriverConfig> {
@@ -119,6 +124,7 @@ impl ServeArgs {
 fn serve(
     runtime: Arc<Runtime>,
     catalog: waymark_http::CatalogAccess,
+    feed: Arc<waymark_http::RunFeed>,
     store: &str,
     args: &ServeArgs,
     json: bool,
@@ -139,6 +145,7 @@ fn serve(
             tokens,
             shown,
             catalog,
+            feed,
         }),
         _ => None,
     };
@@ -153,6 +160,8 @@ struct HttpPlan {
     shown: Option<String>,
     /// The host's catalog, for the catalog endpoints.
     catalog: waymark_http::CatalogAccess,
+    /// The commits of this process, observed on its store.
+    feed: Arc<waymark_http::RunFeed>,
 }
 
 /// The API's tokens: the file's, or on a loopback address without one, a
@@ -271,7 +280,8 @@ async fn start_http(runtime: Arc<Runtime>, plan: HttpPlan) -> Result<RunningApi>
         .await
         .with_context(|| format!("cannot listen on {}", plan.addr))?;
     let addr = listener.local_addr()?;
-    let state = waymark_http::ApiState::new(runtime, plan.tokens, Some(plan.catalog));
+    let state =
+        waymark_http::ApiState::new(runtime, plan.tokens, Some(plan.catalog)).with_feed(plan.feed);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(waymark_http::serve(listener, state, async move {
         let _ = stopped.await;

@@ -12,7 +12,8 @@ use crate::model::{
     LedgerHead, RecordKind, RunState, RunStatus, StepRecord, StepStatus, WaitReason, WaitState,
 };
 use crate::store::{
-    Command, Commit, EffectEntry, RunQuery, RunWrite, Snapshot, SnapshotQuery, Store, StoreError,
+    Command, Commit, EffectEntry, RunCursor, RunQuery, RunWrite, Snapshot, SnapshotQuery, Store,
+    StoreError,
 };
 
 /// A running run at its entry node with an empty ledger head.
@@ -350,6 +351,66 @@ pub fn list_runs_filters_newest_first(store: &dyn Store) {
         }),
         ["c"]
     );
+}
+
+/// Runs are listed by (creation time, id), both descending; session and
+/// creation-range filters apply; and paging with the cursor of each page's
+/// last run visits every run exactly once, in order.
+pub fn list_runs_pages_by_cursor(store: &dyn Store) {
+    // Creation times with ties, so the id decides among equals.
+    for (id, at, session) in [
+        ("p1", 10, "s1"),
+        ("p2", 30, "s2"),
+        ("p3", 20, "s1"),
+        ("p4", 30, "s1"),
+        ("p5", 20, "s2"),
+        ("p6", 40, "s1"),
+        ("p7", 30, "s2"),
+    ] {
+        let mut run = sample_run(id);
+        run.created_at_ms = at;
+        run.session_id = session.into();
+        let rec = StepRecord::new(id, RecordKind::Start, StepStatus::Completed, 1);
+        let sealed = seal(&mut run.ledger, rec);
+        store.commit(&Commit::create(&run, vec![sealed])).unwrap();
+    }
+    let ids = |q: &RunQuery| -> Vec<String> {
+        let runs = store.list_runs(q).unwrap();
+        runs.into_iter().map(|r| r.run_id).collect()
+    };
+    let all = ["p6", "p7", "p4", "p2", "p5", "p3", "p1"];
+    assert_eq!(ids(&RunQuery::default()), all);
+    for page_size in 1..=4 {
+        let mut seen = Vec::new();
+        let mut query = RunQuery {
+            limit: Some(page_size),
+            ..RunQuery::default()
+        };
+        loop {
+            let page = store.list_runs(&query).unwrap();
+            assert!(page.len() <= page_size);
+            let Some(last) = page.last() else { break };
+            query.after = Some(RunCursor::of(last));
+            seen.extend(page.into_iter().map(|r| r.run_id));
+        }
+        assert_eq!(seen, all, "pages of {page_size}");
+    }
+    let s1 = RunQuery {
+        session_id: Some("s1".into()),
+        ..RunQuery::default()
+    };
+    assert_eq!(ids(&s1), ["p6", "p4", "p3", "p1"]);
+    let range = RunQuery {
+        created_since_ms: Some(20),
+        created_before_ms: Some(40),
+        ..s1.clone()
+    };
+    assert_eq!(ids(&range), ["p4", "p3"]);
+    let after = RunQuery {
+        after: RunCursor::parse("30-p4"),
+        ..RunQuery::default()
+    };
+    assert_eq!(ids(&after), ["p2", "p5", "p3", "p1"]);
 }
 
 /// `event_waiters` finds exactly the runs waiting for that event name in that
@@ -764,6 +825,7 @@ macro_rules! conformance_tests {
             stale_append_is_a_conflict,
             multi_run_commit_is_atomic,
             list_runs_filters_newest_first,
+            list_runs_pages_by_cursor,
             descendants_are_counted_by_root,
             event_waiters_match_name_and_scope,
             due_waits_are_earliest_first_and_skip_paused,

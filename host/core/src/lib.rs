@@ -13,6 +13,7 @@ pub mod group;
 pub mod ledger;
 pub mod memory;
 pub mod model;
+pub mod observe;
 pub mod store;
 pub mod vars;
 
@@ -22,11 +23,12 @@ pub use ledger::{
 };
 pub use memory::MemoryStore;
 pub use model::*;
+pub use observe::{CommitObserver, Observed};
 pub use store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery, SnapshotStore,
-    Store, StoreError, Submitted, check_readable, validate_artifact_id, validate_command,
-    validate_id,
+    LeaseStore, LedgerStore, RunCursor, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery,
+    SnapshotStore, Store, StoreError, Submitted, check_readable, sort_newest_first,
+    validate_artifact_id, validate_command, validate_id,
 };
 
 /// The host's clock. Runs see it through the `now-ms` of their context, so a

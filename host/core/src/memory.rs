@@ -9,7 +9,8 @@ use crate::model::{RunState, RunStatus, StepRecord, WaitReason};
 use crate::store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
     LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
-    StoreError, Submitted, parse_records, validate_artifact_id, validate_command, validate_id,
+    StoreError, Submitted, parse_records, sort_newest_first, validate_artifact_id,
+    validate_command, validate_id,
 };
 use crate::{Clock, SystemClock};
 
@@ -17,7 +18,7 @@ use crate::{Clock, SystemClock};
 struct Inner {
     runs: HashMap<String, RunState>,
     ledgers: HashMap<String, Vec<String>>,
-    /// Creation order, for listing newest first.
+    /// Creation order: event waiters are woken oldest first.
     order: Vec<String>,
     effects: HashMap<String, EffectEntry>,
     artifacts: BTreeMap<String, (ArtifactMeta, Vec<u8>)>,
@@ -103,16 +104,10 @@ impl RunStore for MemoryStore {
 
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError> {
         let inner = self.lock();
-        let limit = query.limit.unwrap_or(usize::MAX);
-        Ok(inner
-            .order
-            .iter()
-            .rev()
-            .filter_map(|id| inner.runs.get(id))
-            .filter(|r| query.matches(r))
-            .take(limit)
-            .cloned()
-            .collect())
+        let mut found: Vec<&RunState> = inner.runs.values().filter(|r| query.matches(r)).collect();
+        sort_newest_first(&mut found);
+        found.truncate(query.limit.unwrap_or(usize::MAX));
+        Ok(found.into_iter().cloned().collect())
     }
 
     fn event_waiters(&self, name: &str, scope: &str) -> Result<Vec<String>, StoreError> {

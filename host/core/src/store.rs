@@ -455,7 +455,9 @@ impl Commit {
     }
 }
 
-/// Which runs to list.
+/// Which runs to list. Every store lists runs in one total order, newest
+/// first: by creation time, then by run id (both descending), so that a
+/// [`RunCursor`] taken from one page names exactly where the next begins.
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery {
     /// Only runs with this status.
@@ -464,6 +466,15 @@ pub struct RunQuery {
     pub workflow_id: Option<String>,
     /// Only children of this run.
     pub parent_run_id: Option<String>,
+    /// Only runs of this session.
+    pub session_id: Option<String>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub created_since_ms: Option<u64>,
+    /// Only runs created before this time (ms since the epoch).
+    pub created_before_ms: Option<u64>,
+    /// Only runs after this position in the listing order (older ones, or
+    /// as old with a smaller id): the next page after a page ending there.
+    pub after: Option<RunCursor>,
     /// At most this many (newest first); None for all.
     pub limit: Option<usize>,
 }
@@ -480,7 +491,70 @@ impl RunQuery {
                 .parent_run_id
                 .as_deref()
                 .is_none_or(|p| run.parent_run_id.as_deref() == Some(p))
+            && self
+                .session_id
+                .as_deref()
+                .is_none_or(|s| s == run.session_id)
+            && self.created_since_ms.is_none_or(|t| run.created_at_ms >= t)
+            && self.created_before_ms.is_none_or(|t| run.created_at_ms < t)
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|c| c.is_before(run.created_at_ms, &run.run_id))
     }
+}
+
+/// A position in the run listing order: the creation time and id of the
+/// last run of a page. Its text form, `<ms>-<run id>`, is what the API hands
+/// out as an opaque cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    /// The run's creation time.
+    pub created_at_ms: u64,
+    /// The run's id.
+    pub run_id: String,
+}
+
+impl RunCursor {
+    /// The position of `run`.
+    pub fn of(run: &RunState) -> Self {
+        Self {
+            created_at_ms: run.created_at_ms,
+            run_id: run.run_id.clone(),
+        }
+    }
+
+    /// Whether a run created at `created_at_ms` with id `run_id` comes after
+    /// this position in the newest-first order.
+    pub fn is_before(&self, created_at_ms: u64, run_id: &str) -> bool {
+        (created_at_ms, run_id) < (self.created_at_ms, self.run_id.as_str())
+    }
+
+    /// Reads the text form; None unless it is `<ms>-<valid run id>`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (ms, run_id) = text.split_once('-')?;
+        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        validate_id("run", run_id).ok()?;
+        Some(Self {
+            created_at_ms: ms.parse().ok()?,
+            run_id: run_id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for RunCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.created_at_ms, self.run_id)
+    }
+}
+
+/// Sorts runs into the listing order (newest first, then by id descending).
+pub fn sort_newest_first(runs: &mut [&RunState]) {
+    runs.sort_unstable_by(|a, b| {
+        (b.created_at_ms, b.run_id.as_str()).cmp(&(a.created_at_ms, a.run_id.as_str()))
+    });
 }
 
 /// Reading runs, and the questions the scheduler asks about them. Runs are
@@ -488,7 +562,7 @@ impl RunQuery {
 pub trait RunStore: Send + Sync {
     /// The run's stored state; `RunNotFound` if there is none.
     fn load_run(&self, run_id: &str) -> Result<RunState, StoreError>;
-    /// Runs matching `query`, most recently created first.
+    /// Runs matching `query`, in the listing order of [`RunQuery`].
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError>;
     /// Waiting runs whose event wait matches `name` in the resolved `scope`.
     fn event_waiters(&self, name: &str, scope: &str) -> Result<Vec<String>, StoreError>;

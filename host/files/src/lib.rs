@@ -139,8 +139,8 @@ use waymark_core::store::parse_records;
 use waymark_core::{
     ArtifactMeta, ArtifactStore, Clock, Command, CommandInbox, Commit, Durability, EffectEntry,
     EffectLog, LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore,
-    Store, StoreError, Submitted, SystemClock, check_readable, validate_artifact_id,
-    validate_command, validate_id,
+    Store, StoreError, Submitted, SystemClock, check_readable, sort_newest_first,
+    validate_artifact_id, validate_command, validate_id,
 };
 
 mod commits;

@@ -14,20 +14,14 @@ impl RunStore for FileStore {
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError> {
         self.with(|s| {
             let index = s.summaries()?;
-            let mut found: Vec<(u64, usize, &str)> = index
-                .order
-                .iter()
-                .enumerate()
-                .filter_map(|(i, id)| {
-                    let r = index.summaries.get(id)?;
-                    query
-                        .matches(r)
-                        .then_some((r.created_at_ms, i, id.as_str()))
-                })
+            let mut found: Vec<&RunState> = index
+                .summaries
+                .values()
+                .filter(|r| query.matches(r))
                 .collect();
-            found.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
+            sort_newest_first(&mut found);
             found.truncate(query.limit.unwrap_or(usize::MAX));
-            let ids: Vec<String> = found.into_iter().map(|(_, _, id)| id.to_owned()).collect();
+            let ids: Vec<String> = found.into_iter().map(|r| r.run_id.clone()).collect();
             ids.iter()
                 .map(|id| {
                     s.read_run(id)?

@@ -187,7 +187,8 @@ fn crash_between_journal_and_apply_is_replayed() {
         .into_iter()
         .map(|r| r.run_id)
         .collect();
-    assert_eq!(ids, ["c", "p"]);
+    // Created in the same millisecond: listed by id, descending.
+    assert_eq!(ids, ["p", "c"]);
     let cmds = store.commands_after(0, 10).unwrap();
     assert_eq!(cmds.len(), 1);
     assert_eq!((cmds[0].seq, cmds[0].command_id.as_str()), (1, "cmd-1"));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use waymark_core::{Durability, GroupCommit};
+use waymark_core::{CommitObserver, Durability, GroupCommit, Observed};
 use waymark_loader::{LoadedWorkflow, Loader, Policy};
 use waymark_runtime::{Runtime, RuntimeConfig};
 use waymark_wasm::{CompileCache, CompileProcess, EngineConfig, WasmEngine};
@@ -172,9 +172,21 @@ pub struct Host {
 impl Host {
     /// Opens the store (creating it if needed) and assembles the host.
     pub fn open(options: &HostOptions) -> Result<Self, HostError> {
+        Self::open_observed(options, None)
+    }
+
+    /// [`Host::open`], telling `observer` (if any) of every commit that
+    /// lands, whoever makes it: the runtime, the driver, the API.
+    pub fn open_observed(
+        options: &HostOptions,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Self, HostError> {
         let mut store = options.store.open(options.durability)?;
         if options.group_commit {
             store = Arc::new(GroupCommit::new(store));
+        }
+        if let Some(observer) = observer {
+            store = Arc::new(Observed::new(store, observer));
         }
         let state_dir = options.store.state_dir();
         let cache_dir = options.compile_cache.then(|| state_dir.join("cache"));

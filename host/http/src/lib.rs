@@ -6,10 +6,11 @@
 //! | --- | --- | --- |
 //! | `GET /healthz`, `GET /readyz` | none | the process lives; the store answers |
 //! | `POST /v1/runs` | operate | start a run (`Idempotency-Key`: a retried POST starts one run) |
-//! | `GET /v1/runs?status=&workflow=&parent=&limit=` | read | the newest runs passing the filters |
+//! | `GET /v1/runs?status=&workflow=&parent=&session=&created_since_ms=&created_before_ms=&after=&limit=` | read | the newest runs passing the filters, a page at a time |
 //! | `GET /v1/runs/{run_id}` | read | the run's state |
 //! | `GET /v1/runs/{run_id}/ledger?from=&limit=` | read | its ledger records from a sequence number |
 //! | `GET /v1/runs/{run_id}/stream` | read | its ledger records as Server-Sent Events, resumable with `Last-Event-ID` |
+//! | `GET /v1/stream/runs?status=&workflow=&session=&parent=&limit=` | read | the run list, live: a run's summary each time it changes |
 //! | `GET /v1/runs/{run_id}/verify`, `.../export` | read | its hash chain checked; its history document |
 //! | `POST /v1/runs/{run_id}/respond` | operate | answer its wait, with the wait key |
 //! | `POST /v1/runs/{run_id}/approve` | operate | decide the tool calls it waits for |
@@ -30,11 +31,13 @@ mod catalog;
 mod control;
 mod error;
 mod events;
+mod feed;
 mod health;
 mod history;
 pub mod openapi;
 mod runs;
 mod snapshots;
+mod status_stream;
 mod stream;
 
 use std::sync::Arc;
@@ -46,6 +49,7 @@ use waymark_runtime::Runtime;
 
 pub use auth::{Role, TokenEntry, TokenError, TokenSet, hash_token, new_token};
 pub use error::ApiError;
+pub use feed::RunFeed;
 
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -63,6 +67,8 @@ pub struct ApiState {
     pub tokens: Arc<TokenSet>,
     /// The host's component catalog and tools, for the catalog endpoints.
     pub catalog: Option<CatalogAccess>,
+    /// This process's commits as they land, waking the live streams.
+    feed: Arc<RunFeed>,
     /// Turns true when the server stops: live streams end then, so the
     /// graceful stop does not wait on them (clients reconnect elsewhere
     /// with `Last-Event-ID`).
@@ -78,9 +84,22 @@ impl ApiState {
             runtime,
             tokens: Arc::new(tokens),
             catalog,
+            feed: Arc::new(RunFeed::new()),
             stopping,
             stop: Arc::new(stop),
         }
+    }
+
+    /// Wakes the live streams from `feed`, which must observe the
+    /// runtime's store (without one they see commits at their next poll).
+    pub fn with_feed(mut self, feed: Arc<RunFeed>) -> Self {
+        self.feed = feed;
+        self
+    }
+
+    /// The feed of this process's commits.
+    pub(crate) fn feed(&self) -> &RunFeed {
+        &self.feed
     }
 
     /// A receiver that sees the server stop.
@@ -129,6 +148,7 @@ pub fn router(state: ApiState) -> Router {
             get(snapshots::list).post(snapshots::take),
         )
         .route("/snapshots/{snapshot_id}/restore", post(snapshots::restore))
+        .route("/stream/runs", get(status_stream::watch))
         .route("/events", post(events::emit))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/workflows", get(catalog::workflows))

@@ -46,6 +46,7 @@ impl Modify for BearerTokens {
         crate::runs::ledger,
         crate::runs::respond,
         crate::stream::stream,
+        crate::status_stream::watch,
         crate::history::verify,
         crate::history::export,
         crate::control::approve,

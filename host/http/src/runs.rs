@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use waymark_core::{RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_core::{RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError};
 use waymark_runtime::{RuntimeError, StartOptions};
 
 use crate::auth::{Caller, Role};
@@ -131,7 +131,8 @@ pub(crate) async fn start(
         .await
 }
 
-/// `?status=&workflow=&parent=&limit=` of the run list.
+/// `?status=&workflow=&parent=&session=&created_since_ms=&created_before_ms=&after=&limit=`
+/// of the run list.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +146,18 @@ pub(crate) struct ListQuery {
     /// Only children of this run.
     #[serde(default)]
     parent: Option<String>,
+    /// Only runs of this session.
+    #[serde(default)]
+    session: Option<String>,
+    /// Only runs created at or after this time (ms since the Unix epoch).
+    #[serde(default)]
+    created_since_ms: Option<u64>,
+    /// Only runs created before this time (ms since the Unix epoch).
+    #[serde(default)]
+    created_before_ms: Option<u64>,
+    /// The `next` cursor of the previous page: continue after it.
+    #[serde(default)]
+    after: Option<String>,
     /// At most this many, newest first (default 50, at most 1000).
     #[serde(default)]
     limit: Option<usize>,
@@ -153,7 +166,8 @@ pub(crate) struct ListQuery {
 /// `GET /v1/runs`: the newest runs passing the filters.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
     responses(
-        (status = 200, description = "`{\"runs\": [...]}`, newest first", body = Object),
+        (status = 200, description = "`{\"runs\": [...], \"next\": cursor}`, newest first (by \
+         creation time, then id); `next` is set when the page is full", body = Object),
         (status = "4XX", description = "Refused", body = crate::openapi::Problem,
          content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -173,20 +187,38 @@ pub(crate) async fn list(
             })
         })
         .transpose()?;
-    if let Some(parent) = &query.parent {
-        waymark_core::validate_id("run", parent)
-            .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    for (what, id) in [("run", &query.parent), ("session", &query.session)] {
+        if let Some(id) = id {
+            waymark_core::validate_id(what, id)
+                .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+        }
     }
+    let after = query
+        .after
+        .as_deref()
+        .map(|text| {
+            RunCursor::parse(text).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", format!("'{text}' is not a run cursor"))
+            })
+        })
+        .transpose()?;
     let filter = RunQuery {
         status,
         workflow_id: query.workflow,
         parent_run_id: query.parent,
+        session_id: query.session,
+        created_since_ms: query.created_since_ms,
+        created_before_ms: query.created_before_ms,
+        after,
         limit: Some(limit),
     };
     state
         .blocking(move |rt| {
             let runs = rt.store().list_runs(&filter).map_err(RuntimeError::from)?;
-            Ok(Json(RunsPage { runs }))
+            let next = (runs.len() == limit)
+                .then(|| runs.last().map(|r| RunCursor::of(r).to_string()))
+                .flatten();
+            Ok(Json(RunsPage { runs, next }))
         })
         .await
 }
@@ -195,6 +227,8 @@ pub(crate) async fn list(
 #[derive(Serialize)]
 pub(crate) struct RunsPage {
     runs: Vec<RunState>,
+    /// Where the next page starts; None when this page is the last.
+    next: Option<String>,
 }
 
 /// `GET /v1/runs/{run_id}`: the run's state.

@@ -1,15 +1,19 @@
 //! `GET /v1/runs/{run_id}/stream`: a run's ledger records as Server-Sent
 //! Events, each with its sequence number as the event id. A client that
 //! reconnects with `Last-Event-ID: N` gets the records after N, so across
-//! reconnects every record arrives once, in order. Records come from the
-//! store (polled every [`POLL`] while nothing is new), so runs moved by any
-//! process show; when the run has ended and every record was sent, an `end`
-//! event with its status closes the stream. A stopping server ends its
-//! streams without an `end` event: the client reconnects with
-//! `Last-Event-ID`.
+//! reconnects every record arrives once, in order.
+//!
+//! Records this process commits arrive from the [`RunFeed`](crate::RunFeed)
+//! as they land; the store is read when the stream opens, when the feed
+//! skips (a gap in sequence numbers, a stream too slow for its backlog) and
+//! every [`POLL`] while idle, so runs other processes move show too. When
+//! the run has ended and every record was sent, an `end` event with its
+//! status closes the stream. A stopping server ends its streams without an
+//! `end` event: the client reconnects with `Last-Event-ID`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -18,15 +22,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
-use waymark_core::StepRecord;
+use tokio::sync::broadcast;
 
 use crate::auth::{Caller, Role};
 use crate::body::{QueryParams, RunId};
+use crate::feed::RunChange;
 use crate::{ApiError, ApiState};
 
-/// How long the stream waits before looking at the store again when
-/// nothing was new.
-const POLL: Duration = Duration::from_millis(100);
+/// How long an idle stream waits for the feed before looking at the store
+/// again: the longest delay of a record another process committed.
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 /// Records read from the store at once.
 const BATCH: usize = 256;
 
@@ -45,9 +50,12 @@ pub(crate) struct StreamQuery {
 struct Cursor {
     state: ApiState,
     stopping: tokio::sync::watch::Receiver<bool>,
+    changes: broadcast::Receiver<Arc<RunChange>>,
     run_id: String,
+    /// The sequence number of the next record to send.
     next: u64,
-    pending: VecDeque<StepRecord>,
+    /// Records read but not sent yet: (seq, the record as JSON).
+    pending: VecDeque<(u64, String)>,
     ended: bool,
 }
 
@@ -84,10 +92,14 @@ pub(crate) async fn stream(
                 )
             })?,
     };
+    // Subscribe before the first read of the store, so that nothing lands
+    // unseen between the two.
+    let changes = state.feed().subscribe();
     // The run must exist before the stream opens (404 otherwise).
     let id = run_id.clone();
     state.blocking(move |rt| Ok(rt.get_state(&id)?)).await?;
     let cursor = Cursor {
+        changes,
         stopping: state.stopping(),
         state,
         run_id,
@@ -109,12 +121,11 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
         if cursor.ended || *cursor.stopping.borrow() {
             return None;
         }
-        if let Some(record) = cursor.pending.pop_front() {
-            cursor.next = record.seq.saturating_add(1);
-            let data = serde_json::to_string(&record).unwrap_or_else(|_| "null".into());
+        if let Some((seq, data)) = cursor.pending.pop_front() {
+            cursor.next = seq.saturating_add(1);
             return Some(
                 Event::default()
-                    .id(record.seq.to_string())
+                    .id(seq.to_string())
                     .event("record")
                     .data(data),
             );
@@ -135,24 +146,58 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
             })
             .await;
         match read {
-            Ok((page, _)) if !page.is_empty() => cursor.pending.extend(page),
+            Ok((page, _)) if !page.is_empty() => {
+                cursor.pending.extend(page.iter().map(|record| {
+                    let data = serde_json::to_string(record).unwrap_or_else(|_| "null".into());
+                    (record.seq, data)
+                }));
+            }
             Ok((_, Some(status))) if status.is_terminal() => {
                 cursor.ended = true;
                 let data = json!({"status": status}).to_string();
                 return Some(Event::default().event("end").data(data));
             }
-            Ok(_) => {
-                // The server stopping ends the stream at once.
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
-                    _ = cursor.stopping.changed() => {}
-                }
-            }
+            Ok(_) => wait_for_records(cursor).await,
             Err(e) => {
                 cursor.ended = true;
                 let data = json!({"code": e.code, "detail": e.detail}).to_string();
                 return Some(Event::default().event("error").data(data));
             }
+        }
+    }
+}
+
+/// Waits until the feed brings the run's next records (queued in
+/// `pending`), something else of the run lands, the poll interval passes or
+/// the server stops. Records the feed brings that do not follow on from
+/// `next` are left for the store read that follows.
+async fn wait_for_records(cursor: &mut Cursor) {
+    let poll = tokio::time::sleep(POLL);
+    tokio::pin!(poll);
+    loop {
+        tokio::select! {
+            () = &mut poll => return,
+            _ = cursor.stopping.changed() => return,
+            change = cursor.changes.recv() => match change {
+                Ok(change) if change.run.run_id == cursor.run_id => {
+                    let fresh = change.records.iter().skip_while(|r| r.seq < cursor.next);
+                    for (expected, record) in (cursor.next..).zip(fresh) {
+                        if record.seq != expected {
+                            break;
+                        }
+                        cursor.pending.push_back((record.seq, record.json.clone()));
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                // Missed changes are read from the store; a closed feed
+                // leaves the polling.
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => {
+                    poll.as_mut().await;
+                    return;
+                }
+            },
         }
     }
 }

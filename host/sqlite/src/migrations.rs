@@ -46,6 +46,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "root_run_id",
         sql: include_str!("../migrations/0005_root_run_id.sql"),
     },
+    Migration {
+        version: 6,
+        name: "run_listing",
+        sql: include_str!("../migrations/0006_run_listing.sql"),
+    },
 ];
 
 /// The version the last step leaves a file at.

@@ -17,37 +17,56 @@ impl RunStore for SqliteStore {
     }
 
     fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunState>, StoreError> {
-        let mut sql = String::from("SELECT run_id, state FROM runs WHERE 1");
-        if query.status.is_some() {
-            sql.push_str(" AND status = ?1");
-        }
-        if query.workflow_id.is_some() {
-            sql.push_str(" AND workflow_id = ?2");
-        }
-        if query.parent_run_id.is_some() {
-            sql.push_str(" AND parent_run_id = ?3");
-        }
-        // Newest first, in creation order as the in-memory store lists them:
-        // a run's rowid is assigned when it is inserted and never changes.
-        sql.push_str(" ORDER BY rowid DESC LIMIT ?4");
+        // Times past i64::MAX are later than any stored one.
+        let ms = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        let status = query.status.map(RunStatus::as_str);
+        let since = query.created_since_ms.map(ms);
+        let before = query.created_before_ms.map(ms);
+        let after_ms = query.after.as_ref().map(|c| ms(c.created_at_ms));
         let limit = limit_i64(query.limit);
+        // Each filter adds its condition and binds its own numbered
+        // parameter, so the statement text (and its cache entry) depends
+        // only on which filters are set.
+        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 7] = [
+            ("status = ?1", status.as_ref().map(|s| s as _)),
+            (
+                "workflow_id = ?2",
+                query.workflow_id.as_ref().map(|s| s as _),
+            ),
+            (
+                "parent_run_id = ?3",
+                query.parent_run_id.as_ref().map(|s| s as _),
+            ),
+            ("session_id = ?4", query.session_id.as_ref().map(|s| s as _)),
+            ("created_at_ms >= ?5", since.as_ref().map(|s| s as _)),
+            ("created_at_ms < ?6", before.as_ref().map(|s| s as _)),
+            (
+                "(created_at_ms < ?7 OR (created_at_ms = ?7 AND run_id < ?8))",
+                after_ms.as_ref().map(|s| s as _),
+            ),
+        ];
+        let mut sql = String::from("SELECT run_id, state FROM runs WHERE 1");
+        for (condition, value) in &filters {
+            if value.is_some() {
+                sql.push_str(" AND ");
+                sql.push_str(condition);
+            }
+        }
+        sql.push_str(" ORDER BY created_at_ms DESC, run_id DESC LIMIT ?9");
 
         let conn = self.lock();
         let op = "listing runs";
         let mut st = conn.prepare_cached(&sql).map_err(|e| self.err(op, e))?;
-        let status = query.status.map(RunStatus::as_str);
-        // Bind only the parameters the SQL mentions.
-        let mut binds: Vec<(usize, &dyn rusqlite::ToSql)> = Vec::with_capacity(4);
-        if let Some(s) = &status {
-            binds.push((1, s));
+        let mut binds: Vec<(usize, &dyn rusqlite::ToSql)> = Vec::with_capacity(9);
+        for (i, (_, value)) in filters.iter().enumerate() {
+            if let Some(value) = value {
+                binds.push((i + 1, *value));
+            }
         }
-        if let Some(w) = &query.workflow_id {
-            binds.push((2, w));
+        if let Some(cursor) = &query.after {
+            binds.push((8, &cursor.run_id));
         }
-        if let Some(p) = &query.parent_run_id {
-            binds.push((3, p));
-        }
-        binds.push((4, &limit));
+        binds.push((9, &limit));
         for (index, value) in binds {
             st.raw_bind_parameter(index, value)
                 .map_err(|e| self.err(op, e))?;
