@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod cli_input;
 mod cli_output;
+mod console;
 mod crash;
 mod docs;
 mod driver;

@@ -215,19 +215,28 @@ async fn serve_until_signalled(
         let mut out = std::io::stdout().lock();
         let url = api.as_ref().map(|a| format!("http://{}", a.addr));
         let token = api.as_ref().and_then(|a| a.shown.clone());
+        let console = url.as_ref().map(|u| format!("{u}/"));
         if json {
             writeln!(
                 out,
                 "{}",
-                json!({"serving": store, "owner": owner, "workers": workers, "inbox_consumer": consumer, "http": url, "token": token})
+                json!({"serving": store, "owner": owner, "workers": workers, "inbox_consumer": consumer,
+                       "http": url, "console": console, "token": token})
             )?;
         } else {
             writeln!(out, "serving {store} as {owner}")?;
             if let Some(url) = &url {
                 writeln!(out, "http API on {url}/v1")?;
             }
-            if let Some(token) = &token {
-                writeln!(out, "admin token (shown once): {token}")?;
+            match (&console, &token) {
+                // The fragment never leaves the browser; the console moves
+                // the token into the tab's storage and out of the address.
+                (Some(console), Some(token)) => {
+                    writeln!(out, "admin token (shown once): {token}")?;
+                    writeln!(out, "console: {console}#token={token}")?;
+                }
+                (Some(console), None) => writeln!(out, "console: {console}")?,
+                _ => {}
             }
         }
         out.flush()?;

@@ -339,7 +339,25 @@ impl Catalog {
         Ok(self.read_index()?.workflows.into_iter().collect())
     }
 
+    /// The current version of `workflow_id` loaded under the policy, with
+    /// what it was granted (limits, effects, child workflows) and refused;
+    /// none when the catalog has no such workflow.
+    pub fn describe(&self, workflow_id: &str) -> Result<Option<LoadedWorkflow>> {
+        match self.read_index()?.workflows.get(workflow_id) {
+            Some(entry) => self.load_loaded(workflow_id, &entry.digest.clone()),
+            None => Ok(None),
+        }
+    }
+
     fn load_digest(&self, workflow_id: &str, digest: &str) -> Result<Option<Arc<dyn Workflow>>> {
+        Ok(self
+            .load_loaded(workflow_id, digest)?
+            .map(|loaded| loaded.workflow))
+    }
+
+    /// The component of `digest`, loaded as `workflow_id` under its bundle's
+    /// manifest (if it came in one) and the policy.
+    fn load_loaded(&self, workflow_id: &str, digest: &str) -> Result<Option<LoadedWorkflow>> {
         let Some(bytes) = self.read_verified(digest)? else {
             return Ok(None);
         };
@@ -353,7 +371,7 @@ impl Catalog {
             what: self.component_path(digest).display().to_string(),
             source,
         })?;
-        Ok(Some(loaded.workflow))
+        Ok(Some(loaded))
     }
 
     /// The manifest of the bundle a component came from; none for a bare

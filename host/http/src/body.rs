@@ -99,6 +99,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RunId {
     }
 }
 
+/// The workflow id of a `/v1/workflows/{workflow_id}` path, checked.
+pub(crate) struct WorkflowId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for WorkflowId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, "workflow").await.map(WorkflowId)
+    }
+}
+
 /// The snapshot id of a `/v1/snapshots/{snapshot_id}/...` path, checked.
 pub(crate) struct SnapshotId(pub(crate) String);
 

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
+use crate::body::WorkflowId;
 use crate::{ApiError, ApiState};
 
 /// The catalog of a host, or 503 for an API without one.
@@ -78,6 +79,59 @@ pub(crate) async fn tools(
                 })
                 .collect();
             Ok(Json(json!({ "tools": tools })))
+        })
+        .await
+}
+
+/// `GET /v1/workflows/{workflow_id}`: the current version of a workflow as
+/// the host runs it: its nodes, and what the policy granted it (per-step
+/// limits, effects, child workflows) and refused.
+#[utoipa::path(get, path = "/v1/workflows/{workflow_id}", tag = "catalog",
+    params(("workflow_id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "The workflow, its grants and limits", body = Object),
+        (status = "4XX", description = "Refused", body = crate::openapi::Problem,
+         content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn describe(
+    State(state): State<ApiState>,
+    caller: Caller,
+    WorkflowId(workflow_id): WorkflowId,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Read)?;
+    let catalog = catalog(&state)?.catalog.clone();
+    state
+        .blocking(move |_| {
+            let internal =
+                |e: waymark_host::CatalogError| ApiError::internal(waymark_runtime::error_text(&e));
+            let Some(loaded) = catalog.describe(&workflow_id).map_err(internal)? else {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "workflow_not_found",
+                    format!("no workflow '{workflow_id}' is loaded"),
+                ));
+            };
+            let info = loaded.workflow.info();
+            let (limits, grants) = (&loaded.effective.limits, &loaded.effective.grants);
+            Ok(Json(json!({
+                "workflow_id": info.workflow_id,
+                "version": info.version,
+                "digest": loaded.workflow.digest(),
+                "entry_node": info.entry_node,
+                "nodes": info.nodes,
+                "limits": {
+                    "fuel": limits.fuel,
+                    "max_memory_bytes": limits.max_memory_bytes,
+                    "timeout_ms": limits.timeout.as_millis() as u64,
+                    "max_plan_bytes": limits.max_plan_bytes,
+                    "max_log_bytes": limits.max_log_bytes,
+                    "max_log_lines": limits.max_log_lines,
+                },
+                // None: anything (a workflow the host trusts).
+                "effects": grants.effects,
+                "child_workflows": grants.child_workflows,
+                "refused": loaded.effective.refused,
+            })))
         })
         .await
 }

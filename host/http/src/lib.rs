@@ -4,6 +4,7 @@
 //!
 //! | method and path | role | what |
 //! | --- | --- | --- |
+//! | `GET /` (and `/console/*`) | none | the web console (its API calls carry the token) |
 //! | `GET /healthz`, `GET /readyz` | none | the process lives; the store answers |
 //! | `POST /v1/runs` | operate | start a run (`Idempotency-Key`: a retried POST starts one run) |
 //! | `GET /v1/runs?status=&workflow=&parent=&session=&created_since_ms=&created_before_ms=&after=&limit=` | read | the newest runs passing the filters, a page at a time |
@@ -12,6 +13,7 @@
 //! | `GET /v1/runs/{run_id}/stream` | read | its ledger records as Server-Sent Events, resumable with `Last-Event-ID` |
 //! | `GET /v1/stream/runs?status=&workflow=&session=&parent=&limit=` | read | the run list, live: a run's summary each time it changes |
 //! | `GET /v1/runs/{run_id}/verify`, `.../export` | read | its hash chain checked; its history document |
+//! | `GET /v1/runs/{run_id}/vars?after=` | read | its vars after a record, replayed from its ledger |
 //! | `POST /v1/runs/{run_id}/respond` | operate | answer its wait, with the wait key |
 //! | `POST /v1/runs/{run_id}/approve` | operate | decide the tool calls it waits for |
 //! | `POST /v1/runs/{run_id}/cancel`, `.../pause`, `.../resume` | operate | cancel, pause, end a pause |
@@ -19,7 +21,9 @@
 //! | `POST /v1/snapshots/{snapshot_id}/restore` | operate | put the run back in the saved state |
 //! | `POST /v1/events` | operate | emit an event in a scope |
 //! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs |
+//! | `GET /v1/workflows/{workflow_id}` | read | a workflow's nodes, and the limits and grants the policy gives it |
 //! | `POST /v1/bundles` | admin | load a `.wmb` bundle, verified as `waymark load` does |
+//! | `GET /v1/whoami` | read | the token's name and role |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document of all of the above, generated from the handlers |
 //!
 //! Runtime calls block (SQLite, WebAssembly): handlers run them on tokio's
@@ -28,6 +32,7 @@
 mod auth;
 mod body;
 mod catalog;
+mod console;
 mod control;
 mod error;
 mod events;
@@ -138,6 +143,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs/{run_id}/stream", get(stream::stream))
         .route("/runs/{run_id}/verify", get(history::verify))
         .route("/runs/{run_id}/export", get(history::export))
+        .route("/runs/{run_id}/vars", get(history::vars_after))
         .route("/runs/{run_id}/respond", post(runs::respond))
         .route("/runs/{run_id}/approve", post(control::approve))
         .route("/runs/{run_id}/cancel", post(control::cancel))
@@ -151,13 +157,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/stream/runs", get(status_stream::watch))
         .route("/events", post(events::emit))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/whoami", get(health::whoami))
         .route("/workflows", get(catalog::workflows))
+        .route("/workflows/{workflow_id}", get(catalog::describe))
         .route("/tools", get(catalog::tools))
         .route(
             "/bundles",
             post(catalog::load_bundle).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
         );
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest("/v1", v1)

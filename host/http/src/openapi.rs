@@ -40,6 +40,7 @@ impl Modify for BearerTokens {
     paths(
         crate::health::healthz,
         crate::health::readyz,
+        crate::health::whoami,
         crate::runs::start,
         crate::runs::list,
         crate::runs::get,
@@ -49,6 +50,7 @@ impl Modify for BearerTokens {
         crate::status_stream::watch,
         crate::history::verify,
         crate::history::export,
+        crate::history::vars_after,
         crate::control::approve,
         crate::control::cancel,
         crate::control::pause,
@@ -58,6 +60,7 @@ impl Modify for BearerTokens {
         crate::snapshots::restore,
         crate::events::emit,
         crate::catalog::workflows,
+        crate::catalog::describe,
         crate::catalog::tools,
         crate::catalog::load_bundle,
     ),

@@ -12,6 +12,7 @@ pub mod effects;
 pub mod history;
 pub mod offload;
 pub mod plan;
+pub mod replay;
 pub mod runtime;
 pub mod workflow;
 
@@ -19,6 +20,7 @@ pub use control::CommandOutcome;
 pub use effects::{
     EffectCall, EffectError, EffectHandler, EffectOutcome, ResumeRefused, RetryPolicy, WaitRequest,
 };
+pub use replay::VarsAfter;
 pub use runtime::{
     Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, error_text,
 };

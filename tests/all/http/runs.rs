@@ -306,6 +306,15 @@ fn approvals_events_control_and_history_over_http() {
     );
     let done = api.wait_for(&event_run, read, "completed");
     assert_eq!(done["output"]["n"], 7, "{done}");
+    // The vars replayed from the ledger: the start's, and at the end the
+    // run's own.
+    let vars_at = |after: &str| api.get(&format!("/v1/runs/{event_run}/vars{after}"), read);
+    let (status, last) = vars_at("");
+    assert_eq!((status, &last["vars"]), (200, &done["vars"]), "{last}");
+    let (_, first) = vars_at("?after=0");
+    assert_eq!(first["vars"]["script"], done["vars"]["script"], "{first}");
+    assert!(first["vars"].get("result").is_none(), "{first}");
+    assert_eq!(vars_at("?after=x").0, 400);
 
     // Pause, resume, cancel (no body needed); the list filters by status.
     let ask = json!({"ask_user": {"prompt": "go on?"}});

@@ -27,6 +27,24 @@ fn the_catalog_lists_workflows_and_tools_and_an_admin_loads_a_bundle() {
         "{listed}"
     );
     assert_eq!(listed["workflows"][0]["bundle"], "ops@0.1.0", "{listed}");
+    // Described as the host runs it: what the bundle asked and the policy
+    // granted.
+    let (status, described) = api.get("/v1/workflows/scripted", &read);
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(described["digest"], listed["workflows"][0]["digest"]);
+    assert!(
+        described["limits"]["fuel"].as_u64().unwrap() > 0,
+        "{described}"
+    );
+    let effects = described["effects"].as_array().expect("granted effects");
+    assert!(effects.contains(&json!("tool_calls")), "{described}");
+    assert_eq!(
+        api.get("/v1/workflows/nothing", &read).1["code"],
+        "workflow_not_found"
+    );
+    assert_eq!(api.get("/v1/workflows/..%2Fx", &read).0, 400);
+    let (_, me) = api.get("/v1/whoami", &operate);
+    assert_eq!(me, json!({"name": "operate", "role": "operate"}));
     let (_, tools) = api.get("/v1/tools", &read);
     let refund = tools["tools"]
         .as_array()
@@ -232,7 +250,8 @@ fn the_openapi_document_lists_every_route_the_server_has() {
             operations += 1;
             let concrete = path
                 .replace("{run_id}", "00000000-0000-0000-0000-000000000000")
-                .replace("{snapshot_id}", "00000000-0000-0000-0000-000000000001");
+                .replace("{snapshot_id}", "00000000-0000-0000-0000-000000000001")
+                .replace("{workflow_id}", "quickstart");
             let method = method.to_ascii_uppercase();
             let body = (method == "POST").then_some("{}");
             let (status, answer) = api.call(&method, &concrete, None, &[], body);
@@ -246,8 +265,41 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     }
     assert_eq!(
         operations,
-        22,
+        25,
         "{}",
         serde_json::to_string_pretty(&doc["paths"]).unwrap()
     );
+}
+
+#[test]
+fn the_console_is_served_with_a_strict_content_security_policy() {
+    let served = served(Loaded::Quickstart);
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let mut response = served
+            .api
+            .agent
+            .get(&format!("{}{path}", served.api.base))
+            .call()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        let policy = header("content-security-policy");
+        assert!(policy.contains("script-src 'self'"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert!(header("set-cookie").is_empty(), "no cookie, ever");
+        let body = response.body_mut().read_to_string().unwrap();
+        assert!(!body.is_empty());
+    }
 }
