@@ -178,21 +178,12 @@ pub(crate) async fn list(
 ) -> Result<Json<RunsPage>, ApiError> {
     caller.require(Role::Read)?;
     let limit = page_limit(query.limit, LIST_PAGE, LIST_PAGE_MAX)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            RunStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request("invalid_query", format!("unknown status '{s}'"))
-            })
-        })
-        .transpose()?;
-    for (what, id) in [("run", &query.parent), ("session", &query.session)] {
-        if let Some(id) = id {
-            waymark_core::validate_id(what, id)
-                .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
-        }
-    }
+    let filters = run_filters(
+        query.status.as_deref(),
+        query.workflow,
+        query.parent,
+        query.session,
+    )?;
     let after = query
         .after
         .as_deref()
@@ -203,14 +194,11 @@ pub(crate) async fn list(
         })
         .transpose()?;
     let filter = RunQuery {
-        status,
-        workflow_id: query.workflow,
-        parent_run_id: query.parent,
-        session_id: query.session,
         created_since_ms: query.created_since_ms,
         created_before_ms: query.created_before_ms,
         after,
         limit: Some(limit),
+        ..filters
     };
     state
         .blocking(move |rt| {
@@ -221,6 +209,36 @@ pub(crate) async fn list(
             Ok(Json(RunsPage { runs, next }))
         })
         .await
+}
+
+/// The filters of the run list and of the live run list, checked: a known
+/// status, valid parent and session ids.
+pub(crate) fn run_filters(
+    status: Option<&str>,
+    workflow: Option<String>,
+    parent: Option<String>,
+    session: Option<String>,
+) -> Result<RunQuery, ApiError> {
+    let status = status
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("unknown status '{s}'"))
+            })
+        })
+        .transpose()?;
+    for (what, id) in [("run", &parent), ("session", &session)] {
+        if let Some(id) = id {
+            waymark_core::validate_id(what, id)
+                .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+        }
+    }
+    Ok(RunQuery {
+        status,
+        workflow_id: workflow,
+        parent_run_id: parent,
+        session_id: session,
+        ..RunQuery::default()
+    })
 }
 
 /// The answer of the run list.

@@ -25,6 +25,7 @@ use waymark_runtime::RuntimeError;
 use crate::auth::{Caller, Role};
 use crate::body::{QueryParams, page_limit};
 use crate::feed::RunChange;
+use crate::runs::run_filters;
 use crate::stream::POLL;
 use crate::{ApiError, ApiState};
 
@@ -122,33 +123,20 @@ pub(crate) async fn watch(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(Role::Read)?;
     let limit = page_limit(query.limit, WATCH_PAGE, WATCH_PAGE_MAX)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(|s| {
-            RunStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request("invalid_query", format!("unknown status '{s}'"))
-            })
-        })
-        .transpose()?;
-    for (what, id) in [("run", &query.parent), ("session", &query.session)] {
-        if let Some(id) = id {
-            waymark_core::validate_id(what, id)
-                .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
-        }
-    }
+    let filter = RunQuery {
+        limit: Some(limit),
+        ..run_filters(
+            query.status.as_deref(),
+            query.workflow,
+            query.parent,
+            query.session,
+        )?
+    };
     let watch = Watch {
         changes: state.feed().subscribe(),
         stopping: state.stopping(),
         state,
-        filter: RunQuery {
-            status,
-            workflow_id: query.workflow,
-            parent_run_id: query.parent,
-            session_id: query.session,
-            limit: Some(limit),
-            ..RunQuery::default()
-        },
+        filter,
         told: HashMap::new(),
         pending: Default::default(),
         fresh: false,
