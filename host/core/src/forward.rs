@@ -50,6 +50,14 @@ macro_rules! forward_store_reads {
             fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, $crate::StoreError> {
                 self.$field.ledger_raw(run_id)
             }
+            fn ledger_page(
+                &self,
+                run_id: &str,
+                from: u64,
+                limit: usize,
+            ) -> Result<Vec<$crate::StepRecord>, $crate::StoreError> {
+                self.$field.ledger_page(run_id, from, limit)
+            }
         }
 
         impl<$($gen)*> $crate::EffectLog for $ty {

@@ -179,6 +179,27 @@ impl LedgerStore for MemoryStore {
             .cloned()
             .ok_or_else(|| StoreError::RunNotFound(run_id.to_owned()))
     }
+
+    fn ledger_page(
+        &self,
+        run_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StepRecord>, StoreError> {
+        let page: Vec<String> = {
+            let inner = self.lock();
+            let ledger = inner
+                .ledgers
+                .get(run_id)
+                .ok_or_else(|| StoreError::RunNotFound(run_id.to_owned()))?;
+            // Records are stored at their seq's index.
+            let start = usize::try_from(from)
+                .unwrap_or(usize::MAX)
+                .min(ledger.len());
+            ledger[start..].iter().take(limit).cloned().collect()
+        };
+        parse_records(run_id, &page)
+    }
 }
 
 impl EffectLog for MemoryStore {

@@ -584,21 +584,15 @@ pub trait LedgerStore: Send + Sync {
     /// The run's records exactly as stored, for verification.
     fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError>;
     /// At most `limit` of the run's records, from sequence number `from`
-    /// on, in order: what pages and live streams read. The default reads
-    /// the whole ledger; a store with an index on `seq` reads the page.
+    /// on, in order: what pages and live streams read, so it must cost the
+    /// page, not the ledger (no default: a wrapper that forgot to forward
+    /// it would read 100,000 records for 100).
     fn ledger_page(
         &self,
         run_id: &str,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<crate::model::StepRecord>, StoreError> {
-        Ok(self
-            .ledger(run_id)?
-            .into_iter()
-            .filter(|r| r.seq >= from)
-            .take(limit)
-            .collect())
-    }
+    ) -> Result<Vec<crate::model::StepRecord>, StoreError>;
 }
 
 /// Content-addressed blobs: values offloaded out of vars and records.

@@ -108,6 +108,19 @@ impl LedgerStore for FileStore {
         validate_id("run", run_id)?;
         self.with(|s| s.ledger_raw(run_id))
     }
+
+    fn ledger_page(
+        &self,
+        run_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StepRecord>, StoreError> {
+        // A ledger is one file of lines: read it, parse only the page.
+        let raw = self.ledger_raw(run_id)?;
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(raw.len());
+        let end = start.saturating_add(limit).min(raw.len());
+        parse_records(run_id, &raw[start..end])
+    }
 }
 
 impl EffectLog for FileStore {

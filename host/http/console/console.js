@@ -371,12 +371,19 @@ async function showRun(view, runId) {
   };
 
   const details = h('div');
+  // The wait panel is redrawn only when the wait changes, so that choices
+  // being made in it survive the run's other updates.
+  let shownWait = null;
   const renderHeader = () => {
     header.replaceChildren(
       h('h1', {}, 'Run ', h('span', { class: 'mono', id: 'run-id' }, run.run_id)),
       h('div', { class: 'row' }, h('span', { id: 'run-status' }, badge(run.status, run.paused)), verified),
       actions(run, base, reload));
-    waitPanel.replaceChildren(...waitView(run, base, reload));
+    const wait = run.status === 'waiting' && run.waiting ? run.waiting.wait_key : '';
+    if (wait !== shownWait) {
+      shownWait = wait;
+      waitPanel.replaceChildren(...waitView(run, base, reload));
+    }
     details.replaceChildren(h('div', { class: 'panel' }, h('dl', { class: 'grid' },
       info('Workflow', `${run.workflow_id} ${run.workflow_version || ''}`),
       info('Node', h('span', { id: 'run-node' }, run.current_node)),

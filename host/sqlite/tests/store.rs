@@ -506,6 +506,9 @@ fn a_version_2_file_is_migrated_in_place() {
              CREATE INDEX runs_parent ON runs (parent_run_id);
              DROP INDEX runs_root;
              ALTER TABLE runs DROP COLUMN root_run_id;
+             DROP INDEX runs_listing;
+             DROP INDEX runs_session;
+             CREATE INDEX runs_created ON runs (created_at_ms);
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -518,7 +521,7 @@ fn a_version_2_file_is_migrated_in_place() {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
         // Version 4's partial indexes replaced the old full ones.
         let parent_index: String = conn
             .query_row(
@@ -536,6 +539,16 @@ fn a_version_2_file_is_migrated_in_place() {
             )
             .unwrap();
         assert_eq!(leases, 1);
+        // Version 6 lists runs by (creation time, id).
+        let listing: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' \
+                 AND name IN ('runs_listing', 'runs_session')",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(listing, 2);
     }
     // The old data is intact and goes on; leases work.
     assert_eq!(store.load_run("old").unwrap(), run);
@@ -660,6 +673,8 @@ fn a_version_4_file_gains_the_root_column_and_counts_new_descendants() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX runs_root; ALTER TABLE runs DROP COLUMN root_run_id; \
+             DROP INDEX runs_listing; DROP INDEX runs_session; \
+             CREATE INDEX runs_created ON runs (created_at_ms); \
              PRAGMA user_version = 4;",
         )
         .unwrap();

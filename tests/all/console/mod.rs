@@ -54,15 +54,12 @@ fn a_run_appears_live_is_answered_with_a_choice_and_completes_verified() {
     assert_eq!((status, &run["status"]), (201, &json!("waiting")), "{run}");
     let id = run_id(&run);
     browser.wait_for(&format!("tr[data-run-id='{id}'] [data-status='waiting']"));
-    browser
-        .wait_for(&format!("tr[data-run-id='{id}'] a"))
-        .click();
+    browser.click_on(&format!("tr[data-run-id='{id}'] a"));
 
     // The wait panel shows the question; a choice answers it.
-    let prompt = browser.wait_for("#wait-prompt").text();
-    assert_eq!(prompt, "Ship order A1?");
+    assert_eq!(browser.text_of("#wait-prompt"), "Ship order A1?");
     let before = browser.find_all("tr.record").len();
-    browser.wait_for("button.choice[data-choice='yes']").click();
+    browser.click_on("button.choice[data-choice='yes']");
     browser.wait_for("#run-status [data-status='completed']");
     browser.wait_for("#verified [data-verified='true']");
 
@@ -77,10 +74,8 @@ fn a_run_appears_live_is_answered_with_a_choice_and_completes_verified() {
     // A record's details: what it changed, and the vars after it.
     let first_step = browser.wait_for("tr.record[data-kind='step']");
     first_step.click();
-    browser
-        .wait_for("tr.detail:not([hidden]) button.show-vars")
-        .click();
-    let vars = browser.wait_for("pre.vars-after").text();
+    browser.click_on("tr.detail:not([hidden]) button.show-vars");
+    let vars = browser.text_of("pre.vars-after");
     let vars: Value = serde_json::from_str(&vars).unwrap();
     assert_eq!(vars["order"], "A1", "{vars}");
     assert!(vars.get("shipped").is_none(), "{vars}");
@@ -114,16 +109,12 @@ fn tool_calls_are_approved_and_denied_one_by_one_in_the_approval_panel() {
         submit.attribute("disabled").is_some(),
         "nothing decided yet"
     );
-    browser
-        .wait_for("#approval-calls [data-call-id='r1'] button.approve")
-        .click();
-    browser
-        .wait_for("#approval-calls [data-call-id='r2'] button.deny")
-        .click();
+    browser.click_on("#approval-calls [data-call-id='r1'] button.approve");
+    browser.click_on("#approval-calls [data-call-id='r2'] button.deny");
     browser.wait_for("#approval-reason").type_text("too large");
     browser.script("window.scrollTo(0, 0);", json!([]));
     browser.screenshot(&screenshots().join("approval-panel.png"));
-    browser.wait_for("#approval-submit").click();
+    browser.click_on("#approval-submit");
     browser.wait_for("#run-status [data-status='completed']");
 
     let (_, done) = api.get(&format!("/v1/runs/{id}"), read);
@@ -159,7 +150,7 @@ fn a_read_token_sees_no_actions_and_its_posts_are_refused() {
         "no start form for a reader"
     );
     browser.goto(&format!("{}/#/runs/{id}", served.api.base));
-    assert_eq!(browser.wait_for("#wait-prompt").text(), "Approve the plan?");
+    assert_eq!(browser.text_of("#wait-prompt"), "Approve the plan?");
     assert!(browser.find_all("#actions button").is_empty());
     assert!(browser.find_all("button.choice").is_empty());
     let page = browser.script("return document.body.innerText;", json!([]));
@@ -206,14 +197,14 @@ fn a_long_timeline_is_shown_a_page_at_a_time() {
     // The last page, never the whole ledger.
     let last_page = total % 100;
     browser.wait_until("tr.record", |rows| (rows.len() == last_page).then_some(()));
-    let range = browser.wait_for("#timeline-range").text();
+    let range = browser.text_of("#timeline-range");
     assert_eq!(
         range,
         format!("records {}–{} of {total}", total - last_page, total - 1)
     );
-    browser.wait_for("#timeline-prev").click();
+    browser.click_on("#timeline-prev");
     browser.wait_until("#timeline-range", |found| {
-        let text = found.first()?.text();
+        let text = found.first()?.try_text()?;
         text.starts_with(&format!("records {}–", total - last_page - 100))
             .then_some(())
     });

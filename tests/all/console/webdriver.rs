@@ -152,6 +152,13 @@ impl Browser {
     /// Sends a command; the `value` of its answer. A WebDriver error fails
     /// the test with its message.
     fn command(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body)
+            .unwrap_or_else(|message| panic!("{method} {path}: {message}"))
+    }
+
+    /// Sends a command; the `value` of its answer, or the WebDriver error's
+    /// message.
+    fn try_command(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let mut response = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -166,12 +173,10 @@ impl Browser {
         let text = response.body_mut().read_to_string().expect("an answer");
         let answer: Value = serde_json::from_str(&text).expect("a JSON answer");
         let value = answer["value"].clone();
-        assert!(
-            value.get("error").is_none(),
-            "{method} {path}: {}",
-            value["message"]
-        );
-        value
+        match value.get("error") {
+            None => Ok(value),
+            Some(_) => Err(value["message"].as_str().unwrap_or_default().to_owned()),
+        }
     }
 
     fn session_path(&self, path: &str) -> String {
@@ -233,6 +238,19 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `css`, once there is one.
+    /// The console redraws parts of the page as runs change, so an element
+    /// found may be gone when its text is read: then it is found again.
+    pub(crate) fn text_of(&self, css: &str) -> String {
+        self.wait_until(css, |found| found.first()?.try_text())
+    }
+
+    /// Clicks the first element matching `css`, once there is one (found
+    /// again if the page redrew it meanwhile).
+    pub(crate) fn click_on(&self, css: &str) {
+        self.wait_until(css, |found| found.first()?.try_click());
+    }
+
     /// Runs `body` (a function body; `arguments` holds `args`) in the page,
     /// awaiting a promise it returns; what it returns.
     pub(crate) fn script(&self, body: &str, args: Value) -> Value {
@@ -281,14 +299,26 @@ impl Element<'_> {
         self.browser.command("POST", &self.path("/click"), None);
     }
 
+    /// Clicks it; None once it is no longer in the page.
+    pub(crate) fn try_click(&self) -> Option<()> {
+        self.browser
+            .try_command("POST", &self.path("/click"), None)
+            .ok()
+            .map(|_| ())
+    }
+
     pub(crate) fn type_text(&self, text: &str) {
         self.browser
             .command("POST", &self.path("/value"), Some(json!({"text": text})));
     }
 
-    pub(crate) fn text(&self) -> String {
-        let text = self.browser.command("GET", &self.path("/text"), None);
-        text.as_str().unwrap_or_default().to_owned()
+    /// Its text; None once it is no longer in the page.
+    pub(crate) fn try_text(&self) -> Option<String> {
+        let text = self
+            .browser
+            .try_command("GET", &self.path("/text"), None)
+            .ok()?;
+        Some(text.as_str().unwrap_or_default().to_owned())
     }
 
     pub(crate) fn attribute(&self, name: &str) -> Option<String> {

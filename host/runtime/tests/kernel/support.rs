@@ -153,6 +153,14 @@ impl LedgerStore for StaleIndexStore {
     fn ledger_raw(&self, run_id: &str) -> Result<Vec<String>, StoreError> {
         self.inner.ledger_raw(run_id)
     }
+    fn ledger_page(
+        &self,
+        run_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StepRecord>, StoreError> {
+        self.inner.ledger_page(run_id, from, limit)
+    }
 }
 
 impl EffectLog for StaleIndexStore {
