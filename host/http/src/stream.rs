@@ -56,6 +56,11 @@ struct Cursor {
     next: u64,
     /// Records read but not sent yet: (seq, the record as JSON).
     pending: VecDeque<(u64, String)>,
+    /// The store must be read before waiting again: at the start, after a
+    /// gap in what the feed brought, at each poll, and when the run ended.
+    /// Records the feed brings in order need no read, so a commit costs the
+    /// store nothing however many streams follow the run.
+    read_store: bool,
     ended: bool,
 }
 
@@ -105,6 +110,7 @@ pub(crate) async fn stream(
         run_id,
         next,
         pending: VecDeque::new(),
+        read_store: true,
         ended: false,
     };
     let events = futures_util::stream::unfold(cursor, |mut cursor| async move {
@@ -130,6 +136,10 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
                     .data(data),
             );
         }
+        if !cursor.read_store {
+            wait_for_records(cursor).await;
+            continue;
+        }
         let (run_id, from) = (cursor.run_id.clone(), cursor.next);
         let read = cursor
             .state
@@ -147,6 +157,8 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
             .await;
         match read {
             Ok((page, _)) if !page.is_empty() => {
+                // A full page may have more behind it.
+                cursor.read_store = page.len() == BATCH;
                 cursor.pending.extend(page.iter().map(|record| {
                     let data = serde_json::to_string(record).unwrap_or_else(|_| "null".into());
                     (record.seq, data)
@@ -157,7 +169,7 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
                 let data = json!({"status": status}).to_string();
                 return Some(Event::default().event("end").data(data));
             }
-            Ok(_) => wait_for_records(cursor).await,
+            Ok(_) => cursor.read_store = false,
             Err(e) => {
                 cursor.ended = true;
                 let data = json!({"code": e.code, "detail": e.detail}).to_string();
@@ -168,36 +180,41 @@ async fn next_event(cursor: &mut Cursor) -> Option<Event> {
 }
 
 /// Waits until the feed brings the run's next records (queued in
-/// `pending`), something else of the run lands, the poll interval passes or
-/// the server stops. Records the feed brings that do not follow on from
-/// `next` are left for the store read that follows.
+/// `pending`), or something calls for a read of the store: the poll
+/// interval passed, the feed skipped (a gap, a lag), or the run ended. The
+/// server stopping ends the wait too.
 async fn wait_for_records(cursor: &mut Cursor) {
     let poll = tokio::time::sleep(POLL);
     tokio::pin!(poll);
     loop {
         tokio::select! {
-            () = &mut poll => return,
+            () = &mut poll => break,
             _ = cursor.stopping.changed() => return,
             change = cursor.changes.recv() => match change {
                 Ok(change) if change.run.run_id == cursor.run_id => {
                     let fresh = change.records.iter().skip_while(|r| r.seq < cursor.next);
-                    for (expected, record) in (cursor.next..).zip(fresh) {
+                    let mut expected = cursor.next;
+                    for record in fresh {
                         if record.seq != expected {
                             break;
                         }
                         cursor.pending.push_back((record.seq, record.json.clone()));
+                        expected += 1;
                     }
+                    // Read the store unless the feed brought the ledger up
+                    // to the run's head; at the end, to send `end`.
+                    let head = change.run.ledger.next_seq;
+                    cursor.read_store = expected != head || change.run.status.is_terminal();
                     return;
                 }
                 Ok(_) => {}
-                // Missed changes are read from the store; a closed feed
-                // leaves the polling.
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => {
                     poll.as_mut().await;
-                    return;
+                    break;
                 }
             },
         }
     }
+    cursor.read_store = true;
 }

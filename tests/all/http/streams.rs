@@ -45,7 +45,8 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
         BufReader::new(response.into_body().into_reader())
     };
 
-    // The first connection reads the records so far, then drops mid-run.
+    // The first connection reads the records so far, then drops mid-run
+    // (while the run waits: nothing is lost while nobody listens).
     let waiting_len = run["ledger"]["next_seq"].as_u64().unwrap();
     let mut first = open(None);
     let before = read_events(&mut first, |e| {
@@ -54,16 +55,15 @@ fn the_ledger_stream_resumes_after_a_dropped_connection_without_loss_or_repeat()
     drop(first);
     let last_seen = before.last().unwrap().id.clone().unwrap();
 
-    // The run moves on while nobody listens.
+    // The second connection picks up after the last record seen; the run
+    // moves on while it listens, so the rest arrives as it commits.
+    let mut second = open(Some(&last_seen));
     let answer = json!({"wait_key": run["waiting"]["wait_key"], "payload": "yes"});
     assert_eq!(
         api.post(&format!("/v1/runs/{id}/respond"), operate, &answer)
             .0,
         200
     );
-
-    // The second connection picks up after the last record seen, to the end.
-    let mut second = open(Some(&last_seen));
     let after = read_events(&mut second, |e| e.event == "end");
     let end = after.last().unwrap();
     assert_eq!(end.event, "end");
