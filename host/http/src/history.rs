@@ -3,12 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use waymark_runtime::VarsAfter;
 
 use crate::auth::{Caller, Role};
-use crate::body::RunId;
+use crate::body::{QueryParams, RunId};
 use crate::{ApiError, ApiState};
 
 /// `GET /v1/runs/{run_id}/verify`: whether every ledger record checks out,
@@ -64,7 +65,7 @@ pub(crate) async fn export(
 }
 
 /// `?after=SEQ` of the vars replay.
-#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VarsQuery {
@@ -87,7 +88,7 @@ pub(crate) async fn vars_after(
     State(state): State<ApiState>,
     caller: Caller,
     RunId(run_id): RunId,
-    crate::body::QueryParams(query): crate::body::QueryParams<VarsQuery>,
+    QueryParams(query): QueryParams<VarsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Read)?;
     state

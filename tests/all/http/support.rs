@@ -9,6 +9,17 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use waymark_guest_artifacts as artifacts;
 
+/// An HTTP client for servers on loopback: statuses are answers, not
+/// errors, no proxy, and a minute at most per request.
+pub(crate) fn local_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
 /// A `serve --http` process and a client of it.
 pub(crate) struct Api {
     pub(crate) child: Child,
@@ -48,12 +59,7 @@ impl Api {
             .as_str()
             .expect("the API's address")
             .to_owned();
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .new_agent();
+        let agent = local_agent();
         (
             Self {
                 child,
