@@ -11,10 +11,12 @@ use waymark_loader::Policy;
 #[derive(Args, Debug)]
 pub struct GlobalArgs {
     /// Where runs and ledgers are kept: a SQLite file (components in a
-    /// `components/` folder beside it), or `files:<dir>` (an existing
+    /// `components/` folder beside it), `files:<dir>` (an existing
     /// directory, or a path ending in `/`, works too) for the JSON/JSONL
-    /// file store (components in `<dir>/components`). `sqlite:<file>`
-    /// forces SQLite.
+    /// file store (components in `<dir>/components`), or
+    /// `postgres://user[:password]@host[:port]/database` (with
+    /// `--data-dir`; the password may also come from PGPASSWORD or
+    /// ~/.pgpass, and is never printed). `sqlite:<file>` forces SQLite.
     #[arg(
         long,
         global = true,
@@ -22,6 +24,12 @@ pub struct GlobalArgs {
         default_value = ".waymark/waymark.db"
     )]
     pub store: PathBuf,
+    /// Where the component catalog (`components/`) and the compile cache
+    /// (`cache/`) live: by default beside a SQLite file or inside a file
+    /// store; required with a PostgreSQL store (hosts sharing a database
+    /// share this directory).
+    #[arg(long, global = true, env = "WAYMARK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// When commits reach stable storage: `off` (no fsync; survives a
     /// process crash), `normal` (fsync at checkpoints) or `full` (fsync
     /// before every commit is acknowledged; survives power loss).
@@ -79,6 +87,11 @@ impl GlobalArgs {
         Ok(StoreLocation::parse(&self.store)?)
     }
 
+    /// Where the catalog and the compile cache live.
+    pub fn state_dir(&self) -> Result<PathBuf> {
+        Ok(self.location()?.state_dir_or(self.data_dir.as_deref())?)
+    }
+
     /// The policy file with the limits given on the command line.
     pub fn policy(&self) -> Result<Policy> {
         self.policy_from(self.policy.as_deref())
@@ -99,7 +112,7 @@ impl GlobalArgs {
     /// A loader under the policy, through the store's compile cache unless
     /// `--no-cache`.
     pub fn loader(&self) -> Result<waymark_loader::Loader> {
-        let cache = (!self.no_cache).then(|| self.location().map(|l| l.state_dir().join("cache")));
+        let cache = (!self.no_cache).then(|| self.state_dir().map(|d| d.join("cache")));
         let cache = cache.transpose()?;
         Ok(waymark_host::loader(
             &self.policy()?,
@@ -121,6 +134,7 @@ impl GlobalArgs {
             durability: self.durability,
             policy: self.policy()?,
             compile_cache: !self.no_cache,
+            data_dir: self.data_dir.clone(),
             llm_config: self.llm_config.clone(),
             group_commit,
             compiles: Compiles::InChildProcess,

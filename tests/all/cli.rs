@@ -20,9 +20,15 @@ pub(crate) fn waymark(store: &Path, args: &[&str]) -> Output {
 }
 
 pub(crate) fn ok_json(store: &Path, args: &[&str]) -> Value {
+    json_of_success(args, |all| waymark(store, all))
+}
+
+/// The JSON a successful `waymark --json ARGS` printed, running it with
+/// `waymark` (which adds the store options).
+pub(crate) fn json_of_success(args: &[&str], waymark: impl FnOnce(&[&str]) -> Output) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
-    let out = waymark(store, &all);
+    let out = waymark(&all);
     assert!(
         out.status.success(),
         "waymark {args:?} failed: {}",

@@ -22,6 +22,7 @@ mod lang;
 mod ledger;
 mod limits;
 mod policy;
+mod postgres;
 mod sandbox;
 mod scripts;
 mod semantics;

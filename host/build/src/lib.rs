@@ -506,6 +506,20 @@ fn ensure_target_installed(workspace_dir: &Path, target: &str) -> Result<(), Bui
     if added && probe.has_target(target) == Some(true) {
         return Ok(());
     }
+    if auto && !added {
+        // Another build may be adding the same target right now (rustup
+        // then fails ours with "detected conflict"): give it a minute to
+        // finish, then try once more ourselves.
+        for _ in 0..30 {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            if probe.has_target(target) == Some(true) {
+                return Ok(());
+            }
+        }
+        if rustup_target_add(workspace_dir, target) && probe.has_target(target) == Some(true) {
+            return Ok(());
+        }
+    }
     Err(BuildError::MissingTarget {
         target: target.into(),
         rustc: probe.version(),

@@ -34,7 +34,7 @@ impl TestArgs {
         let cache = if g.no_cache {
             None
         } else {
-            Some(g.location()?.state_dir().join("cache"))
+            Some(g.state_dir()?.join("cache"))
         };
         let mut failed = 0;
         // Bundles packed from pack files, once per pack file.

@@ -12,6 +12,7 @@ mod forward;
 pub mod group;
 pub mod ledger;
 pub mod memory;
+pub mod migration;
 pub mod model;
 pub mod observe;
 pub mod store;
@@ -26,8 +27,8 @@ pub use model::*;
 pub use observe::{CommitObserver, Observed};
 pub use store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    LeaseStore, LedgerStore, RunCursor, RunQuery, RunStore, RunWrite, Snapshot, SnapshotQuery,
-    SnapshotStore, Store, StoreError, Submitted, check_readable, sort_newest_first,
+    IndexedColumns, LeaseStore, LedgerStore, RunCursor, RunQuery, RunStore, RunWrite, Snapshot,
+    SnapshotQuery, SnapshotStore, Store, StoreError, Submitted, check_readable, sort_newest_first,
     validate_artifact_id, validate_command, validate_id,
 };
 

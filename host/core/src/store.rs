@@ -446,12 +446,62 @@ impl Commit {
         Ok(())
     }
 
+    /// The shape check of each commit of a group ([`Commit::check`]), and
+    /// whether any commit passes it with something to write (else a
+    /// backend need not open a transaction).
+    pub fn check_group(commits: &[&Commit]) -> (Vec<Result<(), StoreError>>, bool) {
+        let results: Vec<Result<(), StoreError>> = commits.iter().map(|c| c.check()).collect();
+        let work = commits
+            .iter()
+            .zip(&results)
+            .any(|(c, r)| r.is_ok() && !c.is_empty());
+        (results, work)
+    }
+
     /// The seq the stored ledger of `w`'s run must be at for `w` to apply.
     pub fn expected_seq(w: &RunWrite) -> u64 {
         w.records
             .first()
             .map(|r| r.seq)
             .unwrap_or(w.run.ledger.next_seq)
+    }
+}
+
+/// What a database store copies out of a run's state into indexed columns
+/// on every write, and the state's JSON text, checked readable.
+#[derive(Debug)]
+pub struct IndexedColumns<'a> {
+    /// The status's stored name.
+    pub status: &'static str,
+    /// The event an event wait waits for (other waits have none, even one
+    /// carrying an event name).
+    pub wait_event_name: Option<&'a str>,
+    /// That event wait's resolved scope.
+    pub wait_event_scope: Option<&'a str>,
+    /// When the wait's timer fires (a WAIT_UNTIL time, an event deadline).
+    pub wake_at_ms: Option<u64>,
+    /// The whole state as JSON.
+    pub state: String,
+}
+
+impl<'a> IndexedColumns<'a> {
+    /// The columns of `run`; refuses a state no store could read back.
+    pub fn of(run: &'a RunState) -> Result<Self, StoreError> {
+        let event = run
+            .waiting
+            .as_ref()
+            .filter(|w| w.reason == crate::model::WaitReason::Event);
+        let state = serde_json::to_string(run).map_err(|e| {
+            StoreError::backend_cause(format!("serializing run '{}'", run.run_id), e)
+        })?;
+        check_readable("run state", state.as_bytes())?;
+        Ok(Self {
+            status: run.status.as_str(),
+            wait_event_name: event.and_then(|w| w.event_name.as_deref()),
+            wait_event_scope: event.and_then(|w| w.event_scope.as_deref()),
+            wake_at_ms: run.waiting.as_ref().and_then(|w| w.wake_at_ms),
+            state,
+        })
     }
 }
 
@@ -621,6 +671,20 @@ pub struct ArtifactMeta {
     pub created_at_ms: u64,
 }
 
+impl ArtifactMeta {
+    /// Why `data` cannot be this artifact's bytes (they hash to another id,
+    /// or their length is not the recorded size), if it cannot: what a
+    /// store reports as corrupt.
+    pub fn mismatch(&self, data: &[u8]) -> Option<String> {
+        let actual = crate::ledger::sha256_hex(data);
+        if actual != self.artifact_id {
+            return Some(format!("the stored bytes hash to {actual}"));
+        }
+        (self.size != data.len() as u64)
+            .then(|| format!("size column {} but {} bytes stored", self.size, data.len()))
+    }
+}
+
 /// Checks that `id` is a sha256 hex digest (how artifacts are named).
 pub fn validate_artifact_id(id: &str) -> Result<(), StoreError> {
     if id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -689,13 +753,19 @@ impl SnapshotQuery {
     /// Whether `s` passes every set filter (the limit aside).
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.run_id.as_deref().is_none_or(|r| r == s.run_id)
-            && self
-                .tag
-                .as_deref()
-                .is_none_or(|t| s.tags.iter().any(|x| x == t))
+            && self.matches_labels(&s.name, &s.description, &s.tags)
+    }
+
+    /// Whether a snapshot with this name, description and tags passes the
+    /// tag and text filters: what a database store checks itself, after
+    /// its index has applied the run filter and before it parses a state.
+    pub fn matches_labels(&self, name: &str, description: &str, tags: &[String]) -> bool {
+        self.tag
+            .as_deref()
+            .is_none_or(|t| tags.iter().any(|x| x == t))
             && self.text.as_deref().is_none_or(|t| {
                 let t = t.to_lowercase();
-                s.name.to_lowercase().contains(&t) || s.description.to_lowercase().contains(&t)
+                name.to_lowercase().contains(&t) || description.to_lowercase().contains(&t)
             })
     }
 }

@@ -131,6 +131,9 @@ pub struct HostOptions {
     pub policy: Policy,
     /// Keep compiled components in `cache/` of the state directory.
     pub compile_cache: bool,
+    /// The state directory (the catalog's `components/` and `cache/`);
+    /// None: beside the store (required for a database server).
+    pub data_dir: Option<PathBuf>,
     /// LLM providers (TOML) for the `llm_call` effect; none leaves
     /// `llm_call` without a handler.
     pub llm_config: Option<PathBuf>,
@@ -149,6 +152,7 @@ impl HostOptions {
             durability: Durability::default(),
             policy: Policy::default(),
             compile_cache: true,
+            data_dir: None,
             llm_config: None,
             group_commit: false,
             compiles: Compiles::InChildProcess,
@@ -181,6 +185,7 @@ impl Host {
         options: &HostOptions,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> Result<Self, HostError> {
+        let state_dir = options.store.state_dir_or(options.data_dir.as_deref())?;
         let mut store = options.store.open(options.durability)?;
         if options.group_commit {
             store = Arc::new(GroupCommit::new(store));
@@ -188,7 +193,6 @@ impl Host {
         if let Some(observer) = observer {
             store = Arc::new(Observed::new(store, observer));
         }
-        let state_dir = options.store.state_dir();
         let cache_dir = options.compile_cache.then(|| state_dir.join("cache"));
         let loader = loader(&options.policy, cache_dir.as_deref(), options.compiles)?;
         let catalog = Arc::new(Catalog::open(state_dir.join("components"), loader)?);

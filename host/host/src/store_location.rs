@@ -1,12 +1,15 @@
-//! Where the store is: a SQLite file or a file-store directory, chosen from
-//! what an operator wrote (`--store`, `WAYMARK_STORE`); URLs of stores this
-//! build does not have are refused.
+//! Where the store is: a SQLite file, a file-store directory or a
+//! PostgreSQL database, chosen from what an operator wrote (`--store`,
+//! `WAYMARK_STORE`); URLs of stores this build does not have are refused.
+//! A PostgreSQL URL's password is never shown: not by `Display`, not in an
+//! error.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use waymark_core::{Durability, Store};
 use waymark_files::{FileOptions, FileStore};
+use waymark_postgres::{PostgresOptions, PostgresStore, PostgresUrl};
 use waymark_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::error::HostError;
@@ -24,6 +27,7 @@ impl std::fmt::Display for StoreLocation {
         match self {
             Self::Sqlite(file) => write!(f, "sqlite:{}", file.display()),
             Self::Files(dir) => write!(f, "files:{}", dir.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -35,11 +39,14 @@ pub enum StoreLocation {
     Sqlite(PathBuf),
     /// A file-store directory.
     Files(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(PostgresUrl),
 }
 
 impl StoreLocation {
-    /// Reads a location as `--store` takes it: `sqlite:<file>`,
-    /// `files:<dir>`, a directory (a file store), or a file path (SQLite).
+    /// Reads a location as `--store` takes it: `postgres://...` (or
+    /// `postgresql://...`), `sqlite:<file>`, `files:<dir>`, a directory (a
+    /// file store), or a file path (SQLite).
     pub fn parse(store: &Path) -> Result<Self> {
         let Some(text) = store.as_os_str().to_str() else {
             return Ok(if store.is_dir() {
@@ -48,6 +55,13 @@ impl StoreLocation {
                 Self::Sqlite(store.to_owned())
             });
         };
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            // The parser's message never quotes the URL (it may hold a
+            // password).
+            return PostgresUrl::parse(text)
+                .map(Self::Postgres)
+                .map_err(|e| HostError::Location(format!("--store: {e}")));
+        }
         if let Some(dir) = text.strip_prefix("files:") {
             if dir.is_empty() {
                 refuse!("--store files:<dir> needs a directory, e.g. files:.waymark/store");
@@ -67,8 +81,8 @@ impl StoreLocation {
             // Only the scheme is shown: the rest may hold a password.
             refuse!(
                 "--store: this build does not support `{scheme}:` stores; supported: a SQLite \
-                 file path (or sqlite:<file>) and files:<dir> (a file whose name has a colon \
-                 can be given as ./{scheme}:...)"
+                 file path (or sqlite:<file>), files:<dir> and postgres://... (a file whose \
+                 name has a colon can be given as ./{scheme}:...)"
             );
         }
         // A path written as a directory (`new/`), or an existing directory
@@ -95,17 +109,35 @@ impl StoreLocation {
         })
     }
 
-    /// Where the catalog and the compile cache live: beside a SQLite file,
-    /// inside a file-store directory.
-    pub fn state_dir(&self) -> PathBuf {
+    /// Where the catalog and the compile cache live unless the operator
+    /// says (`--data-dir`): beside a SQLite file, inside a file-store
+    /// directory; None for a database server, which has no file beside it.
+    pub fn state_dir(&self) -> Option<PathBuf> {
         match self {
-            Self::Sqlite(file) => file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf(),
-            Self::Files(dir) => dir.clone(),
+            Self::Sqlite(file) => Some(
+                file.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+            ),
+            Self::Files(dir) => Some(dir.clone()),
+            Self::Postgres(_) => None,
         }
+    }
+
+    /// `data_dir` if given, else [`state_dir`](Self::state_dir); an error
+    /// naming `--data-dir` for a store with no directory of its own.
+    pub fn state_dir_or(&self, data_dir: Option<&Path>) -> Result<PathBuf> {
+        if let Some(dir) = data_dir {
+            return Ok(dir.to_owned());
+        }
+        self.state_dir().ok_or_else(|| {
+            HostError::Location(format!(
+                "{self} keeps no files beside it: give --data-dir DIR (or WAYMARK_DATA_DIR) \
+                 for the component catalog and the compile cache; hosts sharing the \
+                 database should share that directory"
+            ))
+        })
     }
 
     /// Opens the store, creating it if it does not exist.
@@ -129,6 +161,19 @@ impl StoreLocation {
                 )
                 .map_err(|source| HostError::Store {
                     what: format!("file store {}", dir.display()),
+                    source,
+                })?,
+            ),
+            Self::Postgres(url) => Arc::new(
+                PostgresStore::open_with(
+                    url,
+                    PostgresOptions {
+                        durability,
+                        ..PostgresOptions::default()
+                    },
+                )
+                .map_err(|source| HostError::Store {
+                    what: format!("store {url}"),
                     source,
                 })?,
             ),

@@ -76,16 +76,8 @@ impl ArtifactStore for SqliteStore {
             });
         };
         let meta = self.meta_from(raw)?;
-        let location = format!("artifacts table, artifact '{id}'");
-        let actual = sha256_hex(&data);
-        if actual != id {
-            return Err(self.corrupt(&location, format!("the stored bytes hash to {actual}")));
-        }
-        if meta.size != data.len() as u64 {
-            return Err(self.corrupt(
-                &location,
-                format!("size column {} but {} bytes stored", meta.size, data.len()),
-            ));
+        if let Some(detail) = meta.mismatch(&data) {
+            return Err(self.corrupt(&format!("artifacts table, artifact '{id}'"), detail));
         }
         Ok((meta, data))
     }

@@ -25,13 +25,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use waymark_core::ledger::sha256_hex;
-use waymark_core::model::{RunState, RunStatus, StepRecord, WaitReason};
+use waymark_core::model::{RunState, RunStatus, StepRecord};
 use waymark_core::store::parse_records;
 use waymark_core::{
     ArtifactMeta, ArtifactStore, Clock, Command, CommandInbox, Commit, EffectEntry, EffectLog,
-    LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot, SnapshotQuery,
-    SnapshotStore, Store, StoreError, Submitted, SystemClock, check_readable, validate_artifact_id,
-    validate_command, validate_id,
+    IndexedColumns, LeaseStore, LedgerStore, RunQuery, RunStore, RunWrite, SealedRecord, Snapshot,
+    SnapshotQuery, SnapshotStore, Store, StoreError, Submitted, SystemClock, check_readable,
+    validate_artifact_id, validate_command, validate_id,
 };
 
 mod artifacts;
@@ -489,32 +489,19 @@ impl<'a> Derived<'a> {
 
     fn of(run: &'a RunState) -> Result<Self, StoreError> {
         let conv = |field: &str, v: u64| conv("run", &run.run_id, field, v);
-        // Only event waits are event waiters (a `user` wait that happens to
-        // carry an event name is not), as in the in-memory store.
-        let event = run
-            .waiting
-            .as_ref()
-            .filter(|w| w.reason == WaitReason::Event);
+        let columns = IndexedColumns::of(run)?;
         Ok(Self {
             run,
-            status: run.status.as_str(),
-            wait_event_name: event.and_then(|w| w.event_name.as_deref()),
-            wait_event_scope: event.and_then(|w| w.event_scope.as_deref()),
-            wake_at_ms: run
-                .waiting
-                .as_ref()
-                .and_then(|w| w.wake_at_ms)
+            status: columns.status,
+            wait_event_name: columns.wait_event_name,
+            wait_event_scope: columns.wait_event_scope,
+            wake_at_ms: columns
+                .wake_at_ms
                 .map(|v| conv("wake_at_ms", v))
                 .transpose()?,
             created_at_ms: conv("created_at_ms", run.created_at_ms)?,
             updated_at_ms: conv("updated_at_ms", run.updated_at_ms)?,
-            state: {
-                let state = serde_json::to_string(run).map_err(|e| {
-                    StoreError::backend_cause(format!("serializing run '{}'", run.run_id), e)
-                })?;
-                check_readable("run state", state.as_bytes())?;
-                state
-            },
+            state: columns.state,
         })
     }
 }
@@ -558,12 +545,8 @@ impl Store for SqliteStore {
     fn commit_group(&self, commits: &[&Commit]) -> Vec<Result<(), StoreError>> {
         let op = "committing group";
         // Shape errors need no transaction.
-        let mut results: Vec<Result<(), StoreError>> = commits.iter().map(|c| c.check()).collect();
-        if !commits
-            .iter()
-            .zip(&results)
-            .any(|(c, r)| r.is_ok() && !c.is_empty())
-        {
+        let (mut results, work) = Commit::check_group(commits);
+        if !work {
             return results;
         }
         let mut conn = self.lock();

@@ -7,17 +7,8 @@
 //! whichever version it started from. A released step is never edited: a
 //! change to the schema is a new file and a new entry here.
 
-/// One step of the schema: the SQL that takes a file from `version - 1` to
-/// `version`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Migration {
-    /// The `user_version` a file has once this step is applied.
-    pub(crate) version: i64,
-    /// What the step is about, as in its file name, `{version:04}_{name}.sql`.
-    pub(crate) name: &'static str,
-    /// The step's statements, run as one batch.
-    pub(crate) sql: &'static str,
-}
+pub(crate) use waymark_core::migration::Migration;
+use waymark_core::migration::latest_version;
 
 /// Every step, oldest first.
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -56,27 +47,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
 /// The version the last step leaves a file at.
 pub(crate) const LATEST_VERSION: i64 = latest_version(MIGRATIONS);
 
-/// The last step's version. Evaluated at compile time, it fails the build
-/// unless the steps are numbered 1, 2, 3... in order: a gap or a swap would
-/// make `user_version` n stop meaning "the first n steps were applied".
-const fn latest_version(steps: &[Migration]) -> i64 {
-    assert!(!steps.is_empty(), "the schema needs at least one migration");
-    let mut expected = 1;
-    let mut i = 0;
-    while i < steps.len() {
-        assert!(
-            steps[i].version == expected,
-            "migrations must be numbered 1, 2, 3... in order"
-        );
-        expected += 1;
-        i += 1;
-    }
-    expected - 1
-}
-
 /// The steps a file at `version` still lacks, oldest first.
 pub(crate) fn pending(version: i64) -> impl Iterator<Item = &'static Migration> {
-    MIGRATIONS.iter().filter(move |step| step.version > version)
+    waymark_core::migration::pending(MIGRATIONS, version)
 }
 
 #[cfg(test)]
@@ -105,7 +78,7 @@ mod tests {
         on_disk.sort();
         let listed: Vec<(String, String)> = MIGRATIONS
             .iter()
-            .map(|m| (format!("{:04}_{}.sql", m.version, m.name), m.sql.to_owned()))
+            .map(|m| (m.file_name(), m.sql.to_owned()))
             .collect();
         assert_eq!(listed, on_disk);
     }

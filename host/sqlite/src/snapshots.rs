@@ -142,7 +142,6 @@ impl SnapshotStore for SqliteStore {
             })
             .map_err(|e| self.err(op, e))?;
         drop(conn);
-        let text = query.text.as_deref().map(str::to_lowercase);
         let limit = query.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         for row in rows {
@@ -150,19 +149,9 @@ impl SnapshotStore for SqliteStore {
                 break;
             }
             let tags = self.snapshot_tags(&row)?;
-            if query
-                .tag
-                .as_deref()
-                .is_some_and(|t| !tags.iter().any(|x| x == t))
-            {
-                continue;
+            if query.matches_labels(&row.name, &row.description, &tags) {
+                out.push(self.snapshot_from(row, tags)?);
             }
-            if text.as_deref().is_some_and(|t| {
-                !row.name.to_lowercase().contains(t) && !row.description.to_lowercase().contains(t)
-            }) {
-                continue;
-            }
-            out.push(self.snapshot_from(row, tags)?);
         }
         Ok(out)
     }

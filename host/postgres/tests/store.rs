@@ -1,0 +1,97 @@
+//! The PostgreSQL store on a real server (the test cluster): the shared
+//! store conformance suite, plus what only a shared database has (several
+//! handles racing on one run, concurrent migration, schema versions,
+//! credentials kept out of messages, a server restart).
+
+use std::sync::Arc;
+
+use waymark_core::conformance::{create, step_record};
+use waymark_core::{Commit, LedgerStore, RunStore, Store, StoreError, verify};
+use waymark_postgres::testing::{cluster, fresh_store};
+use waymark_postgres::{PostgresOptions, PostgresStore, PostgresUrl, SCHEMA_VERSION};
+
+waymark_core::conformance_tests!((Arc::new(fresh_store()), ()));
+
+#[test]
+fn two_handles_racing_on_one_run_land_one_step() {
+    let url = cluster().fresh_database();
+    let a = PostgresStore::open(&url).unwrap();
+    let b = PostgresStore::open(&url).unwrap();
+    let run = create(&a, "r1");
+    let (mut ra, mut rb) = (run.clone(), run);
+    let xa = step_record(&mut ra, "x");
+    let ca = Commit::update(&ra, vec![xa]);
+    let xb = step_record(&mut rb, "y");
+    let cb = Commit::update(&rb, vec![xb]);
+    let (first, second) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.commit(&ca));
+        let tb = s.spawn(|| b.commit(&cb));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let outcomes = [first, second];
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::LedgerConflict { .. }))),
+        "{outcomes:?}"
+    );
+    let raw = a.ledger_raw("r1").unwrap();
+    assert_eq!(raw.len(), 2);
+    assert!(verify("r1", &raw).is_ok());
+}
+
+#[test]
+fn hosts_opening_a_fresh_database_at_once_migrate_it_once() {
+    let url = cluster().fresh_database();
+    let stores: Vec<PostgresStore> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| PostgresStore::open(&url).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    create(&stores[0], "r1");
+    assert_eq!(stores[3].load_run("r1").unwrap().run_id, "r1");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let url = cluster().fresh_database();
+    drop(PostgresStore::open(&url).unwrap());
+    let newer = SCHEMA_VERSION + 1;
+    // A newer release wrote the database.
+    cluster().execute_on(
+        &url,
+        &format!("UPDATE waymark_schema SET version = {newer}"),
+    );
+    match PostgresStore::open(&url) {
+        Err(StoreError::UnsupportedVersion { found, .. }) => assert_eq!(found, newer),
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_credentials_fail_without_showing_the_password() {
+    let admin = cluster().admin_url().to_string();
+    let url = admin.replacen(
+        "postgres://waymark@",
+        "postgres://nobody_here:hunter2-pw@",
+        1,
+    );
+    let url = PostgresUrl::parse(&url).unwrap();
+    let err = PostgresStore::open_with(
+        &url,
+        PostgresOptions {
+            connect_timeout: std::time::Duration::from_secs(5),
+            ..PostgresOptions::default()
+        },
+    )
+    .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2-pw"), "{text}");
+    assert!(text.contains("nobody_here"), "{text}");
+}
