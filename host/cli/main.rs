@@ -76,6 +76,9 @@ enum Command {
     /// Bearer tokens for the HTTP API (`serve --http`).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// The store as a whole: copy it to another backend.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 impl Command {
@@ -109,6 +112,7 @@ impl Command {
             Self::New(c) => c.execute(g),
             Self::Test(c) => c.execute(g),
             Self::Token(c) => c.execute(g),
+            Self::Store(c) => c.execute(g),
         }
     }
 }

@@ -93,7 +93,7 @@ pub(crate) fn signal(child: &Child, sig: &str) {
 
 /// A `waymark --json serve` process; its logs go to a file (a full pipe
 /// would block it). Killed with SIGKILL if a test fails while it runs.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     lines: Receiver<String>,
     log: std::path::PathBuf,
@@ -106,7 +106,8 @@ impl Serve {
     }
 
     /// With global options (`--policy`, `--llm-config`...) before `serve`.
-    fn start_with(store: &Path, log: &Path, global: &[&str], args: &[&str]) -> Self {
+    /// `store` is what `--store` takes (a path, or a PostgreSQL URL).
+    pub(crate) fn start_with(store: &Path, log: &Path, global: &[&str], args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_waymark"))
             .arg("--store")
             .arg(store)
@@ -126,7 +127,11 @@ impl Serve {
             ),
         };
         let ready: Value = serde_json::from_str(&ready).expect("a JSON ready line");
-        assert!(ready["serving"].as_str().unwrap().starts_with("sqlite:"));
+        let serving = ready["serving"].as_str().unwrap();
+        assert!(
+            serving.starts_with("sqlite:") || serving.starts_with("postgres://"),
+            "{serving}"
+        );
         let owner = ready["owner"].as_str().unwrap().to_owned();
         Self {
             child,
@@ -137,7 +142,7 @@ impl Serve {
     }
 
     /// SIGTERM: a graceful stop, exit 0; returns the counters it printed.
-    fn stop(mut self) -> Value {
+    pub(crate) fn stop(mut self) -> Value {
         signal(&self.child, "-TERM");
         let status = self.child.wait().unwrap();
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -149,8 +154,18 @@ impl Serve {
         stats
     }
 
+    /// SIGTERM after faults (a database restart) that made some turns
+    /// fail: a graceful stop, exit 0; returns the counters it printed.
+    pub(crate) fn stop_after_faults(mut self) -> Value {
+        signal(&self.child, "-TERM");
+        let status = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "serve exited with {status}: {log}");
+        serde_json::from_str(&next_line(&self.lines, "the stats line")).unwrap()
+    }
+
     /// SIGKILL: no destructor, no clean close of the database.
-    fn crash(mut self) {
+    pub(crate) fn crash(mut self) {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
         assert!(!status.success());
@@ -186,7 +201,7 @@ fn completed(store: &SqliteStore) -> usize {
         .len()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
         assert!(Instant::now() < deadline, "not {what} within {timeout:?}");

@@ -19,6 +19,7 @@ pub mod run;
 pub mod serve;
 pub mod snapshot;
 pub mod status;
+pub mod store;
 pub mod test;
 pub mod token;
 pub mod tools;

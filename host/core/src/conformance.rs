@@ -469,6 +469,127 @@ pub fn due_waits_are_earliest_first_and_skip_paused(store: &dyn Store) {
     assert_eq!(store.next_wake_at().unwrap(), Some(10));
 }
 
+/// Claims hand out runnable runs and due timers, paused ones left out; a
+/// store whose claims take leases hands no run to a second owner (nor to a
+/// turn's lease) until the first owner's lease expires, and renews its own.
+pub fn claims_leave_out_paused_runs_and_are_exclusive(store: &dyn Store) {
+    create(store, "r1");
+    let mut paused = create(store, "r3");
+    paused.paused = true;
+    let rec = step_record(&mut paused, "pause");
+    store.commit(&Commit::update(&paused, vec![rec])).unwrap();
+    let mut timer = create(store, "r2");
+    waiting(
+        &mut timer,
+        WaitState {
+            wake_at_ms: Some(5),
+            ..WaitState::new(WaitReason::Until)
+        },
+    );
+    let rec = step_record(&mut timer, "wait");
+    store.commit(&Commit::update(&timer, vec![rec])).unwrap();
+
+    let runnable = store.claim_runnable("host-a", 1_000, 500, 10).unwrap();
+    assert_eq!(runnable.run_ids, ["r1"]);
+    let due = store.claim_due_waits("host-a", 1_000, 500, 10).unwrap();
+    assert_eq!(due.run_ids, ["r2"]);
+    assert_eq!(due.leased, runnable.leased);
+    assert!(
+        store
+            .claim_due_waits("host-a", 4, 500, 10)
+            .unwrap()
+            .run_ids
+            .is_empty()
+    );
+    if !runnable.leased {
+        return;
+    }
+    assert!(
+        store
+            .claim_runnable("host-b", 1_100, 500, 10)
+            .unwrap()
+            .run_ids
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_due_waits("host-b", 1_100, 500, 10)
+            .unwrap()
+            .run_ids
+            .is_empty()
+    );
+    // The claim holds the lease a turn takes.
+    assert!(
+        !store
+            .acquire_lease(&crate::lease_key("r1"), "host-b", 1_100, 500)
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .claim_runnable("host-a", 1_200, 500, 10)
+            .unwrap()
+            .run_ids,
+        ["r1"]
+    );
+    // Expired (1_200 + 500 < 2_000), the runs go to whoever claims next.
+    assert_eq!(
+        store
+            .claim_runnable("host-b", 2_000, 500, 10)
+            .unwrap()
+            .run_ids,
+        ["r1"]
+    );
+    assert_eq!(
+        store
+            .claim_due_waits("host-b", 2_000, 500, 10)
+            .unwrap()
+            .run_ids,
+        ["r2"]
+    );
+    // A run a turn holds is not claimed.
+    create(store, "r4");
+    assert!(
+        store
+            .acquire_lease(&crate::lease_key("r4"), "host-c", 2_000, 500)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_runnable("host-a", 2_100, 500, 10)
+            .unwrap()
+            .run_ids
+            .contains(&"r4".to_owned())
+    );
+}
+
+/// What a copy of the store reads: every effect entry in key order, page
+/// by page, and every consumer's cursor.
+pub fn effect_entries_and_cursors_are_listed(store: &dyn Store) {
+    create(store, "r1");
+    assert!(store.effect_entries(None, 10).unwrap().is_empty());
+    assert!(store.cursors().unwrap().is_empty());
+    let keys = ["k:c", "k:a", "k:b", "k:d"];
+    store
+        .commit(&Commit {
+            effects: keys.iter().map(|k| effect_entry(k, "r1")).collect(),
+            ..Commit::default()
+        })
+        .unwrap();
+    let first = store.effect_entries(None, 3).unwrap();
+    let names = |page: &[EffectEntry]| page.iter().map(|e| e.key.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&first), ["k:a", "k:b", "k:c"]);
+    assert_eq!(first[0], effect_entry("k:a", "r1"));
+    let rest = store.effect_entries(Some("k:c"), 3).unwrap();
+    assert_eq!(names(&rest), ["k:d"]);
+    assert!(store.effect_entries(Some("k:d"), 3).unwrap().is_empty());
+    store.set_cursor("worker-b", 7).unwrap();
+    store.set_cursor("worker-a", 3).unwrap();
+    assert_eq!(
+        store.cursors().unwrap(),
+        [("worker-a".to_owned(), 3), ("worker-b".to_owned(), 7)]
+    );
+}
+
 fn effect_entry(key: &str, run: &str) -> EffectEntry {
     EffectEntry {
         key: key.into(),
@@ -829,7 +950,9 @@ macro_rules! conformance_tests {
             descendants_are_counted_by_root,
             event_waiters_match_name_and_scope,
             due_waits_are_earliest_first_and_skip_paused,
+            claims_leave_out_paused_runs_and_are_exclusive,
             effect_entries_land_with_commits,
+            effect_entries_and_cursors_are_listed,
             artifacts_are_content_addressed,
             snapshots_save_find_delete,
             inbox_is_idempotent_with_cursors,

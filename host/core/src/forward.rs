@@ -67,6 +67,13 @@ macro_rules! forward_store_reads {
             ) -> Result<Option<$crate::EffectEntry>, $crate::StoreError> {
                 self.$field.effect_entry(key)
             }
+            fn effect_entries(
+                &self,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<$crate::EffectEntry>, $crate::StoreError> {
+                self.$field.effect_entries(after, limit)
+            }
         }
 
         impl<$($gen)*> $crate::ArtifactStore for $ty {
@@ -132,6 +139,9 @@ macro_rules! forward_store_reads {
             fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), $crate::StoreError> {
                 self.$field.set_cursor(consumer, seq)
             }
+            fn cursors(&self) -> Result<Vec<(String, u64)>, $crate::StoreError> {
+                self.$field.cursors()
+            }
         }
 
         impl<$($gen)*> $crate::LeaseStore for $ty {
@@ -147,6 +157,41 @@ macro_rules! forward_store_reads {
             fn release_lease(&self, key: &str, owner: &str) -> Result<(), $crate::StoreError> {
                 self.$field.release_lease(key, owner)
             }
+        }
+    };
+}
+
+/// Inside an `impl Store for` of a wrapper: forwards how hosts share work
+/// ([`Store::claim_runnable`](crate::Store::claim_runnable),
+/// [`Store::claim_due_waits`](crate::Store::claim_due_waits),
+/// [`Store::listen_for_wakeups`](crate::Store::listen_for_wakeups)) to
+/// `self.$field`, so the wrapped store's own (PostgreSQL's `SKIP LOCKED`
+/// and LISTEN/NOTIFY) is not hidden behind the trait's defaults.
+#[macro_export]
+macro_rules! forward_shared_work {
+    ($field:ident) => {
+        fn claim_runnable(
+            &self,
+            owner: &str,
+            now_ms: u64,
+            ttl_ms: u64,
+            limit: usize,
+        ) -> Result<$crate::Claimed, $crate::StoreError> {
+            self.$field.claim_runnable(owner, now_ms, ttl_ms, limit)
+        }
+
+        fn claim_due_waits(
+            &self,
+            owner: &str,
+            now_ms: u64,
+            ttl_ms: u64,
+            limit: usize,
+        ) -> Result<$crate::Claimed, $crate::StoreError> {
+            self.$field.claim_due_waits(owner, now_ms, ttl_ms, limit)
+        }
+
+        fn listen_for_wakeups(&self, listener: $crate::WakeupListener) -> bool {
+            self.$field.listen_for_wakeups(listener)
         }
     };
 }

@@ -114,6 +114,8 @@ impl<S: Store + ?Sized> Store for GroupCommit<S> {
     fn durability(&self) -> Durability {
         self.inner.durability()
     }
+
+    crate::forward_shared_work!(inner);
 }
 
 crate::forward_store_reads!([S: Store + ?Sized] GroupCommit<S> => inner);

@@ -7,6 +7,7 @@
 pub mod canonical;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod copy;
 pub mod float_text;
 mod forward;
 pub mod group;
@@ -18,6 +19,7 @@ pub mod observe;
 pub mod store;
 pub mod vars;
 
+pub use copy::{CopyError, CopyReport, copy_store};
 pub use group::{GroupCommit, GroupStats};
 pub use ledger::{
     SealedRecord, Verification, canonical_json, seal, state_hash, verify, verify_run,
@@ -26,10 +28,11 @@ pub use memory::MemoryStore;
 pub use model::*;
 pub use observe::{CommitObserver, Observed};
 pub use store::{
-    ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
-    IndexedColumns, LeaseStore, LedgerStore, RunCursor, RunQuery, RunStore, RunWrite, Snapshot,
-    SnapshotQuery, SnapshotStore, Store, StoreError, Submitted, check_readable, sort_newest_first,
-    validate_artifact_id, validate_command, validate_id,
+    ArtifactMeta, ArtifactStore, Claimed, Command, CommandInbox, Commit, Durability, EffectEntry,
+    EffectLog, IndexedColumns, LeaseStore, LedgerStore, RunCursor, RunQuery, RunStore, RunWrite,
+    Snapshot, SnapshotQuery, SnapshotStore, Store, StoreError, Submitted, Wakeup, WakeupListener,
+    check_readable, lease_key, sort_newest_first, validate_artifact_id, validate_command,
+    validate_id,
 };
 
 /// The host's clock. Runs see it through the `now-ms` of their context, so a

@@ -206,6 +206,21 @@ impl EffectLog for MemoryStore {
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
         Ok(self.lock().effects.get(key).cloned())
     }
+
+    fn effect_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EffectEntry>, StoreError> {
+        let inner = self.lock();
+        let mut entries: Vec<&EffectEntry> = inner
+            .effects
+            .values()
+            .filter(|e| after.is_none_or(|a| e.key.as_str() > a))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries.into_iter().take(limit).cloned().collect())
+    }
 }
 
 impl ArtifactStore for MemoryStore {
@@ -350,6 +365,17 @@ impl CommandInbox for MemoryStore {
         let c = inner.cursors.entry(consumer.to_owned()).or_default();
         *c = (*c).max(seq);
         Ok(())
+    }
+
+    fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut all: Vec<(String, u64)> = self
+            .lock()
+            .cursors
+            .iter()
+            .map(|(c, s)| (c.clone(), *s))
+            .collect();
+        all.sort();
+        Ok(all)
     }
 }
 

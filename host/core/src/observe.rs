@@ -48,6 +48,8 @@ impl<S: Store + ?Sized> Store for Observed<S> {
     fn durability(&self) -> Durability {
         self.inner.durability()
     }
+
+    crate::forward_shared_work!(inner);
 }
 
 crate::forward_store_reads!([S: Store + ?Sized] Observed<S> => inner);

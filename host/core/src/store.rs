@@ -825,6 +825,8 @@ pub trait CommandInbox: Send + Sync {
     fn cursor(&self, consumer: &str) -> Result<u64, StoreError>;
     /// Moves `consumer`'s cursor (never backwards).
     fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError>;
+    /// Every consumer's cursor, by consumer name: for copying a store.
+    fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError>;
 }
 
 /// The recorded outcomes of host effects. Entries are written only through
@@ -832,6 +834,13 @@ pub trait CommandInbox: Send + Sync {
 pub trait EffectLog: Send + Sync {
     /// The recorded outcome of the issuance with this idempotency key.
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError>;
+    /// At most `limit` entries whose keys come after `after` (from the
+    /// first for None), in key order (bytewise): for copying a store.
+    fn effect_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EffectEntry>, StoreError>;
 }
 
 /// Time-limited exclusive claims, so that several hosts sharing a store
@@ -853,6 +862,49 @@ pub trait LeaseStore: Send + Sync {
     fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError>;
 }
 
+/// The lease a host holds while it works on a run: `run:<id>`, or for an id
+/// too long for that, `run:` and 60 hex digits of its sha256 (every key
+/// fits [`MAX_ID_LEN`]). Database stores compute the same key in SQL.
+pub fn lease_key(run_id: &str) -> String {
+    let key = format!("run:{run_id}");
+    if key.len() <= MAX_ID_LEN {
+        key
+    } else {
+        format!(
+            "run:{}",
+            &crate::ledger::sha256_hex(run_id.as_bytes())[..60]
+        )
+    }
+}
+
+/// Runs a host found to work on ([`Store::claim_runnable`],
+/// [`Store::claim_due_waits`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// The runs.
+    pub run_ids: Vec<String>,
+    /// Whether the claim took their leases ([`lease_key`]) for the owner,
+    /// so that no other host was handed the same runs; else they are
+    /// candidates whose leases the caller must still take.
+    pub leased: bool,
+}
+
+/// A hint from a store that several hosts share: another host's commit
+/// made work that an idle host could take now rather than at its next
+/// poll. Only a hint: hints are coalesced and may be lost (a dropped
+/// connection), so hosts keep polling as the path that guarantees
+/// progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A run became runnable (started, or resumed from a wait).
+    Runnable,
+    /// A run's timer was set to fire at this time (ms since the epoch).
+    TimerAt(u64),
+}
+
+/// Called with each [`Wakeup`], on a thread of the store's.
+pub type WakeupListener = Arc<dyn Fn(Wakeup) + Send + Sync>;
+
 /// A complete store backend: every store trait, plus atomic commits.
 pub trait Store:
     RunStore + LedgerStore + EffectLog + ArtifactStore + SnapshotStore + CommandInbox + LeaseStore
@@ -870,6 +922,62 @@ pub trait Store:
 
     /// When this store's commits reach stable storage.
     fn durability(&self) -> Durability;
+
+    /// At most `limit` runs that are `running`, not paused and not leased
+    /// by another owner at `now_ms`, oldest first: the work a host's
+    /// sweeper takes on. A store that can claim atomically (PostgreSQL,
+    /// with `FOR UPDATE SKIP LOCKED`) takes their leases for `owner` until
+    /// `now_ms + ttl_ms` in the same statement, so hosts claiming at once
+    /// get disjoint runs and none waits on another; the default lists
+    /// candidates and leaves the leases to the caller.
+    fn claim_runnable(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        limit: usize,
+    ) -> Result<Claimed, StoreError> {
+        let _ = (owner, now_ms, ttl_ms);
+        let run_ids = self
+            .list_runs(&RunQuery {
+                status: Some(RunStatus::Running),
+                limit: Some(limit),
+                ..RunQuery::default()
+            })?
+            .into_iter()
+            .filter(|r| !r.paused)
+            .map(|r| r.run_id)
+            .collect();
+        Ok(Claimed {
+            run_ids,
+            leased: false,
+        })
+    }
+
+    /// Calls `listener` with the wake-up hints of other hosts' commits,
+    /// if this store can tell of them (PostgreSQL, with LISTEN/NOTIFY);
+    /// returns whether it can. The default cannot.
+    fn listen_for_wakeups(&self, listener: WakeupListener) -> bool {
+        let _ = listener;
+        false
+    }
+
+    /// At most `limit` waiting runs whose timer is due at `now_ms`
+    /// ([`RunStore::due_waits`]), claimed as
+    /// [`claim_runnable`](Self::claim_runnable) claims runs.
+    fn claim_due_waits(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        limit: usize,
+    ) -> Result<Claimed, StoreError> {
+        let _ = (owner, ttl_ms);
+        Ok(Claimed {
+            run_ids: self.due_waits(now_ms, limit)?,
+            leased: false,
+        })
+    }
 }
 
 /// Parses stored record texts, naming the first one that does not parse.

@@ -3,22 +3,9 @@
 //! store (the CLI's inline `run`, `run --wait`) take turns this way, so a
 //! run is never advanced by two processes at once.
 
+pub use waymark_core::lease_key;
 use waymark_core::{RunState, StoreError};
 use waymark_runtime::{Runtime, RuntimeError, error_text};
-
-/// The lease a process holds while it advances a run (kept within the id
-/// length limit).
-pub fn lease_key(run_id: &str) -> String {
-    let key = format!("run:{run_id}");
-    if key.len() <= waymark_core::store::MAX_ID_LEN {
-        key
-    } else {
-        format!(
-            "run:{}",
-            &waymark_core::ledger::sha256_hex(run_id.as_bytes())[..60]
-        )
-    }
-}
 
 /// What a leased turn came to.
 #[derive(Debug)]

@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
-use waymark_core::{RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_core::{RunState, StepRecord, StoreError, Wakeup};
 use waymark_runtime::{Runtime, RuntimeError, Scheduler, error_text};
 
 mod lease;
@@ -147,6 +147,8 @@ struct Shared {
     /// Earliest timer the timer task knows of (u64::MAX: none).
     earliest_timer: AtomicU64,
     progress: Notify,
+    /// Another host's commit made a run runnable: sweep now.
+    sweep_now: Notify,
     stopping: AtomicBool,
     stats: Mutex<DriverStats>,
 }
@@ -211,6 +213,20 @@ impl LeaseTracker for Shared {
 }
 
 impl Shared {
+    /// A hint from the store that another host made work (a run became
+    /// runnable, a timer was set): look now rather than at the next poll.
+    fn woken(&self, wakeup: Wakeup) {
+        match wakeup {
+            Wakeup::Runnable => self.sweep_now.notify_one(),
+            Wakeup::TimerAt(at) => {
+                let before = self.earliest_timer.fetch_min(at, Ordering::SeqCst);
+                if at < before {
+                    self.timers_changed.notify_one();
+                }
+            }
+        }
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -347,7 +363,10 @@ impl Shared {
                 && at <= now
             {
                 let rt = self.runtime.clone();
-                match tokio::task::spawn_blocking(move || rt.fire_due_timers()).await {
+                let owner = self.config.owner.clone();
+                let ttl = self.config.lease_ttl.as_millis() as u64;
+                match tokio::task::spawn_blocking(move || rt.fire_due_timers_as(&owner, ttl)).await
+                {
                     Ok(Ok(fired)) => {
                         if !fired.is_empty() {
                             let mut s = self.stats();
@@ -456,6 +475,7 @@ impl Shared {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = self.sweep_now.notified() => {}
                 _ = stop.changed() => {}
             }
         }
@@ -466,22 +486,17 @@ impl Shared {
 /// through over several sweeps.
 const SWEEP_LIMIT: usize = 1024;
 
-/// The runs in nobody's hands, and the inbox.
+/// The runs in nobody's hands (claimed for this driver where the store
+/// can claim: the turn then renews the lease), and the inbox.
 fn sweep_once(
     rt: &Runtime,
     config: &DriverConfig,
 ) -> std::result::Result<(Vec<String>, u64), RuntimeError> {
+    let ttl = config.lease_ttl.as_millis() as u64;
     let runnable = rt
         .store()
-        .list_runs(&RunQuery {
-            status: Some(RunStatus::Running),
-            limit: Some(SWEEP_LIMIT),
-            ..RunQuery::default()
-        })?
-        .into_iter()
-        .filter(|r| !r.paused)
-        .map(|r| r.run_id)
-        .collect();
+        .claim_runnable(&config.owner, rt.now_ms(), ttl, SWEEP_LIMIT)?
+        .run_ids;
     let mut commands = 0;
     if let Some(consumer) = &config.inbox_consumer {
         let key = format!("inbox:{consumer}");
@@ -539,11 +554,18 @@ impl Driver {
             timers_changed: Notify::new(),
             earliest_timer: AtomicU64::new(u64::MAX),
             progress: Notify::new(),
+            sweep_now: Notify::new(),
             stopping: AtomicBool::new(false),
             stats: Mutex::new(DriverStats::default()),
         });
         runtime.set_interrupted(false);
         runtime.set_scheduler(Arc::new(Hook(Arc::downgrade(&shared))));
+        let listener = Arc::downgrade(&shared);
+        runtime.store().listen_for_wakeups(Arc::new(move |wakeup| {
+            if let Some(shared) = listener.upgrade() {
+                shared.woken(wakeup);
+            }
+        }));
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(shared.clone().dispatch(stop_rx.clone())),
@@ -722,13 +744,25 @@ impl Driver {
                 failure = Some(DriverError::Task(e.to_string()));
             }
         }
+        // Give back the leases of the inbox and of runs claimed but never
+        // turned, so the next driver need not wait for them to expire.
+        let mut keys: Vec<String> = {
+            let mut q = self.shared.queue();
+            let ready: Vec<String> = q.ready.drain(..).collect();
+            q.queued.clear();
+            ready.iter().map(|id| lease_key(id)).collect()
+        };
         if let Some(consumer) = &self.shared.config.inbox_consumer {
-            let rt = self.shared.runtime.clone();
-            let key = format!("inbox:{consumer}");
-            let owner = self.shared.config.owner.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || rt.store().release_lease(&key, &owner)).await;
+            keys.push(format!("inbox:{consumer}"));
         }
+        let rt = self.shared.runtime.clone();
+        let owner = self.shared.config.owner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for key in keys {
+                let _ = rt.store().release_lease(&key, &owner);
+            }
+        })
+        .await;
         self.shared.runtime.clear_scheduler();
         self.shared.runtime.set_interrupted(false);
         tracing::info!(owner = %self.shared.config.owner, "driver stopped");

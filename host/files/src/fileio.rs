@@ -42,6 +42,23 @@ impl Inner {
         }
     }
 
+    /// The names of the entries of directory `rel` that are valid UTF-8
+    /// (every name the store writes is).
+    pub(super) fn names_in(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        for entry in self
+            .root
+            .read_dir(rel)
+            .map_err(|e| self.io("listing", rel, e))?
+        {
+            let entry = entry.map_err(|e| self.io("listing", rel, e))?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
     pub(super) fn exists(&self, rel: &str) -> Result<bool, StoreError> {
         self.root
             .try_exists(rel)

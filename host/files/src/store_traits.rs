@@ -136,6 +136,33 @@ impl EffectLog for FileStore {
             }
         })
     }
+
+    fn effect_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EffectEntry>, StoreError> {
+        self.with(|s| {
+            let mut keys: Vec<String> = s
+                .names_in("effects")?
+                .into_iter()
+                .filter_map(|name| name.strip_suffix(".json").map(str::to_owned))
+                .filter(|key| validate_id("effect", key).is_ok())
+                .filter(|key| after.is_none_or(|a| key.as_str() > a))
+                .collect();
+            keys.sort_unstable();
+            keys.truncate(limit);
+            keys.iter()
+                .map(|key| {
+                    let rel = effect_rel(key);
+                    let bytes = s
+                        .read_opt(&rel)?
+                        .ok_or_else(|| s.corrupt(&rel, None, "disappeared"))?;
+                    serde_json::from_slice(&bytes).map_err(|e| s.corrupt(&rel, None, e))
+                })
+                .collect()
+        })
+    }
 }
 
 impl ArtifactStore for FileStore {
@@ -197,20 +224,12 @@ impl ArtifactStore for FileStore {
 
     fn list_artifacts(&self) -> Result<Vec<ArtifactMeta>, StoreError> {
         self.with(|s| {
-            let mut ids = Vec::new();
-            for entry in s
-                .root
-                .read_dir("artifacts")
-                .map_err(|e| s.io("listing", "artifacts", e))?
-            {
-                let entry = entry.map_err(|e| s.io("listing", "artifacts", e))?;
-                let name = entry.file_name();
-                if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".meta.json"))
-                    && validate_artifact_id(id).is_ok()
-                {
-                    ids.push(id.to_owned());
-                }
-            }
+            let mut ids: Vec<String> = s
+                .names_in("artifacts")?
+                .into_iter()
+                .filter_map(|name| name.strip_suffix(".meta.json").map(str::to_owned))
+                .filter(|id| validate_artifact_id(id).is_ok())
+                .collect();
             ids.sort();
             ids.iter()
                 .map(|id| {
@@ -388,6 +407,25 @@ impl CommandInbox for FileStore {
         self.commit(&Commit {
             cursor: Some((consumer.to_owned(), seq)),
             ..Commit::default()
+        })
+    }
+
+    fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|s| {
+            let mut consumers: Vec<String> = s
+                .names_in("inbox")?
+                .into_iter()
+                .filter_map(|name| name.strip_prefix("cursor_").map(str::to_owned))
+                .filter(|consumer| validate_id("consumer", consumer).is_ok())
+                .collect();
+            consumers.sort_unstable();
+            consumers
+                .into_iter()
+                .map(|consumer| {
+                    let seq = s.read_cursor(&consumer)?;
+                    Ok((consumer, seq))
+                })
+                .collect()
         })
     }
 }

@@ -5,25 +5,31 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
-use waymark_core::{Commit, Durability, RunWrite, Store, StoreError, check_readable};
+use waymark_core::{
+    Claimed, Commit, Durability, RunWrite, Store, StoreError, WakeupListener, check_readable,
+};
 
+use crate::hints::{Head, Hints};
 use crate::{Derived, PostgresStore, Q, conv};
 
 impl PostgresStore {
     /// Checks `commit` against the stored rows and writes it, inside `tx`
     /// (which the caller rolls back on error).
-    async fn apply(&self, tx: &Transaction<'_>, commit: &Commit) -> Q<()> {
+    /// Adds to `hints` the wake-ups other hosts should hear of.
+    async fn apply(&self, tx: &Transaction<'_>, commit: &Commit, hints: &mut Hints) -> Q<()> {
         let heads = self.lock_runs(tx, commit).await?;
         for w in &commit.runs {
             let stored = heads
                 .get(&w.run.run_id)
-                .map(|&len| crate::stored_u64(self, "runs table", "ledger_len", len))
+                .map(|head| crate::stored_u64(self, "runs table", "ledger_len", head.ledger_len))
                 .transpose()?;
             w.check_against(stored)?;
         }
+        let mut found = Hints::default();
         for w in &commit.runs {
-            let stored = heads.get(&w.run.run_id).copied();
-            self.write_run(tx, w, stored).await?;
+            let stored = heads.get(&w.run.run_id);
+            self.write_run(tx, w, stored.map(|h| h.ledger_len)).await?;
+            found.note(stored, &w.run);
         }
         if !commit.effects.is_empty() {
             let st = tx
@@ -57,13 +63,14 @@ impl PostgresStore {
             let seq = conv("cursor", consumer, "seq", *seq)?;
             crate::inbox::upsert_cursor(tx, consumer, seq).await?;
         }
+        hints.merge(found);
         Ok(())
     }
 
     /// Locks the rows of every run `commit` touches, in id order (so two
-    /// commits touching the same runs never deadlock), and returns the
-    /// stored ledger length of each that exists.
-    async fn lock_runs(&self, tx: &Transaction<'_>, commit: &Commit) -> Q<HashMap<String, i64>> {
+    /// commits touching the same runs never deadlock), and returns what is
+    /// stored of each that exists.
+    async fn lock_runs(&self, tx: &Transaction<'_>, commit: &Commit) -> Q<HashMap<String, Head>> {
         if commit.runs.is_empty() {
             return Ok(HashMap::new());
         }
@@ -71,13 +78,20 @@ impl PostgresStore {
         ids.sort_unstable();
         let st = tx
             .prepare_cached(
-                "SELECT run_id, ledger_len FROM runs WHERE run_id = ANY($1)
-                 ORDER BY run_id FOR UPDATE",
+                "SELECT run_id, ledger_len, status = 'running' AND NOT paused, wake_at_ms
+                 FROM runs WHERE run_id = ANY($1) ORDER BY run_id FOR UPDATE",
             )
             .await?;
         let rows = tx.query(&st, &[&ids]).await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .map(|row| {
+                let head = Head {
+                    ledger_len: row.try_get(1)?,
+                    runnable: row.try_get(2)?,
+                    wake_at_ms: row.try_get(3)?,
+                };
+                Ok((row.try_get(0)?, head))
+            })
             .collect()
     }
 
@@ -155,27 +169,40 @@ impl PostgresStore {
     ) -> Q<()> {
         let tx = client.transaction().await?;
         let single = commits.len() == 1;
+        let mut hints = Hints::default();
         for (commit, result) in commits.iter().zip(results.iter_mut()) {
             if result.is_err() || commit.is_empty() {
                 continue;
             }
             if single {
                 // Nothing else shares the transaction: it is the savepoint.
-                if let Err(fail) = self.apply(&tx, commit).await {
+                if let Err(fail) = self.apply(&tx, commit, &mut hints).await {
                     *result = Err(self.fail("committing", fail));
                     return Ok(());
                 }
                 continue;
             }
             tx.batch_execute("SAVEPOINT waymark_commit").await?;
-            match self.apply(&tx, commit).await {
-                Ok(()) => tx.batch_execute("RELEASE waymark_commit").await?,
+            let mut found = Hints::default();
+            match self.apply(&tx, commit, &mut found).await {
+                Ok(()) => {
+                    tx.batch_execute("RELEASE waymark_commit").await?;
+                    hints.merge(found);
+                }
                 Err(fail) => {
                     *result = Err(self.fail("committing", fail));
                     tx.batch_execute("ROLLBACK TO waymark_commit; RELEASE waymark_commit")
                         .await?;
                 }
             }
+        }
+        // Delivered when (and only if) the transaction commits; identical
+        // notifications of one transaction are sent once.
+        if let Some(payload) = hints.payload() {
+            let st = tx
+                .prepare_cached("SELECT pg_notify('waymark_wakeup', $1)")
+                .await?;
+            tx.execute(&st, &[&payload]).await?;
         }
         // One COMMIT, so one WAL flush, for the whole group.
         tx.commit().await?;
@@ -210,5 +237,30 @@ impl Store for PostgresStore {
 
     fn durability(&self) -> Durability {
         self.durability
+    }
+
+    fn claim_runnable(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        limit: usize,
+    ) -> Result<Claimed, StoreError> {
+        self.claim_runnable_rows(owner, now_ms, ttl_ms, limit)
+    }
+
+    fn claim_due_waits(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+        limit: usize,
+    ) -> Result<Claimed, StoreError> {
+        self.claim_due_rows(owner, now_ms, ttl_ms, limit)
+    }
+
+    fn listen_for_wakeups(&self, listener: WakeupListener) -> bool {
+        self.add_wakeup_listener(listener);
+        true
     }
 }

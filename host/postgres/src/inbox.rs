@@ -130,4 +130,25 @@ impl CommandInbox for PostgresStore {
             Ok(upsert_cursor(&*client, consumer, seq).await?)
         })
     }
+
+    fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = self.run("listing cursors", async |client| {
+            let st = client
+                .prepare_cached("SELECT consumer, seq FROM cursors ORDER BY consumer")
+                .await?;
+            Ok(client
+                .query(&st, &[])
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()?)
+        })?;
+        rows.into_iter()
+            .map(|(consumer, seq)| {
+                let location = format!("cursors table, consumer '{consumer}'");
+                Ok((stored_u64(self, &location, "seq", seq)?, consumer))
+            })
+            .map(|r| r.map(|(seq, consumer)| (consumer, seq)))
+            .collect()
+    }
 }

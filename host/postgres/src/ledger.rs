@@ -67,41 +67,76 @@ impl PostgresStore {
     }
 }
 
+/// An effects row: key, run, node, effect, attempt, outcome text, time.
+type EffectRow = (String, String, String, String, i64, String, i64);
+
+fn effect_row(r: &tokio_postgres::Row) -> Result<EffectRow, tokio_postgres::Error> {
+    Ok((
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        r.try_get(5)?,
+        r.try_get(6)?,
+    ))
+}
+
+const EFFECT_COLUMNS: &str = "key, run_id, node_id, effect, attempt, outcome, recorded_at_ms";
+
 impl EffectLog for PostgresStore {
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
-        type Row = (String, String, String, i64, String, i64);
-        let row: Option<Row> = self.run("reading effect entry", async |client| {
+        let row = self.run("reading effect entry", async |client| {
             let st = client
-                .prepare_cached(
-                    "SELECT run_id, node_id, effect, attempt, outcome, recorded_at_ms
-                     FROM effects WHERE key = $1",
-                )
+                .prepare_cached(&format!(
+                    "SELECT {EFFECT_COLUMNS} FROM effects WHERE key = $1"
+                ))
                 .await?;
             Ok(match client.query_opt(&st, &[&key]).await? {
-                Some(r) => Some((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                )),
+                Some(r) => Some(effect_row(&r)?),
                 None => None,
             })
         })?;
-        let Some((run_id, node_id, effect, attempt, outcome, at)) = row else {
-            return Ok(None);
-        };
+        row.map(|row| self.effect_from(row)).transpose()
+    }
+
+    fn effect_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EffectEntry>, StoreError> {
+        let after = after.unwrap_or("");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<EffectRow> = self.run("listing effect entries", async |client| {
+            let st = client
+                .prepare_cached(&format!(
+                    "SELECT {EFFECT_COLUMNS} FROM effects WHERE key > $1 ORDER BY key LIMIT $2"
+                ))
+                .await?;
+            Ok(client
+                .query(&st, &[&after, &limit])
+                .await?
+                .iter()
+                .map(effect_row)
+                .collect::<Result<_, _>>()?)
+        })?;
+        rows.into_iter().map(|row| self.effect_from(row)).collect()
+    }
+}
+
+impl PostgresStore {
+    fn effect_from(&self, row: EffectRow) -> Result<EffectEntry, StoreError> {
+        let (key, run_id, node_id, effect, attempt, outcome, at) = row;
         let location = format!("effects table, key '{key}'");
-        Ok(Some(EffectEntry {
-            key: key.to_owned(),
-            run_id,
-            node_id,
-            effect,
+        Ok(EffectEntry {
             attempt: u32::try_from(attempt)
                 .map_err(|_| self.corrupt(&location, format!("attempt {attempt} out of range")))?,
             outcome: serde_json::from_str(&outcome).map_err(|e| self.corrupt(&location, e))?,
             recorded_at_ms: stored_u64(self, &location, "recorded_at_ms", at)?,
-        }))
+            key,
+            run_id,
+            node_id,
+            effect,
+        })
     }
 }

@@ -30,7 +30,9 @@ use waymark_core::validate_id;
 use waymark_core::{IndexedColumns, StoreError};
 
 mod artifacts;
+mod claims;
 mod commit;
+mod hints;
 mod inbox;
 mod leases;
 mod ledger;
@@ -41,6 +43,7 @@ mod schema;
 mod snapshots;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wakeups;
 
 pub use location::PostgresUrl;
 /// The durability levels [`PostgresOptions`] takes.
@@ -84,6 +87,9 @@ pub struct PostgresStore {
     handle: tokio::runtime::Handle,
     url: PostgresUrl,
     durability: Durability,
+    /// What the wake-up listener connects with (the pool's settings).
+    listen_config: tokio_postgres::Config,
+    wakeups: std::sync::Arc<wakeups::Wakeups>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -160,6 +166,7 @@ impl PostgresStore {
             _ => format!("-c synchronous_commit={synchronous}"),
         };
         config.options(&server_options);
+        let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -182,6 +189,8 @@ impl PostgresStore {
             runtime: Some(runtime),
             url: url.clone(),
             durability: options.durability,
+            listen_config,
+            wakeups: Default::default(),
         };
         store.run("migrating the schema", async |client| {
             schema::migrate(client, &store.url).await

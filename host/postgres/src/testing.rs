@@ -36,6 +36,9 @@ pub struct TestCluster {
 struct OwnedCluster {
     bindir: PathBuf,
     data: PathBuf,
+    /// The server's log (its output must not go to a pipe of ours, which
+    /// it would hold open).
+    log: PathBuf,
     /// The unprivileged user the server runs as when the tests run as root.
     user: Option<(u32, u32)>,
 }
@@ -86,6 +89,7 @@ impl TestCluster {
         let owned = OwnedCluster {
             bindir,
             data: data.clone(),
+            log: dir.join("server.log"),
             user,
         };
         remove_when_this_process_exits(&dir, &data);
@@ -169,10 +173,12 @@ impl TestCluster {
         let owned = self.owned.as_ref().unwrap_or_else(|| {
             panic!("restarting the server needs the throwaway cluster; unset {SERVER_VAR}")
         });
-        owned.run(
-            "pg_ctl",
-            &["-D", path_str(&owned.data), "-w", "-m", "fast", "restart"],
-        );
+        let mut command = owned.server_command();
+        command.args(["-m", "fast", "restart"]);
+        if !command.status().is_ok_and(|s| s.success()) {
+            let log = std::fs::read_to_string(&owned.log).unwrap_or_default();
+            panic!("the test cluster did not restart; its log:\n{log}");
+        }
     }
 
     /// The superuser's URL, on the `postgres` database.
@@ -203,6 +209,22 @@ impl OwnedCluster {
         }
     }
 
+    /// `pg_ctl` on the cluster, as its user, logging to its log file and
+    /// waiting (up to a minute) for what it is asked to finish.
+    fn server_command(&self) -> Command {
+        let mut command = Command::new(self.bindir.join("pg_ctl"));
+        command
+            .args(["-D", path_str(&self.data), "-l", path_str(&self.log)])
+            .args(["-w", "-t", "60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
     /// Starts the server on a free loopback port (retrying if another
     /// process takes the port first) and returns the port.
     fn start_on_free_port(&self, dir: &Path) -> u16 {
@@ -217,21 +239,12 @@ impl OwnedCluster {
                  -c fsync=off -c full_page_writes=off -c shared_buffers=64MB",
                 dir = dir.display()
             );
-            let log = dir.join("server.log");
-            let mut command = Command::new(self.bindir.join("pg_ctl"));
-            command
-                .args(["-D", path_str(&self.data), "-l", path_str(&log), "-w"])
-                .args(["-t", "60", "-o", &options, "start"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            if let Some((uid, gid)) = self.user {
-                command.uid(uid).gid(gid);
-            }
+            let mut command = self.server_command();
+            command.args(["-o", &options, "start"]);
             if command.status().is_ok_and(|s| s.success()) {
                 return port;
             }
-            last = std::fs::read_to_string(&log).unwrap_or_default();
+            last = std::fs::read_to_string(&self.log).unwrap_or_default();
         }
         panic!("the test cluster did not start; its log:\n{last}");
     }

@@ -95,3 +95,80 @@ fn wrong_credentials_fail_without_showing_the_password() {
     assert!(!text.contains("hunter2-pw"), "{text}");
     assert!(text.contains("nobody_here"), "{text}");
 }
+
+#[test]
+fn hosts_claiming_at_once_are_handed_disjoint_runs() {
+    let store = fresh_store();
+    for i in 0..200 {
+        create(&store, &format!("r{i:03}"));
+    }
+    let claims: Vec<Vec<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|host| {
+                let store = &store;
+                s.spawn(move || {
+                    let owner = format!("host-{host}");
+                    // A claim hands back the runs the owner already holds
+                    // too (renewing them): claim until nothing new comes.
+                    let mut mine: Vec<String> = Vec::new();
+                    loop {
+                        let claimed = store.claim_runnable(&owner, 1_000, 60_000, 250).unwrap();
+                        assert!(claimed.leased);
+                        let new: Vec<String> = claimed
+                            .run_ids
+                            .into_iter()
+                            .filter(|id| !mine.contains(id))
+                            .collect();
+                        if new.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(new);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<&String> = claims.iter().flatten().collect();
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), claimed, "a run was handed to two hosts");
+    assert_eq!(claimed, 200, "every run was handed out");
+}
+
+#[test]
+fn a_commit_that_makes_work_wakes_the_other_hosts() {
+    use std::sync::mpsc::channel;
+    use waymark_core::Wakeup;
+
+    let url = cluster().fresh_database();
+    let listening = PostgresStore::open(&url).unwrap();
+    let writing = PostgresStore::open(&url).unwrap();
+    let (tx, rx) = channel();
+    let tx = std::sync::Mutex::new(tx);
+    assert!(listening.listen_for_wakeups(Arc::new(move |w| {
+        let _ = tx.lock().unwrap().send(w);
+    })));
+    // The listener connects in the background: create runs until a hint
+    // arrives (a missed hint is allowed; one must come through).
+    let mut i = 0;
+    let first = loop {
+        create(&writing, &format!("r{i}"));
+        i += 1;
+        if let Ok(w) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            break w;
+        }
+        assert!(i < 50, "no wake-up arrived");
+    };
+    assert_eq!(first, Wakeup::Runnable);
+    // A step of a running run (a turn's own commit) makes no hint.
+    while rx.try_recv().is_ok() {}
+    let mut run = writing.load_run("r0").unwrap();
+    let rec = step_record(&mut run, "a");
+    writing.commit(&Commit::update(&run, vec![rec])).unwrap();
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err()
+    );
+}

@@ -105,4 +105,29 @@ impl CommandInbox for SqliteStore {
         let conn = self.lock();
         upsert_cursor(&conn, consumer, seq).map_err(|e| self.err("moving cursor", e))
     }
+
+    fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare_cached("SELECT consumer, seq FROM cursors ORDER BY consumer")
+            .and_then(|mut st| {
+                st.query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.err("listing cursors", e))?;
+        drop(conn);
+        rows.into_iter()
+            .map(|(consumer, seq)| {
+                let seq = u64::try_from(seq).map_err(|_| {
+                    self.corrupt(
+                        &format!("cursors table, consumer '{consumer}'"),
+                        format!("negative seq {seq}"),
+                    )
+                })?;
+                Ok((consumer, seq))
+            })
+            .collect()
+    }
 }

@@ -60,35 +60,66 @@ impl SqliteStore {
     }
 }
 
+/// An effects row: key, run, node, effect, attempt, outcome text, time.
+type EffectRow = (String, String, String, String, i64, String, i64);
+
+fn effect_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<EffectRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+const EFFECT_COLUMNS: &str = "key, run_id, node_id, effect, attempt, outcome, recorded_at_ms";
+
 impl EffectLog for SqliteStore {
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
         let conn = self.lock();
         let row = conn
-            .prepare_cached(
-                "SELECT run_id, node_id, effect, attempt, outcome, recorded_at_ms
-                 FROM effects WHERE key = ?1",
-            )
-            .and_then(|mut st| {
-                st.query_row([key], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, i64>(5)?,
-                    ))
-                })
-                .optional()
-            })
+            .prepare_cached(&format!(
+                "SELECT {EFFECT_COLUMNS} FROM effects WHERE key = ?1"
+            ))
+            .and_then(|mut st| st.query_row([key], effect_row).optional())
             .map_err(|e| self.err("reading effect entry", e))?;
-        let Some((run_id, node_id, effect, attempt, outcome, at)) = row else {
-            return Ok(None);
-        };
+        drop(conn);
+        row.map(|row| self.effect_from(row)).transpose()
+    }
+
+    fn effect_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EffectEntry>, StoreError> {
+        let conn = self.lock();
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT {EFFECT_COLUMNS} FROM effects WHERE key > ?1 ORDER BY key LIMIT ?2"
+            ))
+            .and_then(|mut st| {
+                st.query_map(
+                    params![after.unwrap_or(""), limit_i64(Some(limit))],
+                    effect_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|e| self.err("listing effect entries", e))?;
+        drop(conn);
+        rows.into_iter().map(|row| self.effect_from(row)).collect()
+    }
+}
+
+impl SqliteStore {
+    fn effect_from(&self, row: EffectRow) -> Result<EffectEntry, StoreError> {
+        let (key, run_id, node_id, effect, attempt, outcome, at) = row;
         let location = format!("effects table, key '{key}'");
         let corrupt = |detail: String| self.corrupt(&location, detail);
-        Ok(Some(EffectEntry {
-            key: key.to_owned(),
+        Ok(EffectEntry {
+            key,
             run_id,
             node_id,
             effect,
@@ -97,6 +128,6 @@ impl EffectLog for SqliteStore {
             outcome: serde_json::from_str(&outcome).map_err(|e| corrupt(e.to_string()))?,
             recorded_at_ms: u64::try_from(at)
                 .map_err(|_| corrupt(format!("negative recorded_at_ms {at}")))?,
-        }))
+        })
     }
 }

@@ -3,3 +3,4 @@
 //! the components in a shared `--data-dir`.
 
 mod cli;
+mod scale;

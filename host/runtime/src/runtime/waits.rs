@@ -1,6 +1,8 @@
 //! Ending waits: answers from callers (with the waits only the host may
 //! end refused), events, due timers, and a child's end reaching its parent.
 
+use waymark_core::lease_key;
+
 use super::*;
 
 impl Runtime {
@@ -122,6 +124,41 @@ impl Runtime {
     pub fn fire_due_timers(&self) -> Result<Vec<String>> {
         let now = self.clock.now_ms();
         let due = self.store.due_waits(now, self.config.timer_batch)?;
+        self.fire_timers(due, now)
+    }
+
+    /// [`fire_due_timers`](Self::fire_due_timers) for a host that shares
+    /// the store with others: it fires only the due runs whose lease it
+    /// holds ([`lease_key`], taken for `owner` for `ttl_ms` by the store's
+    /// claim, or here), so two hosts never wake one run (nor perform a
+    /// retried effect twice), and gives the leases back once the wake-ups
+    /// have landed.
+    pub fn fire_due_timers_as(&self, owner: &str, ttl_ms: u64) -> Result<Vec<String>> {
+        let now = self.clock.now_ms();
+        let claimed = self
+            .store
+            .claim_due_waits(owner, now, ttl_ms, self.config.timer_batch)?;
+        let mut held = Vec::with_capacity(claimed.run_ids.len());
+        for run_id in claimed.run_ids {
+            if claimed.leased
+                || self
+                    .store
+                    .acquire_lease(&lease_key(&run_id), owner, now, ttl_ms)?
+            {
+                held.push(run_id);
+            }
+        }
+        let fired = self.fire_timers(held.clone(), now);
+        for run_id in &held {
+            if let Err(e) = self.store.release_lease(&lease_key(run_id), owner) {
+                tracing::warn!(run_id, error = %e, "could not release a timer lease; it will expire");
+            }
+        }
+        fired
+    }
+
+    /// Wakes the waiting runs `due` whose timer is due at `now`.
+    fn fire_timers(&self, due: Vec<String>, now: u64) -> Result<Vec<String>> {
         let mut fired = Vec::new();
         // The wake-ups are independent commits: land them as one group (one
         // transaction, one fsync), each succeeding on its own.

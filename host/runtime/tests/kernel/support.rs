@@ -167,6 +167,14 @@ impl EffectLog for StaleIndexStore {
     fn effect_entry(&self, key: &str) -> Result<Option<EffectEntry>, StoreError> {
         self.inner.effect_entry(key)
     }
+
+    fn effect_entries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EffectEntry>, StoreError> {
+        self.inner.effect_entries(after, limit)
+    }
 }
 
 impl ArtifactStore for StaleIndexStore {
@@ -211,6 +219,10 @@ impl CommandInbox for StaleIndexStore {
     }
     fn set_cursor(&self, consumer: &str, seq: u64) -> Result<(), StoreError> {
         self.inner.set_cursor(consumer, seq)
+    }
+
+    fn cursors(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.cursors()
     }
 }
 
