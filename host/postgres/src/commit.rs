@@ -5,19 +5,36 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
+use futures_util::future::{try_join, try_join_all};
+use tokio_postgres::types::ToSql;
 use waymark_core::{
     Claimed, Commit, Durability, RunWrite, Store, StoreError, WakeupListener, check_readable,
 };
 
 use crate::hints::{Head, Hints};
-use crate::{Derived, PostgresStore, Q, conv};
+use crate::{Derived, Fail, PostgresStore, Q, conv};
 
 impl PostgresStore {
     /// Checks `commit` against the stored rows and writes it, inside `tx`
     /// (which the caller rolls back on error).
-    /// Adds to `hints` the wake-ups other hosts should hear of.
-    async fn apply(&self, tx: &Transaction<'_>, commit: &Commit, hints: &mut Hints) -> Q<()> {
-        let heads = self.lock_runs(tx, commit).await?;
+    /// Adds to `hints` the wake-ups other hosts should hear of. `prefix`
+    /// (savepoint statements, or empty) is sent in the same round trip as
+    /// the first query.
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        commit: &Commit,
+        hints: &mut Hints,
+        prefix: &str,
+    ) -> Q<()> {
+        let heads = if prefix.is_empty() {
+            self.lock_runs(tx, commit).await?
+        } else {
+            // Statements on one connection are pipelined: both go out
+            // before either answer is awaited, and run in that order.
+            let savepoint = async { Ok::<_, Fail>(tx.batch_execute(prefix).await?) };
+            try_join(savepoint, self.lock_runs(tx, commit)).await?.1
+        };
         for w in &commit.runs {
             let stored = heads
                 .get(&w.run.run_id)
@@ -43,21 +60,31 @@ impl PostgresStore {
                         recorded_at_ms = excluded.recorded_at_ms",
                 )
                 .await?;
+            let mut rows = Vec::with_capacity(commit.effects.len());
             for e in &commit.effects {
                 let outcome = serde_json::to_string(&e.outcome).map_err(|err| {
                     StoreError::backend_cause(format!("serializing effect '{}'", e.key), err)
                 })?;
                 check_readable("effect outcome", outcome.as_bytes())?;
                 let at = conv("effect", &e.key, "recorded_at_ms", e.recorded_at_ms)?;
-                let attempt = i64::from(e.attempt);
-                tx.execute(
-                    &st,
-                    &[
-                        &e.key, &e.run_id, &e.node_id, &e.effect, &attempt, &outcome, &at,
-                    ],
-                )
-                .await?;
+                rows.push((e, i64::from(e.attempt), outcome, at));
             }
+            // Pipelined: one round trip for every entry.
+            let params: Vec<[&(dyn ToSql + Sync); 7]> = rows
+                .iter()
+                .map(|(e, attempt, outcome, at)| {
+                    [
+                        &e.key as &(dyn ToSql + Sync),
+                        &e.run_id,
+                        &e.node_id,
+                        &e.effect,
+                        attempt,
+                        outcome,
+                        at,
+                    ]
+                })
+                .collect();
+            try_join_all(params.iter().map(|p| tx.execute(&st, p))).await?;
         }
         if let Some((consumer, seq)) = &commit.cursor {
             let seq = conv("cursor", consumer, "seq", *seq)?;
@@ -104,17 +131,14 @@ impl PostgresStore {
         let added = i64::try_from(w.records.len())
             .map_err(|_| StoreError::backend("too many ledger records in one write"))?;
         let start = stored.unwrap_or(0);
-        if !w.records.is_empty() {
-            let seqs: Vec<i64> = (start..start + added).collect();
-            let texts: Vec<&str> = w.records.iter().map(|r| r.json.as_str()).collect();
-            let st = tx
-                .prepare_cached(
-                    "INSERT INTO ledger (run_id, seq, record)
-                     SELECT $1, s, r FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS t(s, r)",
-                )
-                .await?;
-            tx.execute(&st, &[&run.run_id, &seqs, &texts]).await?;
-        }
+        let seqs: Vec<i64> = (start..start + added).collect();
+        let texts: Vec<&str> = w.records.iter().map(|r| r.json.as_str()).collect();
+        let insert_records = tx
+            .prepare_cached(
+                "INSERT INTO ledger (run_id, seq, record)
+                 SELECT $1, s, r FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS t(s, r)",
+            )
+            .await?;
         let sql = if stored.is_none() {
             // A concurrent creator that got there first holds the key: the
             // insert then adds nothing, and this one is refused.
@@ -132,27 +156,32 @@ impl PostgresStore {
              WHERE run_id = $1"
         };
         let st = tx.prepare_cached(sql).await?;
-        let written = tx
-            .execute(
-                &st,
-                &[
-                    &run.run_id,
-                    &run.workflow_id,
-                    &d.columns.status,
-                    &run.parent_run_id,
-                    &run.session_id,
-                    &d.created_at_ms,
-                    &d.updated_at_ms,
-                    &d.columns.wait_event_name,
-                    &d.columns.wait_event_scope,
-                    &d.wake_at_ms,
-                    &run.paused,
-                    &added,
-                    &d.columns.state,
-                    &run.root_run_id,
-                ],
-            )
-            .await?;
+        let records = async {
+            if texts.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&insert_records, &[&run.run_id, &seqs, &texts])
+                .await
+        };
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &run.run_id,
+            &run.workflow_id,
+            &d.columns.status,
+            &run.parent_run_id,
+            &run.session_id,
+            &d.created_at_ms,
+            &d.updated_at_ms,
+            &d.columns.wait_event_name,
+            &d.columns.wait_event_scope,
+            &d.wake_at_ms,
+            &run.paused,
+            &added,
+            &d.columns.state,
+            &run.root_run_id,
+        ];
+        // The records and the row in one round trip.
+        let row = tx.execute(&st, &params);
+        let (_, written) = try_join(records, row).await?;
         if written == 0 {
             return Err(StoreError::RunExists(run.run_id.clone()).into());
         }
@@ -160,7 +189,9 @@ impl PostgresStore {
     }
 
     /// Lands the commits not yet failed in `results` in one transaction,
-    /// each in its own savepoint.
+    /// each in its own savepoint. Savepoint statements travel with the
+    /// next statement (pipelined), so a group costs a round trip less per
+    /// commit than it has statements.
     async fn land_group(
         &self,
         client: &mut deadpool_postgres::Object,
@@ -170,45 +201,70 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         let single = commits.len() == 1;
         let mut hints = Hints::default();
+        // How the previous commit's savepoint must end, if one is open.
+        let mut open: Option<&'static str> = None;
         for (commit, result) in commits.iter().zip(results.iter_mut()) {
             if result.is_err() || commit.is_empty() {
                 continue;
             }
             if single {
                 // Nothing else shares the transaction: it is the savepoint.
-                if let Err(fail) = self.apply(&tx, commit, &mut hints).await {
+                if let Err(fail) = self.apply(&tx, commit, &mut hints, "").await {
                     *result = Err(self.fail("committing", fail));
                     return Ok(());
                 }
                 continue;
             }
-            tx.batch_execute("SAVEPOINT waymark_commit").await?;
+            let prefix = match open {
+                None => "SAVEPOINT waymark_commit",
+                Some(RELEASE) => "RELEASE waymark_commit; SAVEPOINT waymark_commit",
+                Some(_) => {
+                    "ROLLBACK TO waymark_commit; RELEASE waymark_commit; SAVEPOINT waymark_commit"
+                }
+            };
             let mut found = Hints::default();
-            match self.apply(&tx, commit, &mut found).await {
+            match self.apply(&tx, commit, &mut found, prefix).await {
                 Ok(()) => {
-                    tx.batch_execute("RELEASE waymark_commit").await?;
+                    open = Some(RELEASE);
                     hints.merge(found);
                 }
                 Err(fail) => {
                     *result = Err(self.fail("committing", fail));
-                    tx.batch_execute("ROLLBACK TO waymark_commit; RELEASE waymark_commit")
-                        .await?;
+                    open = Some(ROLLBACK);
                 }
             }
         }
-        // Delivered when (and only if) the transaction commits; identical
-        // notifications of one transaction are sent once.
-        if let Some(payload) = hints.payload() {
-            let st = tx
-                .prepare_cached("SELECT pg_notify('waymark_wakeup', $1)")
-                .await?;
-            tx.execute(&st, &[&payload]).await?;
-        }
+        // Ends the last savepoint and sends the wake-ups (delivered when,
+        // and only if, the transaction commits; identical notifications of
+        // one transaction are sent once), pipelined.
+        let close = async {
+            match open {
+                Some(end) => tx.batch_execute(end).await,
+                None => Ok(()),
+            }
+        };
+        let notify = async {
+            match hints.payload() {
+                Some(payload) => {
+                    let st = tx
+                        .prepare_cached("SELECT pg_notify('waymark_wakeup', $1)")
+                        .await?;
+                    tx.execute(&st, &[&payload]).await.map(|_| ())
+                }
+                None => Ok(()),
+            }
+        };
+        try_join(close, notify).await?;
         // One COMMIT, so one WAL flush, for the whole group.
         tx.commit().await?;
         Ok(())
     }
 }
+
+/// Ends a savepoint whose commit applied.
+const RELEASE: &str = "RELEASE waymark_commit";
+/// Ends a savepoint whose commit failed, undoing its writes.
+const ROLLBACK: &str = "ROLLBACK TO waymark_commit; RELEASE waymark_commit";
 
 impl Store for PostgresStore {
     fn commit(&self, commit: &Commit) -> Result<(), StoreError> {

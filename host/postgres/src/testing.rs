@@ -43,10 +43,27 @@ struct OwnedCluster {
     user: Option<(u32, u32)>,
 }
 
+/// Server settings for tests: no fsync (a test's data need not survive a
+/// power cut, and tests run many commits).
+const FAST: &str = "-c fsync=off -c full_page_writes=off";
+
+/// Server settings for benchmarks: every commit flushed as in production
+/// (`fsync`, `synchronous_commit` on), and `pg_stat_statements` loaded to
+/// count what each step costs the database.
+const DURABLE: &str = "-c shared_preload_libraries=pg_stat_statements";
+
 /// The cluster of this test process, started on first use.
 pub fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
-    CLUSTER.get_or_init(TestCluster::start)
+    CLUSTER.get_or_init(|| TestCluster::start(FAST))
+}
+
+/// A cluster of this process whose commits reach the disk (for
+/// benchmarks), with `pg_stat_statements` available; started on first use.
+/// `WAYMARK_TEST_POSTGRES` names the server here too.
+pub fn durable_cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| TestCluster::start(DURABLE))
 }
 
 /// A store on a fresh, empty database of the test cluster.
@@ -63,7 +80,7 @@ pub fn fresh_store() -> PostgresStore {
 }
 
 impl TestCluster {
-    fn start() -> Self {
+    fn start(settings: &str) -> Self {
         if let Ok(text) = std::env::var(SERVER_VAR) {
             let admin = PostgresUrl::parse(&text)
                 .unwrap_or_else(|e| panic!("{SERVER_VAR} is not a PostgreSQL URL: {e}"));
@@ -108,7 +125,7 @@ impl TestCluster {
                 "--no-sync",
             ],
         );
-        let port = owned.start_on_free_port(&dir);
+        let port = owned.start_on_free_port(&dir, settings);
         let admin = PostgresUrl::parse(&format!("postgres://waymark@127.0.0.1:{port}/postgres"))
             .expect("the test cluster's URL");
         Self {
@@ -133,6 +150,12 @@ impl TestCluster {
 
     /// Runs statements on the database `url` names.
     pub fn execute_on(&self, url: &PostgresUrl, sql: &str) {
+        self.rows_on(url, sql);
+    }
+
+    /// The rows (as text; NULL as None) the statements of `sql` return,
+    /// run on the database `url` names.
+    pub fn rows_on(&self, url: &PostgresUrl, sql: &str) -> Vec<Vec<Option<String>>> {
         let config = url.config().clone();
         let statement = sql.to_owned();
         // A thread of its own: the caller may be inside a tokio runtime,
@@ -149,9 +172,22 @@ impl TestCluster {
                     .map_err(|e| e.to_string())?;
                 let driver = tokio::spawn(connection);
                 let result = client
-                    .batch_execute(&statement)
+                    .simple_query(&statement)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.to_string())
+                    .map(|messages| {
+                        messages
+                            .into_iter()
+                            .filter_map(|message| match message {
+                                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                                    (0..row.len())
+                                        .map(|i| row.get(i).map(str::to_owned))
+                                        .collect(),
+                                ),
+                                _ => None,
+                            })
+                            .collect::<Vec<Vec<Option<String>>>>()
+                    });
                 drop(client);
                 let _ = driver.await;
                 result
@@ -159,9 +195,7 @@ impl TestCluster {
         })
         .join()
         .unwrap_or_else(|_| Err("the admin thread panicked".into()));
-        if let Err(e) = outcome {
-            panic!("running `{sql}` on {url}: {e}");
-        }
+        outcome.unwrap_or_else(|e| panic!("running `{sql}` on {url}: {e}"))
     }
 
     /// Restarts the server (`pg_ctl restart -m fast`): every connection is
@@ -227,7 +261,7 @@ impl OwnedCluster {
 
     /// Starts the server on a free loopback port (retrying if another
     /// process takes the port first) and returns the port.
-    fn start_on_free_port(&self, dir: &Path) -> u16 {
+    fn start_on_free_port(&self, dir: &Path, settings: &str) -> u16 {
         let mut last = String::new();
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -236,7 +270,7 @@ impl OwnedCluster {
                 .expect("a free port");
             let options = format!(
                 "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c max_connections=500 \
-                 -c fsync=off -c full_page_writes=off -c shared_buffers=64MB",
+                 -c shared_buffers=64MB {settings}",
                 dir = dir.display()
             );
             let mut command = self.server_command();
