@@ -902,7 +902,8 @@ pub enum Wakeup {
     TimerAt(u64),
 }
 
-/// Called with each [`Wakeup`], on a thread of the store's.
+/// Called with each [`Wakeup`], on a thread of the store's: it must return
+/// at once and must not call the store (wake a task that does).
 pub type WakeupListener = Arc<dyn Fn(Wakeup) + Send + Sync>;
 
 /// A complete store backend: every store trait, plus atomic commits.

@@ -223,7 +223,11 @@ impl PostgresStore {
     /// without entering its executor.
     fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _context = self.handle.enter();
-        futures_executor::block_on(future)
+        // Unconstrained: called from inside a tokio task, the pool's
+        // semaphore would spend that task's cooperative budget, and once it
+        // ran out (the task never yields while blocked here) every poll
+        // would answer "not yet" at once, forever.
+        futures_executor::block_on(tokio::task::unconstrained(future))
     }
 
     pub(crate) fn fail(&self, op: &str, fail: Fail) -> StoreError {

@@ -172,3 +172,27 @@ fn a_commit_that_makes_work_wakes_the_other_hosts() {
             .is_err()
     );
 }
+
+/// The store traits are synchronous; a caller may still use them from
+/// inside a tokio task (blocking it). That must keep working past tokio's
+/// cooperative budget (128 operations per task poll), not spin.
+#[test]
+fn calls_from_inside_a_tokio_task_keep_working() {
+    let store = fresh_store();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let created = rt.block_on(async {
+        tokio::spawn(async move {
+            for i in 0..400 {
+                create(&store, &format!("r{i}"));
+            }
+            store.list_runs(&Default::default()).unwrap().len()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(created, 400);
+}
