@@ -11,11 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use waymark_core::{Durability, Effect, GroupCommit, RunQuery, RunStatus, StepPlan, Store};
+use waymark_core::{Durability, GroupCommit, RunQuery, RunStatus, StepPlan, Store};
 use waymark_driver::{Driver, DriverConfig};
 use waymark_runtime::{NativeWorkflow, Runtime, Workflow};
 use waymark_sqlite::{SqliteOptions, SqliteStore};
 use waymark_wasm::{EngineConfig, StepLimits, WasmEngine};
+
+#[path = "common/sleeper.rs"]
+mod sleeper;
+use sleeper::sleeper;
 
 fn store(durability: Durability) -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::Builder::new()
@@ -36,19 +40,6 @@ fn counter() -> NativeWorkflow {
             } else {
                 Ok(StepPlan::next("inc").set("n", json!(n + 1)))
             }
-        })
-        .build()
-        .unwrap()
-}
-
-fn sleeper() -> NativeWorkflow {
-    NativeWorkflow::builder("sleeper")
-        .node("sleep", |ctx| {
-            let until = ctx.now_ms + ctx.vars["delay"].as_u64().unwrap_or(0);
-            Ok(StepPlan::next("done").effect(Effect::WaitUntil { until_ms: until }, Some("woke")))
-        })
-        .node("done", |ctx| {
-            Ok(StepPlan::complete(ctx.vars["woke"].clone()))
         })
         .build()
         .unwrap()

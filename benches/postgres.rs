@@ -39,6 +39,10 @@ use waymark_runtime::{EffectCall, EffectOutcome, NativeWorkflow, Runtime, Workfl
 use waymark_sqlite::SqliteStore;
 use waymark_wasm::{EngineConfig, StepLimits, WasmEngine};
 
+#[path = "common/sleeper.rs"]
+mod sleeper;
+use sleeper::sleeper;
+
 const CHAIN_N: u64 = 20;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -103,19 +107,6 @@ fn effchain_workflow() -> NativeWorkflow {
             Ok(StepPlan::next("step")
                 .set("i", json!(i + 1))
                 .effect(touch, Some("_temp.last")))
-        })
-        .build()
-        .unwrap()
-}
-
-fn sleeper() -> NativeWorkflow {
-    NativeWorkflow::builder("sleeper")
-        .node("sleep", |ctx| {
-            let until = ctx.now_ms + ctx.vars["delay"].as_u64().unwrap_or(0);
-            Ok(StepPlan::next("done").effect(Effect::WaitUntil { until_ms: until }, Some("woke")))
-        })
-        .node("done", |ctx| {
-            Ok(StepPlan::complete(ctx.vars["woke"].clone()))
         })
         .build()
         .unwrap()

@@ -2,6 +2,8 @@
 //! leased in one statement, `FOR UPDATE ... SKIP LOCKED`, so hosts claiming
 //! at once are handed disjoint runs and none waits on another's locks.
 
+use std::sync::LazyLock;
+
 use waymark_core::{Claimed, StoreError, validate_id};
 
 use crate::{PostgresStore, clamp_i64, conv};
@@ -39,11 +41,48 @@ fn claim_sql(condition: &str, order: &str) -> String {
     )
 }
 
+/// What a host claims.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Claim {
+    /// Runs `running` and not paused, oldest first
+    /// ([`waymark_core::Store::claim_runnable`]).
+    Runnable,
+    /// Waiting runs whose timer is due, earliest first
+    /// ([`waymark_core::Store::claim_due_waits`]).
+    Due,
+}
+
+impl Claim {
+    /// The statement, built once.
+    fn sql(self) -> &'static str {
+        static RUNNABLE: LazyLock<String> =
+            LazyLock::new(|| claim_sql("r.status = 'running' AND NOT r.paused", "r.inserted"));
+        static DUE: LazyLock<String> = LazyLock::new(|| {
+            claim_sql(
+                "r.status = 'waiting' AND NOT r.paused AND r.wake_at_ms <= $1",
+                "r.wake_at_ms, r.run_id",
+            )
+        });
+        match self {
+            Self::Runnable => &RUNNABLE,
+            Self::Due => &DUE,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Runnable => "claiming runnable runs",
+            Self::Due => "claiming due timers",
+        }
+    }
+}
+
 impl PostgresStore {
-    fn claim(
+    /// Claims `kind` runs for `owner` until `now_ms + ttl_ms`, taking their
+    /// leases in the same statement.
+    pub(crate) fn claim(
         &self,
-        op: &str,
-        sql: &str,
+        kind: Claim,
         owner: &str,
         now_ms: u64,
         ttl_ms: u64,
@@ -53,8 +92,8 @@ impl PostgresStore {
         let now = conv("lease", owner, "now_ms", now_ms)?;
         let expires = clamp_i64(now_ms.saturating_add(ttl_ms));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let run_ids = self.run(op, async |client| {
-            let st = client.prepare_cached(sql).await?;
+        let run_ids = self.run(kind.what(), async |client| {
+            let st = client.prepare_cached(kind.sql()).await?;
             let rows = client.query(&st, &[&now, &owner, &expires, &limit]).await?;
             Ok(rows
                 .iter()
@@ -65,32 +104,5 @@ impl PostgresStore {
             run_ids,
             leased: true,
         })
-    }
-
-    /// [`waymark_core::Store::claim_runnable`] with `SKIP LOCKED`.
-    pub(crate) fn claim_runnable_rows(
-        &self,
-        owner: &str,
-        now_ms: u64,
-        ttl_ms: u64,
-        limit: usize,
-    ) -> Result<Claimed, StoreError> {
-        let sql = claim_sql("r.status = 'running' AND NOT r.paused", "r.inserted");
-        self.claim("claiming runnable runs", &sql, owner, now_ms, ttl_ms, limit)
-    }
-
-    /// [`waymark_core::Store::claim_due_waits`] with `SKIP LOCKED`.
-    pub(crate) fn claim_due_rows(
-        &self,
-        owner: &str,
-        now_ms: u64,
-        ttl_ms: u64,
-        limit: usize,
-    ) -> Result<Claimed, StoreError> {
-        let sql = claim_sql(
-            "r.status = 'waiting' AND NOT r.paused AND r.wake_at_ms <= $1",
-            "r.wake_at_ms, r.run_id",
-        );
-        self.claim("claiming due timers", &sql, owner, now_ms, ttl_ms, limit)
     }
 }

@@ -11,6 +11,7 @@ use waymark_core::{
     Claimed, Commit, Durability, RunWrite, Store, StoreError, WakeupListener, check_readable,
 };
 
+use crate::claims::Claim;
 use crate::hints::{Head, Hints};
 use crate::{Derived, Fail, PostgresStore, Q, conv};
 
@@ -302,7 +303,7 @@ impl Store for PostgresStore {
         ttl_ms: u64,
         limit: usize,
     ) -> Result<Claimed, StoreError> {
-        self.claim_runnable_rows(owner, now_ms, ttl_ms, limit)
+        self.claim(Claim::Runnable, owner, now_ms, ttl_ms, limit)
     }
 
     fn claim_due_waits(
@@ -312,7 +313,7 @@ impl Store for PostgresStore {
         ttl_ms: u64,
         limit: usize,
     ) -> Result<Claimed, StoreError> {
-        self.claim_due_rows(owner, now_ms, ttl_ms, limit)
+        self.claim(Claim::Due, owner, now_ms, ttl_ms, limit)
     }
 
     fn listen_for_wakeups(&self, listener: WakeupListener) -> bool {

@@ -91,8 +91,7 @@ impl TestCluster {
             };
         }
         let bindir = server_binaries();
-        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        let user = root.then(unprivileged_user);
+        let user = running_as_root().then(unprivileged_user);
         let dir = tempfile::Builder::new()
             .prefix("waymark-pg-")
             .tempdir()
@@ -296,8 +295,7 @@ fn server_binaries() -> PathBuf {
     if let Some(found) = find_server_binaries() {
         return found;
     }
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-    if root && Path::new("/usr/bin/apt-get").exists() {
+    if running_as_root() && Path::new("/usr/bin/apt-get").exists() {
         eprintln!("installing PostgreSQL for the store tests (apt-get install postgresql)");
         let apt = |args: &[&str]| {
             Command::new("apt-get")
@@ -343,6 +341,11 @@ fn find_server_binaries() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, dir)| dir)
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to its user).
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// The uid and gid of `postgres` (Debian's server user), else `nobody`.
