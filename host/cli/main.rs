@@ -43,6 +43,7 @@ enum Command {
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
     Workflows(load::WorkflowsArgs),
+    Upgrade(upgrade::UpgradeArgs),
     Describe(describe::DescribeArgs),
     Status(status::StatusArgs),
     Respond(respond::RespondArgs),
@@ -90,6 +91,7 @@ impl Command {
             Self::Load(c) => c.execute(g),
             Self::Bundle(c) => c.execute(g),
             Self::Workflows(c) => c.execute(g),
+            Self::Upgrade(c) => c.execute(g),
             Self::Describe(c) => c.execute(g),
             Self::Status(c) => c.execute(g),
             Self::Respond(c) => c.execute(g),

@@ -31,4 +31,5 @@ mod support;
 mod templates;
 mod tools;
 mod tutorial;
+mod upgrade;
 mod waits;

@@ -36,6 +36,18 @@ const GUESTS: &[(&str, Option<&str>, &str, &str)] = &[
         "scripted-guest",
         "tests/guests/scripted",
     ),
+    (
+        "GREETER_V1",
+        Some("greeter"),
+        "greeter-v1-guest",
+        "tests/guests/greeter-v1",
+    ),
+    (
+        "GREETER_V2",
+        Some("greeter"),
+        "greeter-v2-guest",
+        "tests/guests/greeter-v2",
+    ),
     ("AGENT", Some("agent"), "agent-guest", "examples/agent"),
     (
         "POLYGLOT",

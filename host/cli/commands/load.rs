@@ -41,21 +41,42 @@ impl LoadArgs {
     }
 }
 
-/// List the workflows in the catalog (current version of each id).
+/// List the workflows in the catalog (current version of each id), with
+/// how many unfinished runs each version still has: what to drain (or
+/// `waymark upgrade`) before an old version is retired.
 #[derive(Args)]
 pub struct WorkflowsArgs {}
 
 impl WorkflowsArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
         let host = g.open_host(false)?;
+        let in_use = host.runtime.versions_in_use()?;
         for (id, e) in host.catalog.entries()? {
+            let versions: Vec<_> = in_use.iter().filter(|v| v.workflow_id == id).collect();
             if g.json {
+                let unfinished: Vec<_> = versions
+                    .iter()
+                    .map(|v| serde_json::json!({"version": v.version, "digest": v.digest, "runs": v.unfinished}))
+                    .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"workflow_id": id, "version": e.version, "digest": e.digest, "source": e.source})
+                    serde_json::json!({"workflow_id": id, "version": e.version, "digest": e.digest, "source": e.source, "unfinished": unfinished})
                 );
-            } else {
-                println!("{id}@{}  {}  (from {})", e.version, e.digest, e.source);
+                continue;
+            }
+            println!("{id}@{}  {}  (from {})", e.version, e.digest, e.source);
+            for v in versions {
+                let current = if v.digest.as_deref() == Some(e.digest.as_str()) {
+                    " (current)"
+                } else {
+                    ""
+                };
+                println!(
+                    "  {} unfinished on {}  {}{current}",
+                    v.unfinished,
+                    v.version,
+                    v.digest.as_deref().unwrap_or("(no component)")
+                );
             }
         }
         Ok(0)

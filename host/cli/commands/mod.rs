@@ -23,4 +23,5 @@ pub mod store;
 pub mod test;
 pub mod token;
 pub mod tools;
+pub mod upgrade;
 pub mod wake;

@@ -698,6 +698,9 @@ pub enum RecordKind {
     ResumeRun,
     /// The run's state was restored from a snapshot.
     Restore,
+    /// The run was moved onto another version of its workflow (its
+    /// `result` names both digests; `component_digest` is the new one).
+    Upgrade,
 }
 
 /// The outcome a record reports.

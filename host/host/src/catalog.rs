@@ -349,6 +349,30 @@ impl Catalog {
         }
     }
 
+    /// The version `digest` of `workflow_id`, loaded under its bundle's
+    /// manifest and the policy: a version runs can be moved onto. Refused
+    /// when the catalog does not hold the digest or it is another
+    /// workflow's component.
+    pub fn load_version(&self, workflow_id: &str, digest: &str) -> Result<LoadedWorkflow> {
+        let digest = digest.to_ascii_lowercase();
+        let not_this = || CatalogError::NotAVersion {
+            workflow_id: workflow_id.to_owned(),
+            digest: digest.clone(),
+        };
+        if let Some(manifest) = self.read_manifest(&digest)?
+            && manifest.workflow(workflow_id).is_none()
+        {
+            return Err(not_this());
+        }
+        let loaded = self
+            .load_loaded(workflow_id, &digest)?
+            .ok_or_else(|| CatalogError::UnknownVersion(digest.clone()))?;
+        if loaded.workflow.info().workflow_id != workflow_id {
+            return Err(not_this());
+        }
+        Ok(loaded)
+    }
+
     fn load_digest(&self, workflow_id: &str, digest: &str) -> Result<Option<Arc<dyn Workflow>>> {
         Ok(self
             .load_loaded(workflow_id, digest)?

@@ -40,6 +40,17 @@ pub enum CatalogError {
         #[source]
         source: LoadError,
     },
+    /// The catalog holds no component with this digest.
+    #[error("no component with digest {0} was ever loaded into this catalog")]
+    UnknownVersion(String),
+    /// The component of a digest is not a version of the workflow named.
+    #[error("component {digest} is not a version of workflow '{workflow_id}'")]
+    NotAVersion {
+        /// The workflow named.
+        workflow_id: String,
+        /// The digest given.
+        digest: String,
+    },
     /// A digest is not 64 hexadecimal digits.
     #[error("'{0}' is not a sha256 digest")]
     NotADigest(String),

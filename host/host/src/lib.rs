@@ -7,7 +7,8 @@
 //! - [`Catalog`]: the components beside a store, by digest, so any process
 //!   resumes a run with the exact component it recorded;
 //! - [`CatalogTools`]: the `tool_calls` handler, fed from the catalog;
-//! - [`Host`]: all of it on one runtime;
+//! - [`Host`]: all of it on one runtime, with [`Host::upgrade`] moving
+//!   waiting runs onto another version from the catalog;
 //! - [`harness::Harness`] and [`scenario::Scenario`]: a workflow run under
 //!   test, in-process on the memory store with a manual clock (`waymark
 //!   test`).
@@ -24,6 +25,7 @@ mod host;
 pub mod scenario;
 mod store_location;
 mod tools;
+mod upgrade;
 
 pub use catalog::{Catalog, Entry, ToolBundle, ToolComponent};
 pub use error::{CatalogError, HostError, ToolsError};
@@ -33,3 +35,6 @@ pub use host::{
 };
 pub use store_location::StoreLocation;
 pub use tools::{CatalogTools, ToolRow};
+pub use upgrade::{
+    RunUpgrade, UpgradeError, UpgradeOutcome, UpgradeReport, UpgradeRequest, upgrade,
+};

@@ -11,7 +11,7 @@ use crate::body::WorkflowId;
 use crate::{ApiError, ApiState};
 
 /// The catalog of a host, or 503 for an API without one.
-fn catalog(state: &ApiState) -> Result<&crate::CatalogAccess, ApiError> {
+pub(crate) fn catalog(state: &ApiState) -> Result<&crate::CatalogAccess, ApiError> {
     state.catalog.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -21,7 +21,9 @@ fn catalog(state: &ApiState) -> Result<&crate::CatalogAccess, ApiError> {
     })
 }
 
-/// `GET /v1/workflows`: the current version of each loaded workflow.
+/// `GET /v1/workflows`: the current version of each loaded workflow, with
+/// the versions its unfinished runs still execute (`unfinished`: version,
+/// digest, runs), what an operator drains or upgrades before retiring one.
 #[utoipa::path(get, path = "/v1/workflows", tag = "catalog",
     responses(
         (status = 200, description = "`{\"workflows\": [...]}`", body = Object),
@@ -35,15 +37,21 @@ pub(crate) async fn workflows(
     caller.require(Role::Read)?;
     let catalog = catalog(&state)?.catalog.clone();
     state
-        .blocking(move |_| {
+        .blocking(move |rt| {
             let entries = catalog
                 .entries()
                 .map_err(|e| ApiError::internal(waymark_runtime::error_text(&e)))?;
+            let in_use = rt.versions_in_use()?;
             let workflows: Vec<Value> = entries
                 .into_iter()
                 .map(|(id, e)| {
+                    let unfinished: Vec<Value> = in_use
+                        .iter()
+                        .filter(|v| v.workflow_id == id)
+                        .map(|v| json!({"version": v.version, "digest": v.digest, "runs": v.unfinished}))
+                        .collect();
                     json!({"workflow_id": id, "version": e.version, "digest": e.digest,
-                       "bundle": e.bundle, "source": e.source})
+                       "bundle": e.bundle, "source": e.source, "unfinished": unfinished})
                 })
                 .collect();
             Ok(Json(json!({ "workflows": workflows })))

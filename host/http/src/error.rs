@@ -100,6 +100,7 @@ impl From<RuntimeError> for ApiError {
             }
             RuntimeError::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             RuntimeError::LeaseLost { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            RuntimeError::UpgradeRefused { .. } => (StatusCode::CONFLICT, "upgrade_refused"),
             _ => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

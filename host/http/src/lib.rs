@@ -20,8 +20,9 @@
 //! | `GET`, `POST /v1/runs/{run_id}/snapshots` | read, operate | list its snapshots; take one |
 //! | `POST /v1/snapshots/{snapshot_id}/restore` | operate | put the run back in the saved state |
 //! | `POST /v1/events` | operate | emit an event in a scope |
-//! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs |
+//! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs (with the versions unfinished runs still execute) |
 //! | `GET /v1/workflows/{workflow_id}` | read | a workflow's nodes, and the limits and grants the policy gives it |
+//! | `POST /v1/workflows/{workflow_id}/upgrade` | admin | move its waiting runs onto another version (`to`, `runs`, `dry_run`) |
 //! | `POST /v1/bundles` | admin | load a `.wmb` bundle, verified as `waymark load` does |
 //! | `GET /v1/whoami` | read | the token's name and role |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document of all of the above, generated from the handlers |
@@ -44,6 +45,7 @@ mod runs;
 mod snapshots;
 mod status_stream;
 mod stream;
+mod upgrade;
 
 use std::sync::Arc;
 
@@ -160,6 +162,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/whoami", get(health::whoami))
         .route("/workflows", get(catalog::workflows))
         .route("/workflows/{workflow_id}", get(catalog::describe))
+        .route("/workflows/{workflow_id}/upgrade", post(upgrade::upgrade))
         .route("/tools", get(catalog::tools))
         .route(
             "/bundles",

@@ -63,6 +63,7 @@ impl Modify for BearerTokens {
         crate::catalog::describe,
         crate::catalog::tools,
         crate::catalog::load_bundle,
+        crate::upgrade::upgrade,
     ),
     components(schemas(Problem)),
     modifiers(&BearerTokens),

@@ -128,6 +128,14 @@ fn timeline_entry(r: &StepRecord) -> Value {
         RecordKind::Pause => "paused".to_owned(),
         RecordKind::ResumeRun => "resumed (unpaused)".to_owned(),
         RecordKind::Restore => "restored from a snapshot".to_owned(),
+        RecordKind::Upgrade => format!(
+            "upgraded to {}",
+            r.result
+                .as_ref()
+                .and_then(|v| v.get("to_version"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+        ),
     };
     json!({
         "seq": r.seq,

@@ -14,6 +14,7 @@ pub mod offload;
 pub mod plan;
 pub mod replay;
 pub mod runtime;
+pub mod upgrade;
 pub mod workflow;
 
 pub use control::CommandOutcome;
@@ -24,6 +25,7 @@ pub use replay::VarsAfter;
 pub use runtime::{
     Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, error_text,
 };
+pub use upgrade::{UpgradeCheck, UpgradeRefusal, VersionInUse, check_upgrade};
 // Kept for callers of the old name; `EventScope::key_for` replaces it.
 #[allow(deprecated, reason = "re-exported for callers of the old name")]
 pub use runtime::scope_key;

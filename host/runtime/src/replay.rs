@@ -68,7 +68,8 @@ fn replay(vars: &mut Value, record: &StepRecord) {
         | RecordKind::Fail
         | RecordKind::Pause
         | RecordKind::ResumeRun
-        | RecordKind::Restore => {}
+        | RecordKind::Restore
+        | RecordKind::Upgrade => {}
     }
 }
 

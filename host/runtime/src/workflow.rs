@@ -346,6 +346,17 @@ impl WorkflowRegistry {
         Ok(())
     }
 
+    /// Makes `wf` reachable by its digest without making it the current
+    /// version of its id (a version runs are moved onto; see
+    /// [`crate::Runtime::upgrade_run`]).
+    pub fn add_version(&self, wf: Arc<dyn Workflow>) -> Result<(), InvalidWorkflow> {
+        validate_info(wf.info())?;
+        if let Some(d) = wf.digest() {
+            write(&self.by_digest).insert(d.to_owned(), wf);
+        }
+        Ok(())
+    }
+
     /// Sets the loader asked for workflows the registry does not hold,
     /// replacing any earlier one.
     pub fn set_loader(&self, loader: Arc<dyn WorkflowLoader>) {

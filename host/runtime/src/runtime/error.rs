@@ -77,6 +77,14 @@ pub enum RuntimeError {
         /// How it ended.
         status: RunStatus,
     },
+    /// The run cannot move onto the version asked for; nothing was changed.
+    #[error("run '{run_id}' cannot be upgraded: {reason}")]
+    UpgradeRefused {
+        /// The run.
+        run_id: String,
+        /// Why not.
+        reason: crate::upgrade::UpgradeRefusal,
+    },
     /// An argument the caller passed is refused (vars that are not an
     /// object or nest too deep, a malformed id, an unknown command kind,
     /// a command missing a field...); nothing was changed.

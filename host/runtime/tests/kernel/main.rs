@@ -15,4 +15,5 @@ mod limits;
 mod recovery;
 mod retries;
 mod timers;
+mod upgrades;
 mod waits;
