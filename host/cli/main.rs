@@ -57,6 +57,10 @@ enum Command {
     Pause(control::PauseArgs),
     ResumeRun(control::ResumeRunArgs),
     Recover(status::RecoverArgs),
+    /// Durable schedules: start a workflow's runs at the instants of a cron
+    /// expression (`serve` fires them, one run per instant across hosts).
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Save, find, restore and delete named snapshots of a run's state.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -104,6 +108,7 @@ impl Command {
             Self::ResumeRun(c) => c.execute(g),
             Self::Recover(c) => c.execute(g),
             Self::Snapshot(c) => c.execute(g),
+            Self::Schedule(c) => c.execute(g),
             Self::Artifact(c) => c.execute(g),
             Self::Inbox(c) => c.execute(g),
             Self::Export(c) => c.execute(g),

@@ -24,6 +24,7 @@ mod limits;
 mod policy;
 mod postgres;
 mod sandbox;
+mod schedules;
 mod scripts;
 mod semantics;
 mod serve;

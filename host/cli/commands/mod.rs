@@ -16,6 +16,7 @@ pub mod load;
 pub mod new;
 pub mod respond;
 pub mod run;
+pub mod schedule;
 pub mod serve;
 pub mod snapshot;
 pub mod status;

@@ -319,12 +319,20 @@ fn stats_line(owner: &str, s: &DriverStats, json: bool) -> String {
             "timer_passes": s.timer_passes,
             "timers_fired": s.timers_fired,
             "commands": s.commands,
+            "schedule_runs": s.schedule_runs,
         })
         .to_string()
     } else {
         format!(
-            "stopped {owner}: {} turns, {} lease busy, {} conflicts, {} errors, {} timers fired, {} commands",
-            s.turns, s.lease_busy, s.conflicts, s.errors, s.timers_fired, s.commands
+            "stopped {owner}: {} turns, {} lease busy, {} conflicts, {} errors, {} timers fired, \
+             {} commands, {} scheduled runs",
+            s.turns,
+            s.lease_busy,
+            s.conflicts,
+            s.errors,
+            s.timers_fired,
+            s.commands,
+            s.schedule_runs
         )
     }
 }

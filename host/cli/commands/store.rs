@@ -54,15 +54,16 @@ impl StoreCommand {
                 } else {
                     println!(
                         "copied {} runs ({} ledger records), {} effect-log entries, {} \
-                         artifacts, {} snapshots, {} inbox commands and {} cursors from {from} \
-                         to {to}",
+                         artifacts, {} snapshots, {} inbox commands, {} cursors and {} schedules \
+                         from {from} to {to}",
                         report.runs,
                         report.records,
                         report.effects,
                         report.artifacts,
                         report.snapshots,
                         report.commands,
-                        report.cursors
+                        report.cursors,
+                        report.schedules
                     );
                 }
                 Ok(0)

@@ -34,6 +34,8 @@ pub struct CopyReport {
     pub commands: u64,
     /// Consumer cursors.
     pub cursors: u64,
+    /// Schedules.
+    pub schedules: u64,
 }
 
 /// Why a copy stopped. Whatever was copied before stays in the target,
@@ -70,6 +72,11 @@ pub fn copy_store(from: &dyn Store, to: &dyn Store) -> Result<CopyReport, CopyEr
     copy_effects(from, to, &mut report)?;
     copy_snapshots(from, to, &mut report)?;
     copy_inbox(from, to, &mut report)?;
+    for schedule in from.list_schedules().map_err(at("listing schedules"))? {
+        let what = format!("schedule '{}'", schedule.schedule_id);
+        to.create_schedule(&schedule).map_err(at(what))?;
+        report.schedules += 1;
+    }
     Ok(report)
 }
 
@@ -101,6 +108,9 @@ pub fn what_it_holds(store: &dyn Store) -> Result<Option<String>, StoreError> {
     }
     if !store.cursors()?.is_empty() {
         held.push("inbox cursors");
+    }
+    if !store.list_schedules()?.is_empty() {
+        held.push("schedules");
     }
     Ok((!held.is_empty()).then(|| held.join(", ")))
 }
@@ -258,6 +268,7 @@ mod tests {
     use crate::MemoryStore;
     use crate::conformance::{create, step_record};
     use crate::ledger::verify;
+    use crate::schedule::ScheduleStore;
     use crate::store::{
         ArtifactStore, Command, CommandInbox, EffectEntry, EffectLog, LedgerStore, RunStore,
         Snapshot, SnapshotStore,
@@ -309,6 +320,9 @@ mod tests {
         }
         store.set_cursor("driver", 2).unwrap();
         store
+            .create_schedule(&crate::conformance::sample_schedule("nightly", Some(9)))
+            .unwrap();
+        store
     }
 
     #[test]
@@ -326,8 +340,10 @@ mod tests {
                 snapshots: 1,
                 commands: 3,
                 cursors: 1,
+                schedules: 1,
             }
         );
+        assert_eq!(to.list_schedules().unwrap(), from.list_schedules().unwrap());
         for id in ["r1", "r2"] {
             assert_eq!(to.load_run(id).unwrap(), from.load_run(id).unwrap());
             let raw = to.ledger_raw(id).unwrap();

@@ -119,6 +119,34 @@ macro_rules! forward_store_reads {
             }
         }
 
+        impl<$($gen)*> $crate::ScheduleStore for $ty {
+            fn create_schedule(&self, schedule: &$crate::Schedule) -> Result<(), $crate::StoreError> {
+                self.$field.create_schedule(schedule)
+            }
+            fn update_schedule(&self, schedule: &$crate::Schedule) -> Result<(), $crate::StoreError> {
+                self.$field.update_schedule(schedule)
+            }
+            fn load_schedule(&self, schedule_id: &str) -> Result<$crate::Schedule, $crate::StoreError> {
+                self.$field.load_schedule(schedule_id)
+            }
+            fn list_schedules(&self) -> Result<Vec<$crate::Schedule>, $crate::StoreError> {
+                self.$field.list_schedules()
+            }
+            fn delete_schedule(&self, schedule_id: &str) -> Result<bool, $crate::StoreError> {
+                self.$field.delete_schedule(schedule_id)
+            }
+            fn due_schedules(
+                &self,
+                now_ms: u64,
+                limit: usize,
+            ) -> Result<Vec<$crate::Schedule>, $crate::StoreError> {
+                self.$field.due_schedules(now_ms, limit)
+            }
+            fn next_schedule_at(&self) -> Result<Option<u64>, $crate::StoreError> {
+                self.$field.next_schedule_at()
+            }
+        }
+
         impl<$($gen)*> $crate::CommandInbox for $ty {
             fn submit_command(
                 &self,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use crate::ledger::sha256_hex;
 use crate::model::{RunState, RunStatus, StepRecord, WaitReason};
+use crate::schedule::{Schedule, ScheduleStore};
 use crate::store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
     LeaseStore, LedgerStore, RunQuery, RunStore, Snapshot, SnapshotQuery, SnapshotStore, Store,
@@ -28,6 +29,7 @@ struct Inner {
     cursors: HashMap<String, u64>,
     /// key -> (owner, expires_at_ms)
     leases: HashMap<String, (String, u64)>,
+    schedules: BTreeMap<String, Schedule>,
 }
 
 /// A store that lives in the process.
@@ -264,6 +266,82 @@ impl ArtifactStore for MemoryStore {
             .values()
             .map(|(m, _)| m.clone())
             .collect())
+    }
+}
+
+impl ScheduleStore for MemoryStore {
+    fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        validate_id("schedule", &schedule.schedule_id)?;
+        let mut inner = self.lock();
+        if inner.schedules.contains_key(&schedule.schedule_id) {
+            return Err(StoreError::Exists {
+                kind: "schedule",
+                id: schedule.schedule_id.clone(),
+            });
+        }
+        inner
+            .schedules
+            .insert(schedule.schedule_id.clone(), schedule.clone());
+        Ok(())
+    }
+
+    fn update_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        validate_id("schedule", &schedule.schedule_id)?;
+        let mut inner = self.lock();
+        let stored = inner
+            .schedules
+            .get_mut(&schedule.schedule_id)
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "schedule",
+                id: schedule.schedule_id.clone(),
+            })?;
+        crate::schedule::check_revision(stored, schedule)?;
+        *stored = schedule.clone();
+        Ok(())
+    }
+
+    fn load_schedule(&self, schedule_id: &str) -> Result<Schedule, StoreError> {
+        validate_id("schedule", schedule_id)?;
+        self.lock()
+            .schedules
+            .get(schedule_id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "schedule",
+                id: schedule_id.to_owned(),
+            })
+    }
+
+    fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    fn delete_schedule(&self, schedule_id: &str) -> Result<bool, StoreError> {
+        validate_id("schedule", schedule_id)?;
+        Ok(self.lock().schedules.remove(schedule_id).is_some())
+    }
+
+    fn due_schedules(&self, now_ms: u64, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        let mut due: Vec<Schedule> = self
+            .lock()
+            .schedules
+            .values()
+            .filter(|s| crate::schedule::is_due(s, now_ms))
+            .cloned()
+            .collect();
+        due.sort_by_key(crate::schedule::due_order);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    fn next_schedule_at(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .schedules
+            .values()
+            .filter(|s| !s.paused)
+            .filter_map(|s| s.next_fire_ms)
+            .min())
     }
 }
 

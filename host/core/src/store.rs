@@ -34,6 +34,27 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A stored object of that kind already has this id.
+    #[error("{kind} '{id}' already exists")]
+    Exists {
+        /// What was created (`schedule`, ...).
+        kind: &'static str,
+        /// The id taken.
+        id: String,
+    },
+    /// A write based on an older revision of an object than the stored
+    /// one (another host changed it first). Nothing was written.
+    #[error("{kind} '{id}' is at revision {stored}; the write was for revision {attempted}")]
+    StaleWrite {
+        /// What was written (`schedule`, ...).
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// The stored revision.
+        stored: u64,
+        /// The revision the write would have made.
+        attempted: u64,
+    },
     /// No stored object of that kind has this id.
     #[error("{kind} '{id}' not found")]
     NotFound {
@@ -132,6 +153,21 @@ impl StoreError {
             Self::NotFound { kind, id } => Self::NotFound {
                 kind,
                 id: id.clone(),
+            },
+            Self::Exists { kind, id } => Self::Exists {
+                kind,
+                id: id.clone(),
+            },
+            Self::StaleWrite {
+                kind,
+                id,
+                stored,
+                attempted,
+            } => Self::StaleWrite {
+                kind,
+                id: id.clone(),
+                stored: *stored,
+                attempted: *attempted,
             },
             Self::Invalid { what, reason } => Self::Invalid {
                 what,
@@ -908,7 +944,14 @@ pub type WakeupListener = Arc<dyn Fn(Wakeup) + Send + Sync>;
 
 /// A complete store backend: every store trait, plus atomic commits.
 pub trait Store:
-    RunStore + LedgerStore + EffectLog + ArtifactStore + SnapshotStore + CommandInbox + LeaseStore
+    RunStore
+    + LedgerStore
+    + EffectLog
+    + ArtifactStore
+    + SnapshotStore
+    + CommandInbox
+    + LeaseStore
+    + crate::schedule::ScheduleStore
 {
     /// Lands `commit` atomically, after checking that every run it updates
     /// exists with its ledger at the records' first seq (and every run it

@@ -4,7 +4,7 @@
 //! becomes runnable (a started run, a resumed one, the runs an event wakes,
 //! a parent its child's end resumes, a run whose tick budget ran out) is
 //! queued, and a dispatcher hands each queued run to a bounded pool of
-//! blocking workers (WASM steps are CPU work; tokio only waits). Four tasks
+//! blocking workers (WASM steps are CPU work; tokio only waits). Five tasks
 //! run on tokio:
 //!
 //! - the **dispatcher**: one turn per queued run, at most `workers` at once,
@@ -17,6 +17,9 @@
 //!   `running` but in nobody's hands (left by a crash, created by another
 //!   process, or whose lease was busy) and consumes the command inbox
 //!   (under a lease, so one process consumes it);
+//! - the **schedule task** (`schedules.rs`): sleeps until the store's next
+//!   schedule instant (at most `poll_interval`), then fires the instants
+//!   due, each schedule under its lease, one run per instant across hosts;
 //! - API calls (`run`, `respond`, `emit`, `cancel`, ...) run on the blocking
 //!   pool and return as soon as their commit landed; the driver carries on.
 //!
@@ -41,6 +44,7 @@ use waymark_core::{RunState, StepRecord, StoreError, Wakeup};
 use waymark_runtime::{Runtime, RuntimeError, Scheduler, error_text};
 
 mod lease;
+mod schedules;
 
 pub use lease::{LeaseTracker, LeasedTurn, lease_key, tick_under_lease};
 
@@ -122,6 +126,8 @@ pub struct DriverStats {
     pub timers_fired: u64,
     /// Commands applied from the inbox.
     pub commands: u64,
+    /// Runs started by schedules' instants.
+    pub schedule_runs: u64,
 }
 
 #[derive(Default)]
@@ -571,6 +577,7 @@ impl Driver {
             tokio::spawn(shared.clone().dispatch(stop_rx.clone())),
             tokio::spawn(shared.clone().timers(stop_rx.clone())),
             tokio::spawn(shared.clone().heartbeat(stop_rx.clone())),
+            tokio::spawn(shared.clone().schedules(stop_rx.clone())),
             tokio::spawn(shared.clone().sweep(stop_rx)),
         ];
         tracing::info!(owner = %shared.config.owner, workers = shared.config.workers, "driver started");

@@ -1,13 +1,13 @@
 //! Where things live in a store directory: the fixed files, the
 //! subdirectories, and the path of each run, ledger, effect, cursor,
-//! snapshot, artifact and lease file.
+//! snapshot, artifact, lease and schedule file.
 
 pub(super) const JOURNAL: &str = "journal.jsonl";
 pub(super) const LOCK: &str = "LOCK";
 pub(super) const RUN_INDEX: &str = "runs/index.jsonl";
 pub(super) const COMMANDS: &str = "inbox/commands.jsonl";
 pub(super) const SNAPSHOT_COUNTER: &str = "snapshots/counter";
-pub(super) const SUBDIRS: [&str; 7] = [
+pub(super) const SUBDIRS: [&str; 8] = [
     "runs",
     "ledger",
     "effects",
@@ -15,6 +15,7 @@ pub(super) const SUBDIRS: [&str; 7] = [
     "snapshots",
     "inbox",
     "leases",
+    "schedules",
 ];
 /// Journal entries after which a commit checkpoints.
 pub(super) const CHECKPOINT_ENTRIES: u64 = 1000;
@@ -39,6 +40,9 @@ pub(super) fn artifact_rel(id: &str) -> String {
 }
 pub(super) fn artifact_meta_rel(id: &str) -> String {
     format!("artifacts/{id}.meta.json")
+}
+pub(super) fn schedule_rel(id: &str) -> String {
+    format!("schedules/{id}.json")
 }
 pub(super) fn lease_rel(key: &str) -> String {
     format!("leases/{key}.json")

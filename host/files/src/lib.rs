@@ -149,6 +149,7 @@ mod fileio;
 mod journal;
 mod layout;
 use layout::*;
+mod schedules;
 mod store_traits;
 #[cfg(test)]
 mod tests;

@@ -121,6 +121,17 @@ impl<S: Send + Sync> FromRequestParts<S> for SnapshotId {
     }
 }
 
+/// The schedule id of a `/v1/schedules/{schedule_id}/...` path, checked.
+pub(crate) struct ScheduleId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ScheduleId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        path_id(parts, state, "schedule").await.map(ScheduleId)
+    }
+}
+
 /// A query string: 400 `invalid_query` when it does not parse.
 pub(crate) struct QueryParams<T>(pub(crate) T);
 

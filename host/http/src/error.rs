@@ -79,6 +79,12 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Store(StoreError::NotFound { kind, .. }) if *kind == "snapshot" => {
                 (StatusCode::NOT_FOUND, "snapshot_not_found")
             }
+            RuntimeError::Store(StoreError::NotFound { kind, .. }) if *kind == "schedule" => {
+                (StatusCode::NOT_FOUND, "schedule_not_found")
+            }
+            RuntimeError::Store(StoreError::Exists { kind, .. }) if *kind == "schedule" => {
+                (StatusCode::CONFLICT, "schedule_exists")
+            }
             RuntimeError::Store(StoreError::NotFound { .. }) => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
@@ -101,6 +107,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             RuntimeError::LeaseLost { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             RuntimeError::UpgradeRefused { .. } => (StatusCode::CONFLICT, "upgrade_refused"),
+            RuntimeError::InvalidSchedule(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_schedule")
+            }
             _ => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

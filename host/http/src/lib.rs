@@ -20,6 +20,8 @@
 //! | `GET`, `POST /v1/runs/{run_id}/snapshots` | read, operate | list its snapshots; take one |
 //! | `POST /v1/snapshots/{snapshot_id}/restore` | operate | put the run back in the saved state |
 //! | `POST /v1/events` | operate | emit an event in a scope |
+//! | `GET`, `POST /v1/schedules`, `GET`, `DELETE /v1/schedules/{schedule_id}` | read, operate | list, create, show, delete schedules |
+//! | `POST /v1/schedules/{schedule_id}/pause`, `.../resume`, `.../trigger` | operate | pause, resume from now, handle an extra instant now |
 //! | `GET /v1/workflows`, `GET /v1/tools` | read | what the host runs (with the versions unfinished runs still execute) |
 //! | `GET /v1/workflows/{workflow_id}` | read | a workflow's nodes, and the limits and grants the policy gives it |
 //! | `POST /v1/workflows/{workflow_id}/upgrade` | admin | move its waiting runs onto another version (`to`, `runs`, `dry_run`) |
@@ -42,6 +44,7 @@ mod health;
 mod history;
 pub mod openapi;
 mod runs;
+mod schedules;
 mod snapshots;
 mod status_stream;
 mod stream;
@@ -158,6 +161,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/snapshots/{snapshot_id}/restore", post(snapshots::restore))
         .route("/stream/runs", get(status_stream::watch))
         .route("/events", post(events::emit))
+        .route("/schedules", post(schedules::create).get(schedules::list))
+        .route(
+            "/schedules/{schedule_id}",
+            get(schedules::get).delete(schedules::delete),
+        )
+        .route("/schedules/{schedule_id}/pause", post(schedules::pause))
+        .route("/schedules/{schedule_id}/resume", post(schedules::resume))
+        .route("/schedules/{schedule_id}/trigger", post(schedules::trigger))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/whoami", get(health::whoami))
         .route("/workflows", get(catalog::workflows))

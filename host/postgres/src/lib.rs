@@ -39,6 +39,7 @@ mod ledger;
 mod location;
 mod migrations;
 mod runs;
+mod schedules;
 mod schema;
 mod snapshots;
 #[cfg(feature = "testing")]

@@ -6,11 +6,18 @@
 use waymark_core::migration::{Migration, latest_version};
 
 /// Every step, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "schedules",
+        sql: include_str!("../migrations/0002_schedules.sql"),
+    },
+];
 
 /// The version the last step leaves a database at.
 pub(crate) const LATEST_VERSION: i64 = latest_version(MIGRATIONS);

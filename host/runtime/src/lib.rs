@@ -14,6 +14,7 @@ pub mod offload;
 pub mod plan;
 pub mod replay;
 pub mod runtime;
+pub mod schedules;
 pub mod upgrade;
 pub mod workflow;
 
@@ -25,6 +26,7 @@ pub use replay::VarsAfter;
 pub use runtime::{
     Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, error_text,
 };
+pub use schedules::{CronSpec, Fired, InstantOutcome, ScheduleError, ScheduleSpec, instant_run_id};
 pub use upgrade::{UpgradeCheck, UpgradeRefusal, VersionInUse, check_upgrade};
 // Kept for callers of the old name; `EventScope::key_for` replaces it.
 #[allow(deprecated, reason = "re-exported for callers of the old name")]

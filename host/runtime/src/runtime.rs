@@ -141,7 +141,7 @@ impl Runtime {
         *self.scheduler.write().unwrap_or_else(|e| e.into_inner()) = Some(scheduler);
     }
 
-    fn scheduler(&self) -> Option<Arc<dyn Scheduler>> {
+    pub(crate) fn scheduler(&self) -> Option<Arc<dyn Scheduler>> {
         self.scheduler
             .read()
             .unwrap_or_else(|e| e.into_inner())

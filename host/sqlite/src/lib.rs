@@ -40,6 +40,7 @@ mod leases;
 mod ledger;
 mod migrations;
 mod runs;
+mod schedules;
 mod schema;
 mod snapshots;
 

@@ -42,6 +42,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "run_listing",
         sql: include_str!("../migrations/0006_run_listing.sql"),
     },
+    Migration {
+        version: 7,
+        name: "schedules",
+        sql: include_str!("../migrations/0007_schedules.sql"),
+    },
 ];
 
 /// The version the last step leaves a file at.

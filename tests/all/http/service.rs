@@ -251,7 +251,8 @@ fn the_openapi_document_lists_every_route_the_server_has() {
             let concrete = path
                 .replace("{run_id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{snapshot_id}", "00000000-0000-0000-0000-000000000001")
-                .replace("{workflow_id}", "quickstart");
+                .replace("{workflow_id}", "quickstart")
+                .replace("{schedule_id}", "nightly");
             let method = method.to_ascii_uppercase();
             let body = (method == "POST").then_some("{}");
             let (status, answer) = api.call(&method, &concrete, None, &[], body);
@@ -265,7 +266,7 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     }
     assert_eq!(
         operations,
-        25,
+        33,
         "{}",
         serde_json::to_string_pretty(&doc["paths"]).unwrap()
     );

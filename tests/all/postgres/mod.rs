@@ -4,3 +4,4 @@
 
 mod cli;
 mod scale;
+mod schedules;

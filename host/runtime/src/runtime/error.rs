@@ -85,6 +85,9 @@ pub enum RuntimeError {
         /// Why not.
         reason: crate::upgrade::UpgradeRefusal,
     },
+    /// A schedule's definition is refused; nothing was changed.
+    #[error(transparent)]
+    InvalidSchedule(#[from] crate::schedules::ScheduleError),
     /// An argument the caller passed is refused (vars that are not an
     /// object or nest too deep, a malformed id, an unknown command kind,
     /// a command missing a field...); nothing was changed.

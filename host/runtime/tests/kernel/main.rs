@@ -14,6 +14,7 @@ mod ledger;
 mod limits;
 mod recovery;
 mod retries;
+mod schedules;
 mod timers;
 mod upgrades;
 mod waits;

@@ -226,6 +226,34 @@ impl CommandInbox for StaleIndexStore {
     }
 }
 
+impl waymark_core::ScheduleStore for StaleIndexStore {
+    fn create_schedule(&self, s: &waymark_core::Schedule) -> Result<(), StoreError> {
+        self.inner.create_schedule(s)
+    }
+    fn update_schedule(&self, s: &waymark_core::Schedule) -> Result<(), StoreError> {
+        self.inner.update_schedule(s)
+    }
+    fn load_schedule(&self, id: &str) -> Result<waymark_core::Schedule, StoreError> {
+        self.inner.load_schedule(id)
+    }
+    fn list_schedules(&self) -> Result<Vec<waymark_core::Schedule>, StoreError> {
+        self.inner.list_schedules()
+    }
+    fn delete_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_schedule(id)
+    }
+    fn due_schedules(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<waymark_core::Schedule>, StoreError> {
+        self.inner.due_schedules(now_ms, limit)
+    }
+    fn next_schedule_at(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.next_schedule_at()
+    }
+}
+
 impl LeaseStore for StaleIndexStore {
     fn acquire_lease(
         &self,
