@@ -123,6 +123,51 @@ pub trait ScheduleStore: Send + Sync {
     fn next_schedule_at(&self) -> Result<Option<u64>, StoreError>;
 }
 
+/// What a database store writes for a schedule: the columns its queries
+/// read, as signed 64-bit integers, and the whole schedule as JSON.
+#[derive(Debug)]
+pub struct ScheduleColumns {
+    /// [`Schedule::revision`].
+    pub revision: i64,
+    /// [`Schedule::paused`].
+    pub paused: bool,
+    /// [`Schedule::next_fire_ms`].
+    pub next_fire_ms: Option<i64>,
+    /// [`Schedule::buffered_fire_ms`].
+    pub buffered_fire_ms: Option<i64>,
+    /// The schedule as JSON, checked readable.
+    pub doc: String,
+}
+
+impl ScheduleColumns {
+    /// The columns of `s`; refuses values no database integer holds.
+    pub fn of(s: &Schedule) -> Result<Self, StoreError> {
+        let int = |field: &str, v: u64| {
+            i64::try_from(v).map_err(|_| StoreError::Invalid {
+                what: "schedule",
+                reason: format!(
+                    "{field} {v} of '{}' is past the largest integer stored",
+                    s.schedule_id
+                ),
+            })
+        };
+        let doc = serde_json::to_string(s).map_err(|e| {
+            StoreError::backend_cause(format!("serializing schedule '{}'", s.schedule_id), e)
+        })?;
+        crate::store::check_readable("schedule", doc.as_bytes())?;
+        Ok(Self {
+            revision: int("revision", s.revision)?,
+            paused: s.paused,
+            next_fire_ms: s.next_fire_ms.map(|v| int("next_fire_ms", v)).transpose()?,
+            buffered_fire_ms: s
+                .buffered_fire_ms
+                .map(|v| int("buffered_fire_ms", v))
+                .transpose()?,
+            doc,
+        })
+    }
+}
+
 /// Whether `s` is due at `now_ms` ([`ScheduleStore::due_schedules`]).
 pub fn is_due(s: &Schedule, now_ms: u64) -> bool {
     !s.paused && (s.next_fire_ms.is_some_and(|t| t <= now_ms) || s.buffered_fire_ms.is_some())

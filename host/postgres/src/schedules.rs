@@ -2,35 +2,10 @@
 //! instants the due query reads beside it.
 
 use tokio_postgres::types::ToSql;
-use waymark_core::schedule::check_revision;
+use waymark_core::schedule::{ScheduleColumns, check_revision};
 use waymark_core::{Schedule, ScheduleStore, StoreError, validate_id};
 
-use crate::{PostgresStore, conv};
-
-/// The columns a schedule is written to.
-struct ScheduleRow {
-    revision: i64,
-    paused: bool,
-    next_fire_ms: Option<i64>,
-    buffered_fire_ms: Option<i64>,
-    doc: String,
-}
-
-impl ScheduleRow {
-    fn of(s: &Schedule) -> Result<Self, StoreError> {
-        let id = &s.schedule_id;
-        let opt = |field, v: Option<u64>| v.map(|v| conv("schedule", id, field, v)).transpose();
-        Ok(Self {
-            revision: conv("schedule", id, "revision", s.revision)?,
-            paused: s.paused,
-            next_fire_ms: opt("next_fire_ms", s.next_fire_ms)?,
-            buffered_fire_ms: opt("buffered_fire_ms", s.buffered_fire_ms)?,
-            doc: serde_json::to_string(s).map_err(|e| {
-                StoreError::backend_cause(format!("serializing schedule '{id}'"), e)
-            })?,
-        })
-    }
-}
+use crate::PostgresStore;
 
 impl PostgresStore {
     fn schedule_docs(
@@ -61,7 +36,7 @@ impl ScheduleStore for PostgresStore {
     fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
         let id = &schedule.schedule_id;
         validate_id("schedule", id)?;
-        let row = ScheduleRow::of(schedule)?;
+        let row = ScheduleColumns::of(schedule)?;
         let inserted = self.run("creating schedule", async |client| {
             let st = client
                 .prepare_cached(
@@ -96,7 +71,7 @@ impl ScheduleStore for PostgresStore {
     fn update_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
         let id = &schedule.schedule_id;
         validate_id("schedule", id)?;
-        let row = ScheduleRow::of(schedule)?;
+        let row = ScheduleColumns::of(schedule)?;
         let expected = row.revision - 1;
         let updated = self.run("updating schedule", async |client| {
             let st = client

@@ -1,35 +1,10 @@
 //! The schedules table: each schedule as JSON, with its revision and the
 //! instants the due query reads beside it.
 
-use waymark_core::schedule::check_revision;
+use waymark_core::schedule::{ScheduleColumns, check_revision};
 use waymark_core::{Schedule, ScheduleStore};
 
 use super::*;
-
-/// The columns a schedule is written to, bound in this order.
-struct ScheduleRow {
-    revision: i64,
-    paused: bool,
-    next_fire_ms: Option<i64>,
-    buffered_fire_ms: Option<i64>,
-    doc: String,
-}
-
-impl ScheduleRow {
-    fn of(s: &Schedule) -> Result<Self, StoreError> {
-        let id = &s.schedule_id;
-        let opt = |field, v: Option<u64>| v.map(|v| conv("schedule", id, field, v)).transpose();
-        Ok(Self {
-            revision: conv("schedule", id, "revision", s.revision)?,
-            paused: s.paused,
-            next_fire_ms: opt("next_fire_ms", s.next_fire_ms)?,
-            buffered_fire_ms: opt("buffered_fire_ms", s.buffered_fire_ms)?,
-            doc: serde_json::to_string(s).map_err(|e| {
-                StoreError::backend_cause(format!("serializing schedule '{id}'"), e)
-            })?,
-        })
-    }
-}
 
 impl SqliteStore {
     fn parse_schedule(&self, id: &str, doc: &str) -> Result<Schedule, StoreError> {
@@ -48,7 +23,7 @@ impl ScheduleStore for SqliteStore {
     fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
         let id = &schedule.schedule_id;
         validate_id("schedule", id)?;
-        let row = ScheduleRow::of(schedule)?;
+        let row = ScheduleColumns::of(schedule)?;
         let inserted = self
             .lock()
             .prepare_cached(
@@ -79,7 +54,7 @@ impl ScheduleStore for SqliteStore {
     fn update_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
         let id = &schedule.schedule_id;
         validate_id("schedule", id)?;
-        let row = ScheduleRow::of(schedule)?;
+        let row = ScheduleColumns::of(schedule)?;
         let op = "updating schedule";
         let conn = self.lock();
         let updated = conn
