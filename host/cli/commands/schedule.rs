@@ -111,20 +111,21 @@ fn show(s: &Schedule, json: bool) {
 }
 
 fn show_fired(f: &Fired, json: bool) {
-    let (outcome, run_id) = match &f.outcome {
-        InstantOutcome::Started(id) => ("started", Some(id.as_str())),
-        InstantOutcome::Buffered => ("buffered", None),
-        InstantOutcome::Skipped => ("skipped", None),
-    };
+    let summary = f.summary();
     if json {
-        println!(
-            "{}",
-            json!({"schedule_id": f.schedule_id, "instant_ms": f.instant_ms,
-                   "outcome": outcome, "run_id": run_id})
-        );
-    } else {
-        println!("{} {outcome} {}", f.schedule_id, run_id.unwrap_or(""));
+        println!("{summary}");
+        return;
     }
+    let detail = summary
+        .get("run_id")
+        .or_else(|| summary.get("error"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    println!(
+        "{} {} {detail}",
+        f.schedule_id,
+        summary["outcome"].as_str().unwrap_or("")
+    );
 }
 
 impl ScheduleCommand {

@@ -946,6 +946,7 @@ pub fn sample_schedule(schedule_id: &str, next_fire_ms: Option<u64>) -> crate::S
         buffered_fire_ms: None,
         last_run_id: None,
         last_fire_ms: None,
+        last_error: None,
         fired: 0,
         skipped: 0,
         created_at_ms: 5,

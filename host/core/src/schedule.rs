@@ -87,6 +87,10 @@ pub struct Schedule {
     /// The instant of that run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fire_ms: Option<u64>,
+    /// Why the last instant that could not start a run failed (its
+    /// workflow no longer loads, say); cleared by the next run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// Runs started from instants (a manual trigger included).
     pub fired: u64,
     /// Instants that started nothing (overlap, or outside the catch-up

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use waymark_core::{OverlapPolicy, Schedule};
-use waymark_runtime::{Fired, InstantOutcome, ScheduleSpec};
+use waymark_runtime::ScheduleSpec;
 
 use crate::auth::{Caller, Role};
 use crate::body::{JsonBody, ScheduleId};
@@ -197,7 +197,7 @@ pub(crate) async fn resume(
 }
 
 /// Handles an extra instant now under the overlap policy: `{"outcome":
-/// "started" | "buffered" | "skipped", "run_id"?}`. This process's driver
+/// "started" | "buffered" | "skipped" | "failed", "run_id"?, "error"?}`. This process's driver
 /// takes a started run on.
 #[utoipa::path(post, path = "/v1/schedules/{schedule_id}/trigger", tag = "schedules",
     params(("schedule_id" = String, Path, description = "The schedule's id")),
@@ -214,16 +214,6 @@ pub(crate) async fn trigger(
     caller.require(Role::Operate)?;
     tracing::info!(caller = %caller.name, schedule_id = %id, "trigger schedule");
     state
-        .blocking(move |rt| Ok(Json(fired_json(&rt.trigger_schedule(&id)?))))
+        .blocking(move |rt| Ok(Json(rt.trigger_schedule(&id)?.summary())))
         .await
-}
-
-fn fired_json(f: &Fired) -> Value {
-    let (outcome, run_id) = match &f.outcome {
-        InstantOutcome::Started(id) => ("started", Some(id.as_str())),
-        InstantOutcome::Buffered => ("buffered", None),
-        InstantOutcome::Skipped => ("skipped", None),
-    };
-    json!({"schedule_id": f.schedule_id, "instant_ms": f.instant_ms,
-           "outcome": outcome, "run_id": run_id})
 }

@@ -20,8 +20,13 @@ pub use cron::CronSpec;
 
 use crate::runtime::{Result, Runtime, RuntimeError, StartOptions};
 
-/// How long a host holds a schedule's lease while it fires it.
-const FIRE_LEASE_MS: u64 = 30_000;
+/// How long a host holds a schedule's lease while it fires it (a pass
+/// starts runs, it does not run them): after a crash, other hosts wait at
+/// most this long to fire its schedules.
+const FIRE_LEASE_MS: u64 = 5_000;
+/// The longest cron expression and zone name taken.
+const MAX_CRON_LEN: usize = 256;
+const MAX_ZONE_LEN: usize = 64;
 /// Instants one schedule fires in one pass (a long catch-up window with a
 /// per-second expression goes on in the next pass).
 const INSTANTS_PER_PASS: usize = 100;
@@ -77,6 +82,10 @@ pub enum InstantOutcome {
     Buffered,
     /// Nothing was started: the previous run goes on.
     Skipped,
+    /// The run could not be started (its workflow no longer loads, say):
+    /// the instant is skipped and the reason kept in the schedule's
+    /// `last_error`.
+    Failed(String),
 }
 
 /// One instant a pass handled.
@@ -90,6 +99,29 @@ pub struct Fired {
     pub at_ms: u64,
     /// What it came to.
     pub outcome: InstantOutcome,
+}
+
+impl Fired {
+    /// As the command line and the API show it: `{"schedule_id",
+    /// "instant_ms", "outcome": "started" | "buffered" | "skipped" |
+    /// "failed", "run_id"?, "error"?}`.
+    pub fn summary(&self) -> Value {
+        let mut out = serde_json::json!({
+            "schedule_id": self.schedule_id,
+            "instant_ms": self.instant_ms,
+        });
+        let (outcome, key, detail) = match &self.outcome {
+            InstantOutcome::Started(id) => ("started", "run_id", Some(id)),
+            InstantOutcome::Buffered => ("buffered", "", None),
+            InstantOutcome::Skipped => ("skipped", "", None),
+            InstantOutcome::Failed(reason) => ("failed", "error", Some(reason)),
+        };
+        out["outcome"] = outcome.into();
+        if let Some(detail) = detail {
+            out[key] = detail.clone().into();
+        }
+        out
+    }
 }
 
 /// The id of the run an instant starts: the same on every host, so the
@@ -111,6 +143,16 @@ impl Runtime {
     pub fn create_schedule(&self, spec: ScheduleSpec) -> Result<Schedule> {
         let invalid = |m: String| RuntimeError::InvalidSchedule(ScheduleError::Invalid(m));
         validate_id("schedule", &spec.schedule_id).map_err(|e| invalid(e.to_string()))?;
+        if spec.cron.len() > MAX_CRON_LEN {
+            return Err(invalid(format!(
+                "the cron expression is longer than {MAX_CRON_LEN} bytes"
+            )));
+        }
+        if spec.time_zone.len() > MAX_ZONE_LEN {
+            return Err(invalid(format!(
+                "the time zone name is longer than {MAX_ZONE_LEN} bytes"
+            )));
+        }
         let cron = CronSpec::parse(&spec.cron, &spec.time_zone)?;
         if !spec.vars.is_object() {
             return Err(invalid("vars must be a JSON object".into()));
@@ -139,6 +181,7 @@ impl Runtime {
             buffered_fire_ms: None,
             last_run_id: None,
             last_fire_ms: None,
+            last_error: None,
             fired: 0,
             skipped: 0,
             created_at_ms: now,
@@ -238,12 +281,18 @@ impl Runtime {
             if !self.store.acquire_lease(&key, owner, now, FIRE_LEASE_MS)? {
                 continue;
             }
+            let id = due.schedule_id.clone();
             let result = self.fire_schedule(due, &mut fired);
             self.store.release_lease(&key, owner)?;
             match result {
+                // Another host wrote it first, or it was deleted meanwhile.
                 Ok(()) | Err(RuntimeError::Store(StoreError::StaleWrite { .. })) => {}
                 Err(RuntimeError::Store(StoreError::NotFound { .. })) => {}
-                Err(e) => return Err(e),
+                // One schedule's trouble (a corrupt expression, the store
+                // failing on it) does not hold up the others.
+                Err(e) => {
+                    tracing::warn!(schedule_id = %id, error = %crate::error_text(&e), "firing a schedule failed");
+                }
             }
         }
         Ok(fired)
@@ -261,8 +310,8 @@ impl Runtime {
             && !self.previous_runs_on(&s)?
         {
             s.buffered_fire_ms = None;
-            let run_id = self.start_instant(&mut s, held)?;
-            fired.push(fired_now(&s, held, now, InstantOutcome::Started(run_id)));
+            let outcome = self.start_or_skip(&mut s, held)?;
+            fired.push(fired_now(&s, held, now, outcome));
         }
         let oldest_allowed = now.saturating_sub(s.catch_up_window_ms);
         if let Some(next) = s.next_fire_ms
@@ -320,7 +369,29 @@ impl Runtime {
             s.skipped += 1;
             return Ok(InstantOutcome::Skipped);
         }
-        Ok(InstantOutcome::Started(self.start_instant(s, instant)?))
+        self.start_or_skip(s, instant)
+    }
+
+    /// Starts the instant's run; one that cannot start because of its
+    /// workflow skips the instant with the reason, rather than blocking the
+    /// schedule on it.
+    fn start_or_skip(&self, s: &mut Schedule, instant: u64) -> Result<InstantOutcome> {
+        match self.start_instant(s, instant) {
+            Ok(run_id) => Ok(InstantOutcome::Started(run_id)),
+            Err(
+                e @ (RuntimeError::UnknownWorkflow(_)
+                | RuntimeError::WorkflowUnavailable(_)
+                | RuntimeError::InvalidWorkflow(_)
+                | RuntimeError::InvalidInput(_)),
+            ) => {
+                let reason = crate::error_text(&e);
+                tracing::warn!(schedule_id = %s.schedule_id, instant_ms = instant, error = %reason, "a scheduled run could not start");
+                s.skipped += 1;
+                s.last_error = Some(reason.clone());
+                Ok(InstantOutcome::Failed(reason))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the schedule's last run has not ended (a run removed from
@@ -356,6 +427,7 @@ impl Runtime {
         }
         s.last_run_id = Some(run_id.clone());
         s.last_fire_ms = Some(instant);
+        s.last_error = None;
         s.fired += 1;
         Ok(run_id)
     }

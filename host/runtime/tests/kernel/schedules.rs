@@ -387,6 +387,13 @@ fn bad_definitions_are_refused_and_nothing_is_stored() {
         "{e}"
     );
     assert!(e.to_string().contains("Mars/Olympus"));
+    let long = format!("0 {}* * * * *", "1,".repeat(200));
+    let e = refused(spec("x", "echo", &long));
+    assert!(e.to_string().contains("longer than 256 bytes"), "{e}");
+    let mut s = spec("x", "echo", "0 * * * * *");
+    s.time_zone = "Europe/".repeat(20);
+    let e = refused(s);
+    assert!(e.to_string().contains("longer than 64 bytes"), "{e}");
     let mut s = spec("x", "echo", "0 * * * * *");
     s.vars = json!([1]);
     assert!(matches!(
@@ -412,4 +419,29 @@ fn bad_definitions_are_refused_and_nothing_is_stored() {
         k.rt.pause_schedule("nope").unwrap_err(),
         RuntimeError::Store(waymark_core::StoreError::NotFound { .. })
     ));
+}
+
+#[test]
+fn an_instant_whose_workflow_cannot_start_is_skipped_with_the_reason_and_others_go_on() {
+    let k = kernel();
+    k.clock.advance_to(MARCH_27);
+    k.rt.create_schedule(spec("orphan", "asking", "0 * * * * *")).unwrap();
+    k.rt.create_schedule(spec("fine", "echo", "0 * * * * *")).unwrap();
+    // A host that knows `echo` only (`asking` was never loaded there).
+    let host = k.bare_runtime();
+    host.register(std::sync::Arc::new(echo("echo"))).unwrap();
+    k.clock.advance(MINUTE);
+    let fired = host.fire_due_schedules("host-b", 100).unwrap();
+    let outcome = |id: &str| &fired.iter().find(|f| f.schedule_id == id).unwrap().outcome;
+    assert!(matches!(outcome("orphan"), InstantOutcome::Failed(r) if r.contains("'asking'")));
+    assert!(matches!(outcome("fine"), InstantOutcome::Started(_)));
+    let orphan = k.rt.get_schedule("orphan").unwrap();
+    assert_eq!((orphan.fired, orphan.skipped), (0, 1));
+    assert!(orphan.last_error.as_deref().unwrap().contains("asking"));
+    assert_eq!(orphan.next_fire_ms, Some(MARCH_27 + 2 * MINUTE), "it moved on");
+    // Where the workflow is known, the next instant starts and clears it.
+    k.clock.advance(MINUTE);
+    fire(&k.rt);
+    let orphan = k.rt.get_schedule("orphan").unwrap();
+    assert_eq!((orphan.fired, orphan.last_error), (1, None));
 }
