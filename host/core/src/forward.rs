@@ -119,6 +119,25 @@ macro_rules! forward_store_reads {
             }
         }
 
+        impl<$($gen)*> $crate::RetentionStore for $ty {
+            fn delete_run(
+                &self,
+                run_id: &str,
+                ledger_len: u64,
+            ) -> Result<Option<$crate::DeletedRun>, $crate::StoreError> {
+                self.$field.delete_run(run_id, ledger_len)
+            }
+            fn delete_artifact_if_unreferenced(&self, artifact_id: &str) -> Result<bool, $crate::StoreError> {
+                self.$field.delete_artifact_if_unreferenced(artifact_id)
+            }
+            fn delete_commands(&self, through_seq: u64, before_ms: u64) -> Result<u64, $crate::StoreError> {
+                self.$field.delete_commands(through_seq, before_ms)
+            }
+            fn reclaim_space(&self) -> Result<(), $crate::StoreError> {
+                self.$field.reclaim_space()
+            }
+        }
+
         impl<$($gen)*> $crate::ScheduleStore for $ty {
             fn create_schedule(&self, schedule: &$crate::Schedule) -> Result<(), $crate::StoreError> {
                 self.$field.create_schedule(schedule)

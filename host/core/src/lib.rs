@@ -16,6 +16,7 @@ pub mod memory;
 pub mod migration;
 pub mod model;
 pub mod observe;
+pub mod retention;
 pub mod schedule;
 pub mod store;
 pub mod vars;
@@ -28,6 +29,7 @@ pub use ledger::{
 pub use memory::MemoryStore;
 pub use model::*;
 pub use observe::{CommitObserver, Observed};
+pub use retention::{DeletedRun, RetentionStore};
 pub use schedule::{OverlapPolicy, Schedule, ScheduleStore};
 pub use store::{
     ArtifactMeta, ArtifactStore, Claimed, Command, CommandInbox, Commit, Durability, EffectEntry,

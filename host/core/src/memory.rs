@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use crate::ledger::sha256_hex;
 use crate::model::{RunState, RunStatus, StepRecord, WaitReason};
+use crate::retention::{DeletedRun, RetentionStore};
 use crate::schedule::{Schedule, ScheduleStore};
 use crate::store::{
     ArtifactMeta, ArtifactStore, Command, CommandInbox, Commit, Durability, EffectEntry, EffectLog,
@@ -25,6 +26,9 @@ struct Inner {
     artifacts: BTreeMap<String, (ArtifactMeta, Vec<u8>)>,
     snapshots: Vec<Snapshot>,
     commands: Vec<Command>,
+    /// The last seq given: commands deleted by retention leave no gap to
+    /// reuse.
+    last_command_seq: u64,
     command_ids: HashMap<String, u64>,
     cursors: HashMap<String, u64>,
     /// key -> (owner, expires_at_ms)
@@ -269,6 +273,66 @@ impl ArtifactStore for MemoryStore {
     }
 }
 
+impl RetentionStore for MemoryStore {
+    fn delete_run(&self, run_id: &str, ledger_len: u64) -> Result<Option<DeletedRun>, StoreError> {
+        validate_id("run", run_id)?;
+        let mut inner = self.lock();
+        let Some(run) = inner.runs.get(run_id) else {
+            return Ok(None);
+        };
+        if !run.status.is_terminal() {
+            return Err(crate::retention::not_ended(run_id, run.status.as_str()));
+        }
+        let stored = inner.ledgers.get(run_id).map_or(0, |l| l.len() as u64);
+        if stored != ledger_len {
+            return Err(StoreError::LedgerConflict {
+                run_id: run_id.to_owned(),
+                stored,
+                attempted: ledger_len,
+            });
+        }
+        let run = inner.runs.remove(run_id).unwrap_or_else(|| unreachable!());
+        inner.order.retain(|id| id != run_id);
+        let records = inner.ledgers.remove(run_id).map_or(0, |l| l.len() as u64);
+        let before = inner.snapshots.len();
+        inner.snapshots.retain(|s| s.run_id != run_id);
+        let snapshots = (before - inner.snapshots.len()) as u64;
+        let before = inner.effects.len();
+        inner.effects.retain(|_, e| e.run_id != run_id);
+        let effects = (before - inner.effects.len()) as u64;
+        Ok(Some(DeletedRun {
+            records,
+            snapshots,
+            effects,
+            artifacts: run.artifacts,
+        }))
+    }
+
+    fn delete_artifact_if_unreferenced(&self, artifact_id: &str) -> Result<bool, StoreError> {
+        validate_artifact_id(artifact_id)?;
+        let mut inner = self.lock();
+        let id = artifact_id.to_owned();
+        let referenced = inner.runs.values().any(|r| r.artifacts.contains(&id))
+            || inner
+                .snapshots
+                .iter()
+                .any(|s| s.state.artifacts.contains(&id));
+        Ok(!referenced && inner.artifacts.remove(artifact_id).is_some())
+    }
+
+    fn delete_commands(&self, through_seq: u64, before_ms: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let (gone, kept): (Vec<Command>, Vec<Command>) = std::mem::take(&mut inner.commands)
+            .into_iter()
+            .partition(|c| c.seq <= through_seq && c.submitted_at_ms < before_ms);
+        inner.commands = kept;
+        for c in &gone {
+            inner.command_ids.remove(&c.command_id);
+        }
+        Ok(gone.len() as u64)
+    }
+}
+
 impl ScheduleStore for MemoryStore {
     fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
         validate_id("schedule", &schedule.schedule_id)?;
@@ -410,7 +474,8 @@ impl CommandInbox for MemoryStore {
                 duplicate: true,
             });
         }
-        let seq = inner.commands.len() as u64 + 1;
+        inner.last_command_seq += 1;
+        let seq = inner.last_command_seq;
         let mut c = command.clone();
         c.seq = seq;
         inner.command_ids.insert(c.command_id.clone(), seq);
@@ -426,7 +491,7 @@ impl CommandInbox for MemoryStore {
         Ok(inner
             .commands
             .iter()
-            .skip(after.min(usize::MAX as u64) as usize)
+            .filter(|c| c.seq > after)
             .take(limit)
             .cloned()
             .collect())

@@ -952,6 +952,7 @@ pub trait Store:
     + CommandInbox
     + LeaseStore
     + crate::schedule::ScheduleStore
+    + crate::retention::RetentionStore
 {
     /// Lands `commit` atomically, after checking that every run it updates
     /// exists with its ledger at the records' first seq (and every run it

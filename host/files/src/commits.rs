@@ -205,13 +205,18 @@ impl Inner {
                     Ok(Entry::Command { .. }) => {
                         files.insert(COMMANDS.to_owned());
                     }
+                    // Its tombstone; the removals are made durable by the
+                    // directories' fsync below.
+                    Ok(Entry::DeleteRun { .. }) => {
+                        files.insert(RUN_INDEX.to_owned());
+                    }
                     Err(e) => return Err(self.corrupt(JOURNAL, Some(i as u64 + 1), e)),
                 }
             }
             for rel in &files {
                 self.fsync_file(rel)?;
             }
-            for dir in ["runs", "ledger", "effects", "inbox", ""] {
+            for dir in ["runs", "ledger", "effects", "snapshots", "inbox", ""] {
                 self.fsync_dir(dir)?;
             }
         }

@@ -190,6 +190,14 @@ impl Inner {
                         *c = (*c).max(*seq);
                     }
                 }
+                Entry::DeleteRun { run_id } => {
+                    validate_id("run", run_id)?;
+                    // Later commits may create the id again; earlier ones
+                    // must not bring the deleted state back.
+                    last_state.remove(run_id.as_str());
+                    created.retain(|id| id != run_id);
+                    self.apply_delete(run_id)?;
+                }
                 Entry::Command { command } => {
                     validate_id("command", &command.command_id)?;
                     self.refresh_inbox()?;

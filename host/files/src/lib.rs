@@ -8,7 +8,8 @@
 //!   LOCK                        advisory lock (std `File::lock`), held by every operation
 //!   journal.jsonl               commit journal (write-ahead log), see below
 //!   runs/run_<id>.json          a run's state (`RunState`), overwritten in place (journal-covered)
-//!   runs/index.jsonl            run ids in creation order, one JSON string a line
+//!   runs/index.jsonl            run ids in creation order, one JSON string a line;
+//!                               `{"deleted": id}` for a run retention deleted
 //!   ledger/ledger_<id>.jsonl    a run's sealed records, one exact record text a line
 //!   effects/<key>.json          recorded effect outcomes (`EffectEntry`)
 //!   artifacts/<sha256>          artifact bytes
@@ -149,6 +150,7 @@ mod fileio;
 mod journal;
 mod layout;
 use layout::*;
+mod retention;
 mod schedules;
 mod store_traits;
 #[cfg(test)]
@@ -202,6 +204,11 @@ enum Entry {
     },
     Command {
         command: Command,
+    },
+    /// An ended run deleted by retention, with its ledger, snapshots and
+    /// effect-log entries (see `retention.rs`).
+    DeleteRun {
+        run_id: String,
     },
 }
 
@@ -263,6 +270,15 @@ struct JournalPos {
 struct LedgerPos {
     count: u64,
     end: u64,
+}
+
+/// A line of `runs/index.jsonl`: a created run's id, or a tombstone of a
+/// run deleted by retention (the file stays append-only).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IndexLine {
+    Created(String),
+    Deleted { deleted: String },
 }
 
 #[derive(Default)]
@@ -469,8 +485,18 @@ impl Inner {
         };
         for line in &tail.lines {
             let n = index.order.len() as u64 + 1;
-            let id: String =
+            let line: IndexLine =
                 serde_json::from_slice(line).map_err(|e| self.corrupt(RUN_INDEX, Some(n), e))?;
+            let id = match line {
+                IndexLine::Created(id) => id,
+                IndexLine::Deleted { deleted } => {
+                    if index.position.remove(&deleted).is_some() {
+                        index.order.retain(|id| *id != deleted);
+                        index.summaries.remove(&deleted);
+                    }
+                    continue;
+                }
+            };
             validate_id("run", &id).map_err(|e| self.corrupt(RUN_INDEX, Some(n), e))?;
             if !index.position.contains_key(&id) {
                 index.position.insert(id.clone(), index.order.len());

@@ -7,7 +7,7 @@ use waymark_core::conformance::{create, sample_run, step_record};
 use waymark_core::model::{RecordKind, RunStatus, StepRecord, StepStatus, WaitReason, WaitState};
 use waymark_core::{
     ArtifactStore, Command, CommandInbox, Commit, Durability, EffectLog, LeaseStore, LedgerStore,
-    RunQuery, RunStore, RunWrite, SnapshotStore, Store, StoreError, seal, verify,
+    RetentionStore, RunQuery, RunStore, RunWrite, SnapshotStore, Store, StoreError, seal, verify,
 };
 
 use super::{FileOptions, FileStore};
@@ -792,4 +792,42 @@ fn survives_kill_9_of_a_writer_process() {
             }
         }
     }
+}
+
+#[test]
+fn a_deletion_journaled_before_a_crash_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path()).unwrap();
+        let mut run = create(&store, "done");
+        run.status = RunStatus::Completed;
+        let rec = step_record(&mut run, "end");
+        store.commit(&Commit::update(&run, vec![rec])).unwrap();
+        create(&store, "other");
+        store.set_crash_after_journal(true);
+        let deleted = store.delete_run("done", 2).unwrap().unwrap();
+        assert_eq!(deleted.records, 2);
+        // Nothing was applied yet: the files are all there.
+        assert!(dir.path().join("runs/run_done.json").exists());
+        assert!(dir.path().join("ledger/ledger_done.jsonl").exists());
+    }
+    let store = FileStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.load_run("done"),
+        Err(waymark_core::StoreError::RunNotFound(_))
+    ));
+    assert!(!dir.path().join("runs/run_done.json").exists());
+    assert!(!dir.path().join("ledger/ledger_done.jsonl").exists());
+    let ids: Vec<String> = store
+        .list_runs(&RunQuery::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(ids, ["other"]);
+    // The id can be used again; a second instance sees the same.
+    create(&store, "done");
+    let second = FileStore::open(dir.path()).unwrap();
+    assert_eq!(second.list_runs(&RunQuery::default()).unwrap().len(), 2);
+    assert_eq!(second.ledger_raw("done").unwrap().len(), 1);
 }

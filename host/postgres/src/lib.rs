@@ -38,6 +38,7 @@ mod leases;
 mod ledger;
 mod location;
 mod migrations;
+mod retention;
 mod runs;
 mod schedules;
 mod schema;

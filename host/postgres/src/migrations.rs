@@ -17,6 +17,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "schedules",
         sql: include_str!("../migrations/0002_schedules.sql"),
     },
+    Migration {
+        version: 3,
+        name: "retention",
+        sql: include_str!("../migrations/0003_retention.sql"),
+    },
 ];
 
 /// The version the last step leaves a database at.

@@ -13,6 +13,7 @@ pub mod history;
 pub mod offload;
 pub mod plan;
 pub mod replay;
+pub mod retention;
 pub mod runtime;
 pub mod schedules;
 pub mod upgrade;
@@ -23,6 +24,7 @@ pub use effects::{
     EffectCall, EffectError, EffectHandler, EffectOutcome, ResumeRefused, RetryPolicy, WaitRequest,
 };
 pub use replay::VarsAfter;
+pub use retention::{GcOptions, GcReport, Retention};
 pub use runtime::{
     Result, Runtime, RuntimeConfig, RuntimeError, Scheduler, StartOptions, effect_key, error_text,
 };

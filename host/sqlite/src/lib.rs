@@ -39,6 +39,7 @@ mod inbox;
 mod leases;
 mod ledger;
 mod migrations;
+mod retention;
 mod runs;
 mod schedules;
 mod schema;

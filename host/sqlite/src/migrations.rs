@@ -47,6 +47,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "schedules",
         sql: include_str!("../migrations/0007_schedules.sql"),
     },
+    Migration {
+        version: 8,
+        name: "retention",
+        sql: include_str!("../migrations/0008_retention.sql"),
+    },
 ];
 
 /// The version the last step leaves a file at.

@@ -521,7 +521,7 @@ fn a_version_2_file_is_migrated_in_place() {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(version, 7);
+        assert_eq!(version, 8);
         // Version 4's partial indexes replaced the old full ones.
         let parent_index: String = conn
             .query_row(

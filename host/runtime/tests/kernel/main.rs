@@ -13,6 +13,7 @@ mod events;
 mod ledger;
 mod limits;
 mod recovery;
+mod retention;
 mod retries;
 mod schedules;
 mod timers;

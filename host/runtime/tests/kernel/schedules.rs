@@ -425,8 +425,10 @@ fn bad_definitions_are_refused_and_nothing_is_stored() {
 fn an_instant_whose_workflow_cannot_start_is_skipped_with_the_reason_and_others_go_on() {
     let k = kernel();
     k.clock.advance_to(MARCH_27);
-    k.rt.create_schedule(spec("orphan", "asking", "0 * * * * *")).unwrap();
-    k.rt.create_schedule(spec("fine", "echo", "0 * * * * *")).unwrap();
+    k.rt.create_schedule(spec("orphan", "asking", "0 * * * * *"))
+        .unwrap();
+    k.rt.create_schedule(spec("fine", "echo", "0 * * * * *"))
+        .unwrap();
     // A host that knows `echo` only (`asking` was never loaded there).
     let host = k.bare_runtime();
     host.register(std::sync::Arc::new(echo("echo"))).unwrap();
@@ -438,7 +440,11 @@ fn an_instant_whose_workflow_cannot_start_is_skipped_with_the_reason_and_others_
     let orphan = k.rt.get_schedule("orphan").unwrap();
     assert_eq!((orphan.fired, orphan.skipped), (0, 1));
     assert!(orphan.last_error.as_deref().unwrap().contains("asking"));
-    assert_eq!(orphan.next_fire_ms, Some(MARCH_27 + 2 * MINUTE), "it moved on");
+    assert_eq!(
+        orphan.next_fire_ms,
+        Some(MARCH_27 + 2 * MINUTE),
+        "it moved on"
+    );
     // Where the workflow is known, the next instant starts and clears it.
     k.clock.advance(MINUTE);
     fire(&k.rt);

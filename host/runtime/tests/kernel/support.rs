@@ -226,6 +226,22 @@ impl CommandInbox for StaleIndexStore {
     }
 }
 
+impl waymark_core::RetentionStore for StaleIndexStore {
+    fn delete_run(
+        &self,
+        run_id: &str,
+        ledger_len: u64,
+    ) -> Result<Option<waymark_core::DeletedRun>, StoreError> {
+        self.inner.delete_run(run_id, ledger_len)
+    }
+    fn delete_artifact_if_unreferenced(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_artifact_if_unreferenced(id)
+    }
+    fn delete_commands(&self, through_seq: u64, before_ms: u64) -> Result<u64, StoreError> {
+        self.inner.delete_commands(through_seq, before_ms)
+    }
+}
+
 impl waymark_core::ScheduleStore for StaleIndexStore {
     fn create_schedule(&self, s: &waymark_core::Schedule) -> Result<(), StoreError> {
         self.inner.create_schedule(s)

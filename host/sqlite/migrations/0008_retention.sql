@@ -1,0 +1,3 @@
+-- Version 8: retention deletes a run's effect-log entries with it, found by
+-- run rather than by scanning the whole log.
+CREATE INDEX IF NOT EXISTS effects_run ON effects (run_id);
