@@ -72,6 +72,7 @@ enum Command {
     #[command(subcommand)]
     Inbox(inbox::InboxCommand),
     Export(export::ExportArgs),
+    Gc(gc::GcArgs),
     List(status::ListArgs),
     Ledger(status::LedgerArgs),
     Verify(status::VerifyArgs),
@@ -112,6 +113,7 @@ impl Command {
             Self::Artifact(c) => c.execute(g),
             Self::Inbox(c) => c.execute(g),
             Self::Export(c) => c.execute(g),
+            Self::Gc(c) => c.execute(g),
             Self::List(c) => c.execute(g),
             Self::Ledger(c) => c.execute(g),
             Self::Verify(c) => c.execute(g),

@@ -23,6 +23,7 @@ mod ledger;
 mod limits;
 mod policy;
 mod postgres;
+mod retention;
 mod sandbox;
 mod schedules;
 mod scripts;

@@ -11,6 +11,7 @@ pub mod describe;
 pub mod emit;
 pub mod export;
 pub mod follow;
+pub mod gc;
 pub mod inbox;
 pub mod load;
 pub mod new;

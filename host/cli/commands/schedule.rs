@@ -63,26 +63,8 @@ fn parse_overlap(text: &str) -> Result<OverlapPolicy, String> {
     text.parse()
 }
 
-/// `90s`, `10m`, `2h`, `1d`, `500ms` or a bare number of ms.
 fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration such as 90s, 10m, 2h or 1d"))?;
-    let scale = match unit {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        other => return Err(format!("unknown unit '{other}' (ms, s, m, h, d)")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("'{text}' is too long"))
+    waymark_core::parse_duration_ms(text)
 }
 
 fn schedule_json(s: &Schedule) -> serde_json::Value {
@@ -191,23 +173,5 @@ impl ScheduleCommand {
             }
         }
         Ok(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_with_their_unit() {
-        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
-        assert_eq!(parse_duration_ms("10m"), Ok(600_000));
-        assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
-        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
-        assert_eq!(parse_duration_ms("250"), Ok(250));
-        assert!(parse_duration_ms("ten").is_err());
-        assert!(parse_duration_ms("5w").is_err());
-        assert!(parse_duration_ms("-5s").is_err());
-        assert!(parse_duration_ms("99999999999999999999d").is_err());
     }
 }

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// is refused.
     #[arg(long, value_name = "FILE", requires = "http")]
     pub tokens: Option<std::path::PathBuf>,
+    /// How often to delete ended runs kept past the policy's `[retention]`
+    /// (as `waymark gc` does, in small batches); 0 never. Without a
+    /// `[retention]` nothing is deleted.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = waymark_core::parse_duration_ms)]
+    pub gc_every: u64,
 }
 
 impl ServeArgs {
@@ -68,12 +73,25 @@ impl ServeArgs {
         // The API's live streams wake on the commits of this process.
         let feed = Arc::new(waymark_http::RunFeed::new());
         let observer = self.http.map(|_| feed.clone() as Arc<dyn CommitObserver>);
+        let retention = g
+            .policy()?
+            .retention
+            .retention()
+            .map_err(anyhow::Error::msg)?;
+        let gc = (retention.collects() && self.gc_every > 0)
+            .then(|| (retention, Duration::from_millis(self.gc_every)));
         let host = Host::open_observed(&g.host_options(true)?, observer)?;
         let catalog = waymark_http::CatalogAccess {
             catalog: host.catalog,
             tools: host.tools,
         };
-        serve(Arc::new(host.runtime), catalog, feed, &label, self, g.json)
+        let plan = ServePlan {
+            catalog,
+            feed,
+            store: &label,
+            gc,
+        };
+        serve(Arc::new(host.runtime), plan, self, g.json)
     }
 
     fn config(&self) -> Result<DriverConfig> {
@@ -121,14 +139,13 @@ impl ServeArgs {
 /// gracefully (turns in progress end after their current step) and prints
 /// its counters. A second signal during the stop exits at once (130), which
 /// loses nothing either: every step is its own commit.
-fn serve(
-    runtime: Arc<Runtime>,
-    catalog: waymark_http::CatalogAccess,
-    feed: Arc<waymark_http::RunFeed>,
-    store: &str,
-    args: &ServeArgs,
-    json: bool,
-) -> Result<i32> {
+fn serve(runtime: Arc<Runtime>, plan: ServePlan<'_>, args: &ServeArgs, json: bool) -> Result<i32> {
+    let ServePlan {
+        catalog,
+        feed,
+        store,
+        gc,
+    } = plan;
     let config = args.config()?;
     let tokens = match args.http {
         Some(addr) => Some(http_tokens(addr, args.tokens.as_deref())?),
@@ -149,7 +166,19 @@ fn serve(
         }),
         _ => None,
     };
-    tokio.block_on(serve_until_signalled(runtime, config, store, json, http))
+    tokio.block_on(serve_until_signalled(
+        runtime, config, store, json, http, gc,
+    ))
+}
+
+/// What `serve` runs beside the driver.
+struct ServePlan<'a> {
+    catalog: waymark_http::CatalogAccess,
+    feed: Arc<waymark_http::RunFeed>,
+    /// The store, as the ready line names it.
+    store: &'a str,
+    /// The retention pass, and how often.
+    gc: Option<(waymark_runtime::Retention, Duration)>,
 }
 
 /// The HTTP API to serve beside the driver.
@@ -197,6 +226,7 @@ async fn serve_until_signalled(
     store: &str,
     json: bool,
     http: Option<HttpPlan>,
+    gc: Option<(waymark_runtime::Retention, Duration)>,
 ) -> Result<i32> {
     use tokio::signal::unix::{SignalKind, signal};
     // Listen before saying we are ready, so a signal sent right after the
@@ -210,6 +240,15 @@ async fn serve_until_signalled(
         Some(plan) => Some(start_http(runtime.clone(), plan).await?),
         None => None,
     };
+    let (stop_gc, gc_stopping) = tokio::sync::watch::channel(false);
+    if let Some((retention, every)) = gc {
+        tokio::spawn(super::gc::periodic(
+            runtime.clone(),
+            retention,
+            every,
+            gc_stopping,
+        ));
+    }
     let driver = Driver::start(runtime, config);
     {
         let mut out = std::io::stdout().lock();
@@ -262,6 +301,7 @@ async fn serve_until_signalled(
             tracing::warn!(error = %e, "the HTTP server stopped with an error");
         }
     }
+    let _ = stop_gc.send(true);
     let stats = driver.stats();
     let stopped = tokio::select! {
         r = driver.stop() => r,

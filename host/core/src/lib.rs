@@ -8,6 +8,7 @@ pub mod canonical;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod copy;
+pub mod duration;
 pub mod float_text;
 mod forward;
 pub mod group;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod vars;
 
 pub use copy::{CopyError, CopyReport, copy_store};
+pub use duration::parse_duration_ms;
 pub use group::{GroupCommit, GroupStats};
 pub use ledger::{
     SealedRecord, Verification, canonical_json, seal, state_hash, verify, verify_run,

@@ -16,5 +16,5 @@ pub use load::{
 };
 pub use policy::{
     BundleOverride, ChildPolicy, DefaultApproval, Effective, GrantPolicy, LimitPolicy, Policy,
-    PolicyError, Request, ToolPolicy,
+    PolicyError, Request, RetentionPolicy, ToolPolicy,
 };

@@ -90,6 +90,58 @@ pub struct Policy {
     /// Which tool calls wait for a person's approval.
     #[serde(default)]
     pub tools: ToolPolicy,
+    /// `[retention]`: how long ended runs are kept.
+    #[serde(default)]
+    pub retention: RetentionPolicy,
+}
+
+/// `[retention]`: how long ended runs are kept before `waymark gc` and
+/// `serve`'s periodic pass delete them (with their ledgers, snapshots,
+/// effect-log entries and the artifacts only they referenced).
+///
+/// ```toml
+/// [retention]
+/// keep_finished = "30d"      # absent: kept forever
+/// [retention.workflows]
+/// chat = "7d"
+/// audit = "forever"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionPolicy {
+    /// For every workflow without its own: a duration (`30d`, `12h`).
+    pub keep_finished: Option<String>,
+    /// Per workflow id: a duration, or `forever`.
+    pub workflows: BTreeMap<String, String>,
+}
+
+impl RetentionPolicy {
+    /// As the runtime takes it; an unreadable duration is an error naming it.
+    pub fn retention(&self) -> Result<waymark_runtime::Retention, String> {
+        let read = |key: &str, text: &str| -> Result<Option<u64>, String> {
+            if text == "forever" {
+                return Ok(None);
+            }
+            waymark_core::parse_duration_ms(text)
+                .map(Some)
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        let keep_finished_ms = match &self.keep_finished {
+            Some(text) => read("retention.keep_finished", text)?,
+            None => None,
+        };
+        let mut workflows = BTreeMap::new();
+        for (id, text) in &self.workflows {
+            workflows.insert(
+                id.clone(),
+                read(&format!("retention.workflows.{id}"), text)?,
+            );
+        }
+        Ok(waymark_runtime::Retention {
+            keep_finished_ms,
+            workflows,
+        })
+    }
 }
 
 /// Ceilings. A bundle may ask for less; it never gets more.
@@ -337,6 +389,7 @@ impl Policy {
                 ));
             }
         }
+        self.retention.retention()?;
         if let Some(both) = t.auto.intersection(&t.required).next() {
             return Err(format!(
                 "tools: '{both}' is listed in both `auto` and `required`; name it in one"

@@ -148,6 +148,12 @@ impl SqliteStore {
         };
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
             .map_err(err("setting busy timeout"))?;
+        // A new file gives the pages of deleted data back to the file
+        // system (`RetentionStore::reclaim_space`). The setting takes only
+        // before the file is switched to WAL and holds a table; on older
+        // files it changes nothing, and freed pages are reused instead.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(err("setting incremental vacuum"))?;
         // The first statement that reads the file: a non-database fails here.
         // Switching a fresh file to WAL needs its exclusive lock, and SQLite
         // answers a process that races another one for it with "database is

@@ -98,8 +98,19 @@ impl RetentionStore for SqliteStore {
             .map_err(|e| self.err("reading auto_vacuum", e))?;
         // 2: incremental. Other files reuse their free pages.
         if mode == 2 {
-            conn.execute_batch("PRAGMA incremental_vacuum")
+            // The vacuum lands in the WAL; a passive checkpoint (which
+            // waits for no reader or writer) moves it into the file and
+            // lets the file shrink.
+            // Each step of the statement frees some pages: run it to the end.
+            conn.prepare("PRAGMA incremental_vacuum")
+                .and_then(|mut st| {
+                    let mut rows = st.query([])?;
+                    while rows.next()?.is_some() {}
+                    Ok(())
+                })
                 .map_err(|e| self.err("giving free pages back", e))?;
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .map_err(|e| self.err("checkpointing after the vacuum", e))?;
         }
         Ok(())
     }

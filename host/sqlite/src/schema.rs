@@ -23,14 +23,6 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> 
     })
     .map_err(|e| map_err(path, "locking the file to migrate its schema", e))?;
     let version = check_version(&tx, path)?;
-    if version == 0 {
-        // A new file gives the pages of deleted data back to the file
-        // system on `reclaim_space` (`PRAGMA incremental_vacuum`). The
-        // setting takes only before the first table exists; older files
-        // reuse freed pages instead.
-        tx.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(|e| map_err(path, "setting incremental vacuum", e))?;
-    }
     // Every pending step and the new version land in this one transaction:
     // a failed step leaves the file as it was, never between two versions.
     for step in pending(version) {

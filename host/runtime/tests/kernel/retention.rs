@@ -125,7 +125,7 @@ fn a_failing_archive_keeps_the_tree_and_no_retention_collects_nothing() {
         })
         .unwrap();
     assert_eq!((report.runs.len(), report.kept), (0, 1));
-    assert_eq!(ids(&k), [id.clone()]);
+    assert_eq!(ids(&k), std::slice::from_ref(&id));
     let forever = Retention::default();
     assert!(!forever.collects());
     let report =
