@@ -128,6 +128,8 @@ mod tests {
                 "chain",
                 "compute",
                 "scripted",
+                "greeter",
+                "greeter",
                 "agent",
                 "polyglot"
             ]
