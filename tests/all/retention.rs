@@ -256,3 +256,51 @@ fn bad_retention_settings_are_refused_and_nothing_is_deleted() {
     assert_eq!(report["runs"], json!([]), "{report}");
     assert_eq!(all_ids(&sqlite), runs);
 }
+
+#[test]
+fn the_api_collects_for_an_admin_only() {
+    use crate::http::support::{Api, token_file};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    assert!(
+        waymark(&store, &["load", artifacts::CHAIN])
+            .status
+            .success()
+    );
+    let runs: BTreeSet<String> = {
+        let (_, rt) = library(&store);
+        finished_runs(&rt, 3, 10).into_iter().collect()
+    };
+    std::thread::sleep(Duration::from_millis(1_100));
+    let (tokens, [_, operate, admin]) = token_file(dir.path());
+    let (api, _) = Api::start(&store, &["--tokens", tokens.to_str().unwrap()]);
+    let (status, _) = api.post("/v1/gc", &operate, &json!({"older_than": "1s"}));
+    assert_eq!(status, 403);
+    let (status, problem) = api.post("/v1/gc", &admin, &json!({}));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("no_retention"))
+    );
+    let (status, problem) = api.post("/v1/gc", &admin, &json!({"older_than": "soon"}));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("invalid_duration"))
+    );
+    let (status, dry) = api.post(
+        "/v1/gc",
+        &admin,
+        &json!({"older_than": "1s", "dry_run": true}),
+    );
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["runs"].as_array().unwrap().len(), 3);
+    let (status, done) = api.post("/v1/gc", &admin, &json!({"older_than": "1s"}));
+    assert_eq!(status, 200, "{done}");
+    let deleted: BTreeSet<String> = done["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deleted, runs);
+    assert_eq!(done["more"], false);
+}

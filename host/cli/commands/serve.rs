@@ -79,7 +79,7 @@ impl ServeArgs {
             .retention()
             .map_err(anyhow::Error::msg)?;
         let gc = (retention.collects() && self.gc_every > 0)
-            .then(|| (retention, Duration::from_millis(self.gc_every)));
+            .then(|| (retention.clone(), Duration::from_millis(self.gc_every)));
         let host = Host::open_observed(&g.host_options(true)?, observer)?;
         let catalog = waymark_http::CatalogAccess {
             catalog: host.catalog,
@@ -89,6 +89,7 @@ impl ServeArgs {
             catalog,
             feed,
             store: &label,
+            retention,
             gc,
         };
         serve(Arc::new(host.runtime), plan, self, g.json)
@@ -144,6 +145,7 @@ fn serve(runtime: Arc<Runtime>, plan: ServePlan<'_>, args: &ServeArgs, json: boo
         catalog,
         feed,
         store,
+        retention,
         gc,
     } = plan;
     let config = args.config()?;
@@ -163,6 +165,7 @@ fn serve(runtime: Arc<Runtime>, plan: ServePlan<'_>, args: &ServeArgs, json: boo
             shown,
             catalog,
             feed,
+            retention,
         }),
         _ => None,
     };
@@ -177,6 +180,8 @@ struct ServePlan<'a> {
     feed: Arc<waymark_http::RunFeed>,
     /// The store, as the ready line names it.
     store: &'a str,
+    /// The policy's `[retention]` (for `POST /v1/gc`).
+    retention: waymark_runtime::Retention,
     /// The retention pass, and how often.
     gc: Option<(waymark_runtime::Retention, Duration)>,
 }
@@ -191,6 +196,8 @@ struct HttpPlan {
     catalog: waymark_http::CatalogAccess,
     /// The commits of this process, observed on its store.
     feed: Arc<waymark_http::RunFeed>,
+    /// The policy's `[retention]`.
+    retention: waymark_runtime::Retention,
 }
 
 /// The API's tokens: the file's, or on a loopback address without one, a
@@ -329,8 +336,9 @@ async fn start_http(runtime: Arc<Runtime>, plan: HttpPlan) -> Result<RunningApi>
         .await
         .with_context(|| format!("cannot listen on {}", plan.addr))?;
     let addr = listener.local_addr()?;
-    let state =
-        waymark_http::ApiState::new(runtime, plan.tokens, Some(plan.catalog)).with_feed(plan.feed);
+    let state = waymark_http::ApiState::new(runtime, plan.tokens, Some(plan.catalog))
+        .with_feed(plan.feed)
+        .with_retention(plan.retention);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(waymark_http::serve(listener, state, async move {
         let _ = stopped.await;

@@ -26,6 +26,7 @@
 //! | `GET /v1/workflows/{workflow_id}` | read | a workflow's nodes, and the limits and grants the policy gives it |
 //! | `POST /v1/workflows/{workflow_id}/upgrade` | admin | move its waiting runs onto another version (`to`, `runs`, `dry_run`) |
 //! | `POST /v1/bundles` | admin | load a `.wmb` bundle, verified as `waymark load` does |
+//! | `POST /v1/gc` | admin | delete ended runs past their retention (`dry_run`, `older_than`), as `waymark gc` does |
 //! | `GET /v1/whoami` | read | the token's name and role |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document of all of the above, generated from the handlers |
 //!
@@ -40,6 +41,7 @@ mod control;
 mod error;
 mod events;
 mod feed;
+mod gc;
 mod health;
 mod history;
 pub mod openapi;
@@ -77,6 +79,8 @@ pub struct ApiState {
     pub tokens: Arc<TokenSet>,
     /// The host's component catalog and tools, for the catalog endpoints.
     pub catalog: Option<CatalogAccess>,
+    /// The policy's `[retention]`, for `POST /v1/gc` without `older_than`.
+    retention: waymark_runtime::Retention,
     /// This process's commits as they land, waking the live streams.
     feed: Arc<RunFeed>,
     /// Turns true when the server stops: live streams end then, so the
@@ -94,6 +98,7 @@ impl ApiState {
             runtime,
             tokens: Arc::new(tokens),
             catalog,
+            retention: waymark_runtime::Retention::default(),
             feed: Arc::new(RunFeed::new()),
             stopping,
             stop: Arc::new(stop),
@@ -105,6 +110,18 @@ impl ApiState {
     pub fn with_feed(mut self, feed: Arc<RunFeed>) -> Self {
         self.feed = feed;
         self
+    }
+
+    /// Collects by `retention` (the policy's) when `POST /v1/gc` names no
+    /// `older_than`.
+    pub fn with_retention(mut self, retention: waymark_runtime::Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The policy's retention.
+    pub(crate) fn retention(&self) -> &waymark_runtime::Retention {
+        &self.retention
     }
 
     /// The feed of this process's commits.
@@ -161,6 +178,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/snapshots/{snapshot_id}/restore", post(snapshots::restore))
         .route("/stream/runs", get(status_stream::watch))
         .route("/events", post(events::emit))
+        .route("/gc", post(gc::collect))
         .route("/schedules", post(schedules::create).get(schedules::list))
         .route(
             "/schedules/{schedule_id}",

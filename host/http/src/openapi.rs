@@ -59,6 +59,7 @@ impl Modify for BearerTokens {
         crate::snapshots::list,
         crate::snapshots::restore,
         crate::events::emit,
+        crate::gc::collect,
         crate::schedules::create,
         crate::schedules::list,
         crate::schedules::get,
