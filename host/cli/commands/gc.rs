@@ -97,7 +97,7 @@ pub(crate) fn collect_all(
             None => Ok(()),
         };
         let pass = rt.collect_garbage(retention, &options, &mut archive_root)?;
-        let trees_done = pass.runs.len() < batch || dry_run;
+        let trees_done = (pass.trees as usize) < batch || dry_run;
         add(&mut total, pass);
         if trees_done {
             return Ok(total);
@@ -107,6 +107,7 @@ pub(crate) fn collect_all(
 
 fn add(total: &mut GcReport, pass: GcReport) {
     total.runs.extend(pass.runs);
+    total.trees += pass.trees;
     total.records += pass.records;
     total.snapshots += pass.snapshots;
     total.effects += pass.effects;
@@ -206,7 +207,7 @@ pub(crate) async fn periodic(
                             "retention deleted expired runs"
                         );
                     }
-                    if report.runs.len() < BATCH {
+                    if (report.trees as usize) < BATCH {
                         break;
                     }
                 }

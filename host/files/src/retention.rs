@@ -2,7 +2,8 @@
 //! commit: once the `DeleteRun` line is in the journal the run is gone, and
 //! applying it (a tombstone line in the run index, then removing the run,
 //! ledger, snapshot and effect files) is redone by the replay after a
-//! crash, so a run is never half deleted for a reader.
+//! crash, so a run is never half deleted for a reader. The journal is
+//! checkpointed before and after, so the entry is alone in its generation.
 
 use waymark_core::retention::not_ended;
 use waymark_core::{DeletedRun, RetentionStore};
@@ -91,6 +92,11 @@ impl RetentionStore for FileStore {
                 });
             }
             let (snapshots, effects) = s.belongings(run_id)?;
+            // A deletion has a journal generation to itself: none of the
+            // run's earlier commits are replayed before it (its ledger
+            // would be gone) and none of a later run with the same id after
+            // it (their files would be deleted again).
+            s.checkpoint()?;
             s.journal_append(&[Entry::DeleteRun {
                 run_id: run_id.to_owned(),
             }])?;
@@ -114,7 +120,7 @@ impl RetentionStore for FileStore {
                 s.invalidate();
                 return Err(e);
             }
-            s.maybe_checkpoint();
+            s.checkpoint()?;
             Ok(Some(deleted))
         })
     }

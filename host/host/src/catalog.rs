@@ -355,6 +355,9 @@ impl Catalog {
     /// workflow's component.
     pub fn load_version(&self, workflow_id: &str, digest: &str) -> Result<LoadedWorkflow> {
         let digest = digest.to_ascii_lowercase();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CatalogError::NotADigest(digest));
+        }
         let not_this = || CatalogError::NotAVersion {
             workflow_id: workflow_id.to_owned(),
             digest: digest.clone(),

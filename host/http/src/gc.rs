@@ -75,7 +75,7 @@ pub(crate) async fn collect(
                 "dry_run": options.dry_run, "runs": r.runs, "records": r.records,
                 "snapshots": r.snapshots, "effects": r.effects, "artifacts": r.artifacts,
                 "commands": r.commands, "kept": r.kept, "moved": r.moved,
-                "more": r.runs.len() >= TREES_PER_REQUEST,
+                "more": r.trees as usize >= TREES_PER_REQUEST,
             })))
         })
         .await

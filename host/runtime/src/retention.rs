@@ -77,6 +77,8 @@ impl Default for GcOptions {
 pub struct GcReport {
     /// The runs, each tree's children before its root.
     pub runs: Vec<String>,
+    /// The trees they made up.
+    pub trees: u64,
     /// Their ledger records.
     pub records: u64,
     /// Their snapshots.
@@ -110,13 +112,19 @@ impl Runtime {
         let mut report = GcReport::default();
         let now = self.now_ms();
         let mut artifacts = BTreeSet::new();
-        for root in self.expired_roots(retention, now, options.max_trees)? {
+        // Oldest first, past the roots that must stay (a tree that goes
+        // on, an archive that fails), until a batch of trees is done.
+        for root in self.expired_roots(retention, now)? {
+            if report.trees as usize >= options.max_trees {
+                break;
+            }
             let Some(tree) = self.expired_tree(&root, retention, now)? else {
                 report.kept += 1;
                 continue;
             };
             if options.dry_run {
                 report.runs.extend(tree.iter().map(|r| r.run_id.clone()));
+                report.trees += 1;
                 continue;
             }
             if let Err(e) = archive(&root) {
@@ -125,6 +133,7 @@ impl Runtime {
                 continue;
             }
             self.delete_tree(&tree, &mut report, &mut artifacts)?;
+            report.trees += 1;
         }
         if options.dry_run {
             return Ok(report);
@@ -149,13 +158,8 @@ impl Runtime {
     }
 
     /// Ended root runs (no parent) kept past their retention, oldest
-    /// first, at most `limit`.
-    fn expired_roots(
-        &self,
-        retention: &Retention,
-        now: u64,
-        limit: usize,
-    ) -> Result<Vec<RunState>> {
+    /// first.
+    fn expired_roots(&self, retention: &Retention, now: u64) -> Result<Vec<RunState>> {
         let Some(shortest) = retention.shortest() else {
             return Ok(Vec::new());
         };
@@ -187,7 +191,6 @@ impl Runtime {
             }
         }
         roots.sort_by(|a, b| (a.updated_at_ms, &a.run_id).cmp(&(b.updated_at_ms, &b.run_id)));
-        roots.truncate(limit);
         Ok(roots)
     }
 

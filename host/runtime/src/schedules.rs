@@ -13,6 +13,7 @@ mod cron;
 
 use serde_json::Value;
 use waymark_core::ledger::sha256_hex;
+use waymark_core::schedule::is_due;
 use waymark_core::store::MAX_ID_LEN;
 use waymark_core::{OverlapPolicy, Schedule, StoreError, validate_id, vars};
 
@@ -30,6 +31,10 @@ const MAX_ZONE_LEN: usize = 64;
 /// Instants one schedule fires in one pass (a long catch-up window with a
 /// per-second expression goes on in the next pass).
 const INSTANTS_PER_PASS: usize = 100;
+/// The shortest catch-up window applied: an instant handled this late is
+/// the driver's ordinary lateness (a poll, a busy lease), not an instant
+/// missed while no host ran.
+const MIN_CATCH_UP_MS: u64 = 60_000;
 /// Compare-and-set attempts of an operator's change before giving up.
 const WRITE_ATTEMPTS: usize = 8;
 
@@ -271,18 +276,30 @@ impl Runtime {
     pub fn fire_due_schedules(&self, owner: &str, limit: usize) -> Result<Vec<Fired>> {
         let now = self.now_ms();
         let mut fired = Vec::new();
-        for due in self.store.due_schedules(now, limit)? {
-            let key = format!("schedule:{}", due.schedule_id);
+        for listed in self.store.due_schedules(now, limit)? {
+            let key = format!("schedule:{}", listed.schedule_id);
             let key = if key.len() <= MAX_ID_LEN {
                 key
             } else {
-                format!("schedule:{}", &sha256_hex(due.schedule_id.as_bytes())[..64])
+                format!(
+                    "schedule:{}",
+                    &sha256_hex(listed.schedule_id.as_bytes())[..64]
+                )
             };
-            if !self.store.acquire_lease(&key, owner, now, FIRE_LEASE_MS)? {
+            if !self
+                .store
+                .acquire_lease(&key, owner, self.now_ms(), FIRE_LEASE_MS)?
+            {
                 continue;
             }
-            let id = due.schedule_id.clone();
-            let result = self.fire_schedule(due, &mut fired);
+            let id = listed.schedule_id.clone();
+            // Read again under the lease: the listing may predate another
+            // host's pass over it.
+            let result = match self.store.load_schedule(&id) {
+                Ok(due) if is_due(&due, self.now_ms()) => self.fire_schedule(due, &mut fired),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
             self.store.release_lease(&key, owner)?;
             match result {
                 // Another host wrote it first, or it was deleted meanwhile.
@@ -305,7 +322,7 @@ impl Runtime {
     fn fire_schedule(&self, mut s: Schedule, fired: &mut Vec<Fired>) -> Result<()> {
         let cron = CronSpec::parse(&s.cron, &s.time_zone)?;
         let now = self.now_ms();
-        let before = fired.len();
+        let before = (fired.len(), s.next_fire_ms);
         if let Some(held) = s.buffered_fire_ms
             && !self.previous_runs_on(&s)?
         {
@@ -313,7 +330,7 @@ impl Runtime {
             let outcome = self.start_or_skip(&mut s, held)?;
             fired.push(fired_now(&s, held, now, outcome));
         }
-        let oldest_allowed = now.saturating_sub(s.catch_up_window_ms);
+        let oldest_allowed = now.saturating_sub(s.catch_up_window_ms.max(MIN_CATCH_UP_MS));
         if let Some(next) = s.next_fire_ms
             && next < oldest_allowed
         {
@@ -331,8 +348,8 @@ impl Runtime {
             s.next_fire_ms = cron.next_after(instant);
             fired.push(fired_now(&s, instant, now, outcome));
         }
-        if fired.len() == before && s.buffered_fire_ms.is_some() {
-            // A held instant whose previous run goes on: nothing to write.
+        if (fired.len(), s.next_fire_ms) == before {
+            // A held instant whose previous run goes on: nothing changed.
             return Ok(());
         }
         s.revision += 1;

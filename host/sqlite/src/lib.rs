@@ -150,10 +150,17 @@ impl SqliteStore {
             .map_err(err("setting busy timeout"))?;
         // A new file gives the pages of deleted data back to the file
         // system (`RetentionStore::reclaim_space`). The setting takes only
-        // before the file is switched to WAL and holds a table; on older
-        // files it changes nothing, and freed pages are reused instead.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-            .map_err(err("setting incremental vacuum"))?;
+        // before the file is switched to WAL and holds a table; older files
+        // reuse freed pages instead.
+        // Only on an empty file: on others the pragma would need the write
+        // lock for nothing.
+        let pages: i64 = conn
+            .pragma_query_value(None, "page_count", |row| row.get(0))
+            .map_err(err("reading the file's size"))?;
+        if pages == 0 {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(err("setting incremental vacuum"))?;
+        }
         // The first statement that reads the file: a non-database fails here.
         // Switching a fresh file to WAL needs its exclusive lock, and SQLite
         // answers a process that races another one for it with "database is

@@ -78,6 +78,20 @@ impl CronSpec {
             .filter(|&n| n > after);
         let next = if self.interval {
             self.second_pass(after, next)
+        } else if next.is_none() && self.cron.find_next_occurrence(&start, false).is_ok() {
+            // `after` lies in a repeated hour's second pass, past the first
+            // pass of today's time: that time has fired; the next is the
+            // following one, found from beyond the repeated hour.
+            let beyond = after.checked_add(3_600_000)?;
+            let start = Utc
+                .timestamp_millis_opt(beyond)
+                .single()?
+                .with_timezone(&self.zone);
+            self.cron
+                .find_next_occurrence(&start, false)
+                .ok()
+                .map(|n| n.timestamp_millis())
+                .filter(|&n| n > after)
         } else {
             next
         }?;
@@ -131,5 +145,14 @@ mod tests {
         assert_eq!(every.next_from(1_000_000), Some(1_000_000));
         let minutely = CronSpec::parse("0 * * * *", "UTC").unwrap();
         assert_eq!(minutely.next_after(59_999), Some(3_600_000));
+    }
+
+    #[test]
+    fn a_fixed_time_goes_on_from_inside_a_repeated_hours_second_pass() {
+        // New York falls back on 2027-11-07: 01:10 EST is the second pass
+        // of 01:00-02:00, after 01:30 EDT fired. The next is the 8th.
+        let daily = CronSpec::parse("0 30 1 * * *", "America/New_York").unwrap();
+        let at_0110_est = 1_825_567_800_000;
+        assert_eq!(daily.next_after(at_0110_est), Some(1_825_655_400_000));
     }
 }

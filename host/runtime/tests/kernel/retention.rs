@@ -159,3 +159,27 @@ fn commands_every_consumer_processed_are_deleted_after_the_retention() {
     assert_eq!(report.commands, 2, "the slow consumer has not seen c");
     assert_eq!(k.memory.commands_after(0, 10).unwrap().len(), 1);
 }
+
+#[test]
+fn roots_that_must_stay_do_not_hold_up_the_ones_behind_them() {
+    let k = Kernel::new();
+    k.register(echo("echo"));
+    k.register(asking());
+    let (wf, _) = one_effect("async_parent", child("asking", json!({}), ChildMode::Async));
+    k.register(wf);
+    // The oldest root's child still waits; a younger root can go.
+    let (stays, _) = k.run("async_parent", json!({}));
+    k.clock.advance(10);
+    let (goes, _) = k.run("echo", json!({}));
+    k.clock.advance(2 * HOUR);
+    let one = GcOptions {
+        dry_run: false,
+        max_trees: 1,
+    };
+    let report =
+        k.rt.collect_garbage(&retention(), &one, &mut |_| Ok(()))
+            .unwrap();
+    assert_eq!(report.runs, [goes]);
+    assert_eq!((report.trees, report.kept), (1, 1));
+    assert!(ids(&k).contains(&stays));
+}
