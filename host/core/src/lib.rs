@@ -20,6 +20,7 @@ pub mod observe;
 pub mod retention;
 pub mod schedule;
 pub mod store;
+mod store_error;
 pub mod vars;
 
 pub use copy::{CopyError, CopyReport, copy_store};
