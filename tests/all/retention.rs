@@ -50,6 +50,16 @@ fn finished_runs(rt: &Runtime, count: usize, pad: usize) -> Vec<String> {
         .collect()
 }
 
+/// The run ids a `gc` report lists.
+fn runs_of(report: &Value) -> BTreeSet<String> {
+    report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn all_ids(store: &SqliteStore) -> BTreeSet<String> {
     store
         .list_runs(&RunQuery::default())
@@ -100,23 +110,13 @@ fn a_pass_amid_runs_in_flight_deletes_exactly_the_expired_ended_runs() {
         })
         .collect();
     let dry = ok_json(&store, &["gc", "--older-than", "4s", "--dry-run"]);
-    let listed: BTreeSet<String> = dry["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let listed = runs_of(&dry);
     assert_eq!(
         listed, expired,
         "the dry run lists exactly the expired runs"
     );
     let report = ok_json(&store, &["gc", "--older-than", "4s", "--batch", "25"]);
-    let deleted: BTreeSet<String> = report["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let deleted = runs_of(&report);
     assert_eq!(deleted, expired, "{report}");
     assert_eq!(report["snapshots"], expired.len() as u64);
     let left = all_ids(&sqlite);
@@ -295,12 +295,7 @@ fn the_api_collects_for_an_admin_only() {
     assert_eq!(dry["runs"].as_array().unwrap().len(), 3);
     let (status, done) = api.post("/v1/gc", &admin, &json!({"older_than": "1s"}));
     assert_eq!(status, 200, "{done}");
-    let deleted: BTreeSet<String> = done["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let deleted = runs_of(&done);
     assert_eq!(deleted, runs);
     assert_eq!(done["more"], false);
 }
