@@ -113,6 +113,24 @@ pub(crate) fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<
                 }
             }
         }
+        RunStatus::Queued => {
+            let flow = s.flow.as_ref();
+            match flow.and_then(|f| f.concurrency.as_ref()) {
+                Some(c) => writeln!(
+                    out,
+                    "  queued: concurrency key '{}' has all {} of its slots taken",
+                    c.key.escape_debug(),
+                    c.limit
+                )?,
+                None => writeln!(out, "  queued: its workflow's start rate is spent")?,
+            }
+            let priority = flow.map_or(0, |f| f.priority);
+            writeln!(
+                out,
+                "  priority {priority}; a `waymark serve` on this store begins it when there is room (cancel with: waymark cancel {})",
+                s.run_id
+            )?
+        }
         RunStatus::Running if s.paused => {
             writeln!(out, "  next node: {} (runs once resumed)", s.current_node)?
         }

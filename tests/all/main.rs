@@ -14,6 +14,7 @@ mod docs;
 mod driver;
 mod durability;
 mod effects;
+mod flow;
 mod golden;
 mod harness;
 mod hostile;

@@ -250,3 +250,67 @@ fn the_api_upgrades_for_an_admin_only_and_reports_each_run() {
     let (_, state) = api.get(&format!("/v1/runs/{plain}"), &read);
     assert_eq!(state["component_digest"], v2.as_str());
 }
+
+#[test]
+fn a_queued_run_moves_and_begins_on_the_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let v1 = digest_of(&store, artifacts::GREETER_V1);
+    let keyed = ["--concurrency-key", "greeter", "--concurrency-limit", "1"];
+    let mut args = vec!["run", "greeter"];
+    args.extend_from_slice(&keyed);
+    let holder = ok_json(&store, &args);
+    assert_eq!(holder["status"], "waiting", "{holder}");
+    let queued = ok_json(&store, &args);
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let queued = queued["run_id"].as_str().unwrap().to_owned();
+    let v2 = digest_of(&store, artifacts::GREETER_V2);
+    let listed = ok_json(&store, &["workflows"]);
+    assert_eq!(
+        listed["unfinished"],
+        json!([{"version": "1.0.0", "digest": v1, "runs": 2}]),
+        "queued runs count: {listed}"
+    );
+
+    let (code, report) = json_and_code(
+        &store,
+        &["upgrade", "--workflow", "greeter", "--runs", &queued],
+    );
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(outcomes(&report), [(queued.clone(), "moved".to_owned())]);
+    let moved = ok_json(&store, &["status", &queued]);
+    assert_eq!(moved["status"], "queued");
+    assert_eq!(moved["component_digest"], v2.as_str());
+
+    // The holder ends; the queued run begins (here, at the respond that
+    // frees the slot) on 2.0.0 and completes with its behaviour.
+    let holder = holder["run_id"].as_str().unwrap();
+    let done = ok_json(&store, &["respond", holder, "--payload", r#""Ada""#]);
+    assert_eq!(
+        done["output"],
+        json!({"greeting": "hello Ada", "version": 1})
+    );
+    let began = ok_json(&store, &["status", &queued]);
+    assert_eq!(began["status"], "running", "admitted: {began}");
+    ok_json(&store, &["recover"]);
+    let asked = ok_json(&store, &["status", &queued]);
+    assert_eq!(asked["status"], "waiting", "{asked}");
+    let done = ok_json(&store, &["respond", &queued, "--payload", r#""Bob""#]);
+    assert_eq!(done["output"], json!({"greeting": "hi Bob", "version": 2}));
+    let ledger = waymark(&store, &["--json", "ledger", &queued]);
+    let kinds: Vec<String> = String::from_utf8_lossy(&ledger.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds[..2],
+        ["upgrade", "start"],
+        "moved before it began: {kinds:?}"
+    );
+    assert!(waymark(&store, &["verify", "--all"]).status.success());
+}

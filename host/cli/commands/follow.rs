@@ -190,7 +190,9 @@ fn watch(
         {
             let hint = match state.status {
                 RunStatus::Running if state.paused => " (it is paused)",
-                RunStatus::Running => " (is a `waymark serve` running on this store?)",
+                RunStatus::Running | RunStatus::Queued => {
+                    " (is a `waymark serve` running on this store?)"
+                }
                 _ => "",
             };
             bail!(

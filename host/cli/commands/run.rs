@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use waymark_core::Concurrency;
 use waymark_runtime::StartOptions;
 
 use crate::commands::follow::{Follow, inline_owner, tick_inline, wait_for_end};
@@ -55,6 +56,22 @@ pub struct RunArgs {
     /// With --wait or --follow: give up after this long (exit 1).
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
+    /// Flow control: at most --concurrency-limit runs with this key run at
+    /// once; the run is `queued` until one of the key's slots is free.
+    #[arg(long, value_name = "KEY", requires = "concurrency_limit")]
+    concurrency_key: Option<String>,
+    /// With --concurrency-key: how many of the key's runs may run at once
+    /// (at least 1).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "concurrency_key",
+        allow_negative_numbers = true
+    )]
+    concurrency_limit: Option<i64>,
+    /// Among queued runs, higher begins first (default 0; negative is lower).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
 }
 
 impl RunArgs {
@@ -86,7 +103,21 @@ impl RunArgs {
             self.workflow.clone()
         };
         let vars = build_vars(&self.vars, &self.var)?;
-        let run_id = rt.start_with(&workflow_id, vars, StartOptions::default())?;
+        let concurrency = match (&self.concurrency_key, self.concurrency_limit) {
+            (Some(key), Some(limit)) => {
+                // Below 1 reads as 0, which `Concurrency::new` refuses.
+                let limit = u32::try_from(limit.max(0))
+                    .with_context(|| format!("concurrency limit {limit} is out of range"))?;
+                Some(Concurrency::new(key.clone(), limit)?)
+            }
+            _ => None,
+        };
+        let opts = StartOptions {
+            concurrency,
+            priority: self.priority,
+            ..StartOptions::default()
+        };
+        let run_id = rt.start_with(&workflow_id, vars, opts)?;
         if self.print_id {
             println!("{run_id}");
             std::io::stdout().flush()?;

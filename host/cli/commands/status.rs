@@ -129,8 +129,9 @@ impl VerifyArgs {
     }
 }
 
-/// After a crash: advance every run that is running (between two steps)
-/// and not paused; prints their ids.
+/// After a crash, or without a `serve`: begin the queued runs there is room
+/// for (flow control), then advance every run that is running (between two
+/// steps) and not paused; prints their ids.
 #[derive(Args)]
 pub struct RecoverArgs {}
 
@@ -138,6 +139,7 @@ impl RecoverArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
         let host = g.open_host(false)?;
         let rt = &host.runtime;
+        rt.admit_queued()?;
         let ids = rt.recover()?;
         if g.json {
             println!("{}", serde_json::json!({ "recovered": ids }));

@@ -5,9 +5,11 @@
 //!
 //! Cases panic with a message on a violation (they are test bodies).
 
+mod flow;
 mod retention;
 mod schedules;
 
+pub use flow::runs_are_listed_by_concurrency_key;
 pub use retention::{
     ended_runs_are_deleted_with_what_belongs_to_them, processed_commands_are_deleted,
 };
@@ -51,6 +53,7 @@ pub fn sample_run(run_id: &str) -> RunState {
         token_budget: None,
         paused: false,
         artifacts: Vec::new(),
+        flow: None,
         ledger: LedgerHead::default(),
         created_at_ms: 1,
         updated_at_ms: 1,
@@ -975,6 +978,7 @@ macro_rules! conformance_tests {
             due_schedules_are_earliest_first_and_skip_paused,
             ended_runs_are_deleted_with_what_belongs_to_them,
             processed_commands_are_deleted,
+            runs_are_listed_by_concurrency_key,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod copy;
 pub mod duration;
 pub mod float_text;
+pub mod flow;
 mod forward;
 pub mod group;
 pub mod ledger;
@@ -25,6 +26,7 @@ pub mod vars;
 
 pub use copy::{CopyError, CopyReport, copy_store};
 pub use duration::parse_duration_ms;
+pub use flow::{Concurrency, FlowControl, FlowError, Queue, StartRate};
 pub use group::{GroupCommit, GroupStats};
 pub use ledger::{
     SealedRecord, Verification, canonical_json, seal, state_hash, verify, verify_run,

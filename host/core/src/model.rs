@@ -9,6 +9,10 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Created, but held back by flow control (its concurrency key is at its
+    /// limit, or its workflow's start rate is spent): it begins, with its
+    /// `start` record, when it is admitted.
+    Queued,
     /// Has a node to run next.
     Running,
     /// Blocked on a [`WaitState`]; only `resume` (or a timer) moves it on.
@@ -30,6 +34,7 @@ impl RunStatus {
     /// The stored name (`running`, `waiting`, ...), the same as the serde form.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Running => "running",
             Self::Waiting => "waiting",
             Self::Completed => "completed",
@@ -41,6 +46,7 @@ impl RunStatus {
     /// The status [`as_str`](Self::as_str) names; None for any other text.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "queued" => Self::Queued,
             "running" => Self::Running,
             "waiting" => Self::Waiting,
             "completed" => Self::Completed,
@@ -349,6 +355,10 @@ pub struct RunState {
     /// of vars). Only these are rehydrated for the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
+    /// Flow control: the concurrency key the run holds a slot of, its
+    /// priority in the queue, its place in the start order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::flow::FlowControl>,
     /// The head of the run's ledger.
     pub ledger: LedgerHead,
     /// Creation time, ms since the Unix epoch.

@@ -329,6 +329,8 @@ pub struct IndexedColumns<'a> {
     pub wait_event_scope: Option<&'a str>,
     /// When the wait's timer fires (a WAIT_UNTIL time, an event deadline).
     pub wake_at_ms: Option<u64>,
+    /// The run's concurrency key, if it has one.
+    pub concurrency_key: Option<&'a str>,
     /// The whole state as JSON.
     pub state: String,
 }
@@ -349,9 +351,18 @@ impl<'a> IndexedColumns<'a> {
             wait_event_name: event.and_then(|w| w.event_name.as_deref()),
             wait_event_scope: event.and_then(|w| w.event_scope.as_deref()),
             wake_at_ms: run.waiting.as_ref().and_then(|w| w.wake_at_ms),
+            concurrency_key: concurrency_key(run),
             state,
         })
     }
+}
+
+/// The concurrency key `run` carries, if any.
+pub fn concurrency_key(run: &RunState) -> Option<&str> {
+    run.flow
+        .as_ref()
+        .and_then(|f| f.concurrency.as_ref())
+        .map(|c| c.key.as_str())
 }
 
 /// Which runs to list. Every store lists runs in one total order, newest
@@ -371,6 +382,11 @@ pub struct RunQuery {
     pub created_since_ms: Option<u64>,
     /// Only runs created before this time (ms since the epoch).
     pub created_before_ms: Option<u64>,
+    /// Only runs with this concurrency key.
+    pub concurrency_key: Option<String>,
+    /// Only runs holding a concurrency slot: `running` or `waiting` (read
+    /// in one query, so a run moving between the two is not missed).
+    pub holding_slot: bool,
     /// Only runs after this position in the listing order (older ones, or
     /// as old with a smaller id): the next page after a page ending there.
     pub after: Option<RunCursor>,
@@ -396,6 +412,11 @@ impl RunQuery {
                 .is_none_or(|s| s == run.session_id)
             && self.created_since_ms.is_none_or(|t| run.created_at_ms >= t)
             && self.created_before_ms.is_none_or(|t| run.created_at_ms < t)
+            && self
+                .concurrency_key
+                .as_deref()
+                .is_none_or(|k| concurrency_key(run) == Some(k))
+            && (!self.holding_slot || matches!(run.status, RunStatus::Running | RunStatus::Waiting))
             && self
                 .after
                 .as_ref()

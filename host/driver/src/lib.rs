@@ -13,7 +13,8 @@
 //! - the **timer task**: sleeps until the store's next deadline (a
 //!   WAIT_UNTIL, a WAIT_EVENT deadline, a retry backoff), woken early when a
 //!   step commits an earlier one, then fires what is due;
-//! - the **sweeper**: every `poll_interval`, queues the runs that are
+//! - the **sweeper**: every `poll_interval`, admits the queued runs there
+//!   is room for (flow control), queues the runs that are
 //!   `running` but in nobody's hands (left by a crash, created by another
 //!   process, or whose lease was busy) and consumes the command inbox
 //!   (under a lease, so one process consumes it);
@@ -492,12 +493,20 @@ impl Shared {
 /// through over several sweeps.
 const SWEEP_LIMIT: usize = 1024;
 
-/// The runs in nobody's hands (claimed for this driver where the store
+/// The queued runs there is room for (admitted runs go to the scheduler),
+/// the runs in nobody's hands (claimed for this driver where the store
 /// can claim: the turn then renews the lease), and the inbox.
 fn sweep_once(
     rt: &Runtime,
     config: &DriverConfig,
 ) -> std::result::Result<(Vec<String>, u64), RuntimeError> {
+    let admitted = rt.admit_queued()?;
+    if !admitted.run_ids.is_empty() {
+        tracing::debug!(
+            runs = admitted.run_ids.len(),
+            "queued runs admitted by the sweep"
+        );
+    }
     let ttl = config.lease_ttl.as_millis() as u64;
     let runnable = rt
         .store()

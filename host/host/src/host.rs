@@ -116,6 +116,9 @@ pub fn runtime_config(policy: &Policy) -> RuntimeConfig {
         max_child_depth: limits.max_child_depth,
         max_children_per_run: limits.max_children_per_run,
         max_descendants_per_root: limits.max_descendants_per_root,
+        // `Policy::validate` has read every rate; an unreadable one never
+        // gets this far.
+        start_rates: policy.flow.start_rates().unwrap_or_default(),
         ..RuntimeConfig::default()
     }
 }

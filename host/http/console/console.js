@@ -13,7 +13,7 @@ const TOKEN_KEY = 'waymark.token';
 const RANKS = { read: 0, operate: 1, admin: 2 };
 const LIST_PAGE = 50;
 const LEDGER_PAGE = 100;
-const STATUSES = ['running', 'waiting', 'completed', 'failed', 'cancelled'];
+const STATUSES = ['queued', 'running', 'waiting', 'completed', 'failed', 'cancelled'];
 
 const session = { token: null, name: null, role: null };
 let leaveView = () => {};

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use waymark_core::{RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_core::{Concurrency, RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError};
 use waymark_runtime::{RuntimeError, StartOptions};
 
 use crate::auth::{Caller, Role};
@@ -37,6 +37,44 @@ pub(crate) struct StartRequest {
     /// A session to join (default: the run's own).
     #[serde(default)]
     session: Option<String>,
+    /// Flow control: at most `limit` runs with `key` run at once; the run is
+    /// `queued` until one of the key's slots is free.
+    #[serde(default)]
+    concurrency: Option<ConcurrencyRequest>,
+    /// Among queued runs, higher begins first (default 0).
+    #[serde(default)]
+    priority: Option<i32>,
+}
+
+/// A run's concurrency key and limit.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConcurrencyRequest {
+    /// Runs sharing the key share its slots (1 to 200 bytes, no control
+    /// characters), for example `customer:42`.
+    key: String,
+    /// How many may run at once; at least 1.
+    limit: i64,
+}
+
+impl ConcurrencyRequest {
+    fn checked(self) -> Result<Concurrency, ApiError> {
+        let invalid = |e: waymark_core::FlowError| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_concurrency",
+                e.to_string(),
+            )
+        };
+        let limit = u32::try_from(self.limit.max(0)).map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_concurrency",
+                format!("concurrency limit {} is out of range", self.limit),
+            )
+        })?;
+        Concurrency::new(self.key, limit).map_err(invalid)
+    }
 }
 
 /// The run id a start with `key` gets, so a retried POST finds the run
@@ -96,6 +134,10 @@ pub(crate) async fn start(
             "vars must be a JSON object",
         ));
     }
+    let concurrency = request
+        .concurrency
+        .map(ConcurrencyRequest::checked)
+        .transpose()?;
     let run_id = key.as_deref().map(idempotent_run_id);
     tracing::info!(caller = %caller.name, workflow = %request.workflow, "start");
     state
@@ -103,6 +145,8 @@ pub(crate) async fn start(
             let options = StartOptions {
                 run_id: run_id.clone(),
                 session_id: request.session,
+                concurrency,
+                priority: request.priority.unwrap_or(0),
                 ..StartOptions::default()
             };
             match rt.start_with(&request.workflow, vars, options) {
@@ -155,6 +199,9 @@ pub(crate) struct ListQuery {
     /// Only runs created before this time (ms since the Unix epoch).
     #[serde(default)]
     created_before_ms: Option<u64>,
+    /// Only runs with this concurrency key (with `status=queued`: its queue).
+    #[serde(default)]
+    concurrency_key: Option<String>,
     /// The `next` cursor of the previous page: continue after it.
     #[serde(default)]
     after: Option<String>,
@@ -196,6 +243,7 @@ pub(crate) async fn list(
     let filter = RunQuery {
         created_since_ms: query.created_since_ms,
         created_before_ms: query.created_before_ms,
+        concurrency_key: query.concurrency_key,
         after,
         limit: Some(limit),
         ..filters

@@ -15,6 +15,6 @@ pub use load::{
     request_of,
 };
 pub use policy::{
-    BundleOverride, ChildPolicy, DefaultApproval, Effective, GrantPolicy, LimitPolicy, Policy,
-    PolicyError, Request, RetentionPolicy, ToolPolicy,
+    BundleOverride, ChildPolicy, DefaultApproval, Effective, FlowPolicy, GrantPolicy, LimitPolicy,
+    Policy, PolicyError, Request, RetentionPolicy, ToolPolicy,
 };

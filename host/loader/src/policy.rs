@@ -93,6 +93,41 @@ pub struct Policy {
     /// `[retention]`: how long ended runs are kept.
     #[serde(default)]
     pub retention: RetentionPolicy,
+    /// `[flow]`: start rates per workflow.
+    #[serde(default)]
+    pub flow: FlowPolicy,
+}
+
+/// `[flow]`: flow control the operator sets per workflow. A run of a
+/// workflow with a start rate (not a child run) is `queued` until its
+/// workflow's rate lets it begin, across every host on the store.
+/// Concurrency keys and their limits come with each run (`--concurrency-key`,
+/// the API's `concurrency`), not from here.
+///
+/// ```toml
+/// [flow.start_rates]
+/// order = "10/s"       # at most 10 runs of `order` begin in any second
+/// report = "100/h"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowPolicy {
+    /// Per workflow id: `<count>/s`, `<count>/m` or `<count>/h`.
+    pub start_rates: BTreeMap<String, String>,
+}
+
+impl FlowPolicy {
+    /// As the runtime takes them; an unreadable rate is an error naming it.
+    pub fn start_rates(&self) -> Result<BTreeMap<String, waymark_core::StartRate>, String> {
+        self.start_rates
+            .iter()
+            .map(|(id, text)| {
+                waymark_core::StartRate::parse(text)
+                    .map(|rate| (id.clone(), rate))
+                    .map_err(|e| format!("flow.start_rates.{id}: {e}"))
+            })
+            .collect()
+    }
 }
 
 /// `[retention]`: how long ended runs are kept before `waymark gc` and
@@ -390,6 +425,7 @@ impl Policy {
             }
         }
         self.retention.retention()?;
+        self.flow.start_rates()?;
         if let Some(both) = t.auto.intersection(&t.required).next() {
             return Err(format!(
                 "tools: '{both}' is listed in both `auto` and `required`; name it in one"
@@ -696,6 +732,12 @@ mod tests {
             ("[grants]\nchild_workflows = \"some\"\n", "some"),
             ("[limits]\nmemory_mb = 100000\n", "memory_mb"),
             ("not toml at all [", "invalid"),
+            (
+                "[flow.start_rates]\norder = \"0/s\"\n",
+                "flow.start_rates.order",
+            ),
+            ("[flow.start_rates]\norder = \"5 per day\"\n", "5 per day"),
+            ("[flow]\nrates = {}\n", "rates"),
         ] {
             let e = Policy::parse(text, "p.toml").unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
@@ -709,6 +751,16 @@ mod tests {
             !Policy::parse("[bundles.x]\ndeny = true\n", "p")
                 .unwrap()
                 .allows_bundle("x")
+        );
+    }
+
+    #[test]
+    fn start_rates_reach_the_runtime() {
+        let policy = Policy::parse("[flow.start_rates]\norder = \"10/s\"\n", "p").unwrap();
+        let rates = policy.flow.start_rates().unwrap();
+        assert_eq!(
+            rates["order"],
+            waymark_core::StartRate::parse("10/s").unwrap()
         );
     }
 }

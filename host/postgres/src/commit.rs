@@ -145,15 +145,15 @@ impl PostgresStore {
             // insert then adds nothing, and this one is refused.
             "INSERT INTO runs (run_id, workflow_id, status, parent_run_id, session_id,
                 created_at_ms, updated_at_ms, wait_event_name, wait_event_scope,
-                wake_at_ms, paused, ledger_len, state, root_run_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                wake_at_ms, paused, ledger_len, state, root_run_id, concurrency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (run_id) DO NOTHING"
         } else {
             "UPDATE runs SET workflow_id = $2, status = $3, parent_run_id = $4,
                 session_id = $5, created_at_ms = $6, updated_at_ms = $7,
                 wait_event_name = $8, wait_event_scope = $9, wake_at_ms = $10,
                 paused = $11, ledger_len = ledger_len + $12, state = $13,
-                root_run_id = $14
+                root_run_id = $14, concurrency_key = $15
              WHERE run_id = $1"
         };
         let st = tx.prepare_cached(sql).await?;
@@ -164,7 +164,7 @@ impl PostgresStore {
             tx.execute(&insert_records, &[&run.run_id, &seqs, &texts])
                 .await
         };
-        let params: [&(dyn ToSql + Sync); 14] = [
+        let params: [&(dyn ToSql + Sync); 15] = [
             &run.run_id,
             &run.workflow_id,
             &d.columns.status,
@@ -179,6 +179,7 @@ impl PostgresStore {
             &added,
             &d.columns.state,
             &run.root_run_id,
+            &d.columns.concurrency_key,
         ];
         // The records and the row in one round trip.
         let row = tx.execute(&st, &params);

@@ -22,6 +22,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0003_retention.sql"),
     },
+    Migration {
+        version: 4,
+        name: "flow_control",
+        sql: include_str!("../migrations/0004_flow_control.sql"),
+    },
 ];
 
 /// The version the last step leaves a database at.

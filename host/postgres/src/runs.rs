@@ -53,6 +53,12 @@ impl RunStore for PostgresStore {
         if let Some(v) = &before {
             conditions.push(format!("created_at_ms < {}", bind(&mut binds, v)));
         }
+        if let Some(v) = &query.concurrency_key {
+            conditions.push(format!("concurrency_key = {}", bind(&mut binds, v)));
+        }
+        if query.holding_slot {
+            conditions.push("status IN ('running', 'waiting')".to_owned());
+        }
         if let (Some(ms), Some(id)) = (&after_ms, &after_id) {
             let ms = bind(&mut binds, ms);
             let id = bind(&mut binds, id);

@@ -78,6 +78,21 @@ impl Batch {
         self.stage(run, rec, true);
     }
 
+    /// Stages a new queued run: no records until it begins.
+    pub fn create_queued(&mut self, run: &mut RunState) {
+        debug_assert!(!self.index.contains_key(&run.run_id));
+        self.index.insert(run.run_id.clone(), self.staged.len());
+        self.staged.push(Staged {
+            head: run.ledger.clone(),
+            write: RunWrite {
+                run: run.clone(),
+                records: Vec::new(),
+                create: true,
+            },
+            pending: None,
+        });
+    }
+
     fn stage(&mut self, run: &mut RunState, rec: StepRecord, create: bool) {
         let i = match self.index.get(&run.run_id) {
             Some(&i) => i,

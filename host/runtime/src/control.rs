@@ -274,12 +274,15 @@ impl Runtime {
                     RuntimeError::InvalidInput("'start' needs payload.workflow_id".into())
                 })?;
                 let vars = cmd.payload.get("vars").cloned().unwrap_or(json!({}));
+                let (concurrency, priority) = flow_options(&cmd.payload)?;
                 let mut batch = batch;
                 let id = self.start_in(
                     workflow,
                     vars,
                     StartOptions {
                         run_id: cmd.run_id.clone(),
+                        concurrency,
+                        priority,
                         ..StartOptions::default()
                     },
                     &mut batch,
@@ -347,3 +350,32 @@ pub const COMMAND_KINDS: &[&str] = &[
     "pause",
     "resume_run",
 ];
+
+/// A `start` command's flow control: `payload.concurrency` as `{"key":
+/// .., "limit": ..}` and `payload.priority`, both optional.
+fn flow_options(payload: &Value) -> Result<(Option<waymark_core::Concurrency>, i32)> {
+    let bad = |what: String| RuntimeError::InvalidInput(format!("'start' {what}"));
+    let concurrency = match payload.get("concurrency") {
+        None | Some(Value::Null) => None,
+        Some(c) => {
+            let key = c.get("key").and_then(Value::as_str);
+            let limit = c.get("limit").and_then(Value::as_i64);
+            let (Some(key), Some(limit)) = (key, limit) else {
+                return Err(bad(
+                    "needs payload.concurrency as {\"key\": text, \"limit\": integer}".into(),
+                ));
+            };
+            let limit = u32::try_from(limit.max(0))
+                .map_err(|_| bad(format!("concurrency limit {limit} is out of range")))?;
+            Some(waymark_core::Concurrency::new(key, limit).map_err(|e| bad(e.to_string()))?)
+        }
+    };
+    let priority = match payload.get("priority") {
+        None | Some(Value::Null) => 0,
+        Some(p) => p
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| bad("payload.priority must be a 32-bit integer".into()))?,
+    };
+    Ok((concurrency, priority))
+}

@@ -9,6 +9,7 @@
 mod batch;
 mod control;
 pub mod effects;
+pub mod flow;
 pub mod history;
 pub mod offload;
 pub mod plan;
@@ -23,6 +24,7 @@ pub use control::CommandOutcome;
 pub use effects::{
     EffectCall, EffectError, EffectHandler, EffectOutcome, ResumeRefused, RetryPolicy, WaitRequest,
 };
+pub use flow::Admitted;
 pub use replay::VarsAfter;
 pub use retention::{GcOptions, GcReport, Retention};
 pub use runtime::{

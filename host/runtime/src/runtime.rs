@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Value, json};
 use waymark_core::{
-    ChildMode, Clock, Commit, Effect, EffectEntry, EventScope, FailureKind, LedgerHead, RecordKind,
-    RunError, RunQuery, RunState, RunStatus, StepPlan, StepRecord, StepStatus, Store, StoreError,
-    SystemClock, Transition, Verification, WaitReason, WaitState, canonical_json, validate_id,
-    vars, verify_run,
+    ChildMode, Clock, Commit, Concurrency, Effect, EffectEntry, EventScope, FailureKind,
+    LedgerHead, RecordKind, RunError, RunQuery, RunState, RunStatus, StepPlan, StepRecord,
+    StepStatus, Store, StoreError, SystemClock, Transition, Verification, WaitReason, WaitState,
+    canonical_json, validate_id, vars, verify_run,
 };
 
 mod advance;
@@ -73,6 +73,11 @@ pub struct StartOptions {
     pub token_budget: Option<u64>,
     /// For a child: the root of its parent's tree and its own depth.
     pub lineage: Option<(String, u32)>,
+    /// Hold the run to this key's limit: it is `queued` until one of the
+    /// key's slots is free (children ignore it: they run in their root's).
+    pub concurrency: Option<waymark_core::Concurrency>,
+    /// Its place among queued runs: higher goes first.
+    pub priority: i32,
 }
 
 /// The Waymark kernel.
@@ -289,6 +294,7 @@ impl Runtime {
             token_budget: opts.token_budget.or(self.config.token_budget),
             paused: false,
             artifacts: Vec::new(),
+            flow: None,
             ledger: LedgerHead::default(),
             created_at_ms: now,
             updated_at_ms: now,
@@ -299,11 +305,21 @@ impl Runtime {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         self.offload_vars(&mut run, keys)?;
-        let mut rec = StepRecord::new(&run_id, RecordKind::Start, StepStatus::Completed, now);
-        rec.next_node = Some(run.current_node.clone());
-        rec.result = Some(run.vars.clone());
-        rec.component_digest = run.component_digest.clone();
-        batch.create(&mut run, rec);
+        if let Some(c) = &opts.concurrency {
+            // The fields are public: check what a caller built by hand.
+            Concurrency::new(c.key.clone(), c.limit)
+                .map_err(|e| RuntimeError::InvalidInput(e.to_string()))?;
+        }
+        run.flow = self.flow_for(&run, opts.concurrency, opts.priority);
+        if run.flow.is_some() {
+            // It begins, with its start record, when it is admitted: the
+            // commit that lands it admits its queue (`admit_after`).
+            run.status = RunStatus::Queued;
+            batch.create_queued(&mut run);
+        } else {
+            let rec = crate::flow::start_record(&run, now);
+            batch.create(&mut run, rec);
+        }
         Ok(run_id)
     }
 

@@ -23,7 +23,7 @@ use crate::workflow::{Workflow, validate_info};
 pub enum UpgradeRefusal {
     /// Only a waiting run moves: a running run is mid-turn and an ended
     /// one is history.
-    #[error("the run is {status}; only waiting runs are upgraded")]
+    #[error("the run is {status}; only waiting and queued runs are upgraded")]
     NotWaiting {
         /// The status it has instead.
         status: RunStatus,
@@ -85,7 +85,7 @@ pub struct VersionInUse {
     pub version: String,
     /// The digest its runs pinned (none for a native workflow's runs).
     pub digest: Option<String>,
-    /// Its running and waiting runs.
+    /// Its queued, running and waiting runs.
     pub unfinished: u64,
 }
 
@@ -106,10 +106,14 @@ pub fn check_upgrade(run: &RunState, to: &dyn Workflow) -> Result<(), UpgradeRef
             digest: digest.to_owned(),
         });
     }
-    if run.status != RunStatus::Waiting {
+    if !matches!(run.status, RunStatus::Waiting | RunStatus::Queued) {
         return Err(UpgradeRefusal::NotWaiting { status: run.status });
     }
     validate_info(info).map_err(|e| UpgradeRefusal::InvalidTarget(e.0))?;
+    if run.status == RunStatus::Queued {
+        // It has not begun: it will begin at the target's entry node.
+        return Ok(());
+    }
     let has = |node: &str| info.nodes.iter().any(|n| n == node);
     let mut needed = vec![("waits at", run.current_node.as_str())];
     if let Some(wait) = &run.waiting {
@@ -163,7 +167,7 @@ impl Runtime {
     pub fn versions_in_use(&self) -> Result<Vec<VersionInUse>> {
         let mut counts: std::collections::BTreeMap<(String, String, Option<String>), u64> =
             std::collections::BTreeMap::new();
-        for status in [RunStatus::Running, RunStatus::Waiting] {
+        for status in [RunStatus::Queued, RunStatus::Running, RunStatus::Waiting] {
             let runs = self.store.list_runs(&RunQuery {
                 status: Some(status),
                 ..RunQuery::default()
@@ -187,11 +191,11 @@ impl Runtime {
             .collect())
     }
 
-    /// The running and waiting runs of `workflow_id` not on `except`, oldest
+    /// The queued, running and waiting runs of `workflow_id` not on `except`, oldest
     /// first.
     fn unfinished_runs_of(&self, workflow_id: &str, except: Option<&str>) -> Result<Vec<RunState>> {
         let mut runs = Vec::new();
-        for status in [RunStatus::Running, RunStatus::Waiting] {
+        for status in [RunStatus::Queued, RunStatus::Running, RunStatus::Waiting] {
             runs.extend(self.store.list_runs(&RunQuery {
                 status: Some(status),
                 workflow_id: Some(workflow_id.to_owned()),
@@ -203,7 +207,7 @@ impl Runtime {
         Ok(runs)
     }
 
-    /// Moves the waiting run `run_id` onto `to` with an `upgrade` record,
+    /// Moves the waiting or queued run `run_id` onto `to` with an `upgrade` record,
     /// after [`check_upgrade`]. The commit lands only if the run has not
     /// moved since it was read (else [`waymark_core::StoreError::Conflict`]
     /// and nothing changed).
@@ -227,6 +231,9 @@ impl Runtime {
         }));
         run.workflow_version = info.version.clone();
         run.component_digest = to.digest().map(str::to_owned);
+        if run.status == RunStatus::Queued {
+            run.current_node = info.entry_node.clone();
+        }
         run.updated_at_ms = now;
         let mut batch = Batch::default();
         batch.record(&mut run, rec);

@@ -326,6 +326,12 @@ impl SqliteStore {
                         .and_then(|mut st| st.execute(params![root, run.run_id]))
                         .map_err(|e| self.err(op, e))?;
                 }
+                // Like the root, a run's concurrency key never changes.
+                if let Some(key) = waymark_core::store::concurrency_key(run) {
+                    conn.prepare_cached("UPDATE runs SET concurrency_key = ?1 WHERE run_id = ?2")
+                        .and_then(|mut st| st.execute(params![key, run.run_id]))
+                        .map_err(|e| self.err(op, e))?;
+                }
                 insert_records(conn, &run.run_id, 0, &w.records).map_err(|e| self.err(op, e))?;
             }
             Some(stored) => {

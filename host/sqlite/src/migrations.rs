@@ -52,6 +52,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/0008_retention.sql"),
     },
+    Migration {
+        version: 9,
+        name: "flow_control",
+        sql: include_str!("../migrations/0009_flow_control.sql"),
+    },
 ];
 
 /// The version the last step leaves a file at.

@@ -27,7 +27,7 @@ impl RunStore for SqliteStore {
         // Each filter adds its condition and binds its own numbered
         // parameter, so the statement text (and its cache entry) depends
         // only on which filters are set.
-        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 7] = [
+        let filters: [(&str, Option<&dyn rusqlite::ToSql>); 8] = [
             ("status = ?1", status.as_ref().map(|s| s as _)),
             (
                 "workflow_id = ?2",
@@ -44,6 +44,10 @@ impl RunStore for SqliteStore {
                 "(created_at_ms < ?7 OR (created_at_ms = ?7 AND run_id < ?8))",
                 after_ms.as_ref().map(|s| s as _),
             ),
+            (
+                "concurrency_key = ?10",
+                query.concurrency_key.as_ref().map(|s| s as _),
+            ),
         ];
         let mut sql = String::from("SELECT run_id, state FROM runs WHERE 1");
         for (condition, value) in &filters {
@@ -51,6 +55,9 @@ impl RunStore for SqliteStore {
                 sql.push_str(" AND ");
                 sql.push_str(condition);
             }
+        }
+        if query.holding_slot {
+            sql.push_str(" AND status IN ('running', 'waiting')");
         }
         sql.push_str(" ORDER BY created_at_ms DESC, run_id DESC LIMIT ?9");
 
@@ -60,7 +67,9 @@ impl RunStore for SqliteStore {
         let mut binds: Vec<(usize, &dyn rusqlite::ToSql)> = Vec::with_capacity(9);
         for (i, (_, value)) in filters.iter().enumerate() {
             if let Some(value) = value {
-                binds.push((i + 1, *value));
+                // The key's parameter comes after the cursor's id and the
+                // limit, which are numbered 8 and 9.
+                binds.push((if i == 7 { 10 } else { i + 1 }, *value));
             }
         }
         if let Some(cursor) = &query.after {

@@ -483,9 +483,9 @@ fn a_version_1_file_is_migrated_in_place() {
 fn a_version_2_file_is_migrated_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("waymark.db");
-    // A current file with what versions 3 to 5 added undone (the `leases`
+    // A current file with what versions 3 to 9 added undone (the `leases`
     // table; the partial run indexes, back to their version-2 form; the
-    // root column and its index), marked 2, is what version 2 wrote.
+    // root and concurrency-key columns and their indexes), marked 2, is what version 2 wrote.
     let mut run = {
         let store = SqliteStore::open(&path).unwrap();
         let mut run = create(&store, "old");
@@ -506,6 +506,9 @@ fn a_version_2_file_is_migrated_in_place() {
              CREATE INDEX runs_parent ON runs (parent_run_id);
              DROP INDEX runs_root;
              ALTER TABLE runs DROP COLUMN root_run_id;
+             DROP INDEX runs_concurrency;
+             DROP INDEX runs_queued;
+             ALTER TABLE runs DROP COLUMN concurrency_key;
              DROP INDEX runs_listing;
              DROP INDEX runs_session;
              CREATE INDEX runs_created ON runs (created_at_ms);
@@ -521,7 +524,7 @@ fn a_version_2_file_is_migrated_in_place() {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(version, 8);
+        assert_eq!(version, 9);
         // Version 4's partial indexes replaced the old full ones.
         let parent_index: String = conn
             .query_row(
@@ -669,10 +672,12 @@ fn a_version_4_file_gains_the_root_column_and_counts_new_descendants() {
         create(&store, "old-root");
     }
     {
-        // What version 4 wrote: no root column, no index on it.
+        // What version 4 wrote: no root or concurrency-key column, no index on them.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX runs_root; ALTER TABLE runs DROP COLUMN root_run_id; \
+             DROP INDEX runs_concurrency; DROP INDEX runs_queued; \
+             ALTER TABLE runs DROP COLUMN concurrency_key; \
              DROP INDEX runs_listing; DROP INDEX runs_session; \
              CREATE INDEX runs_created ON runs (created_at_ms); \
              PRAGMA user_version = 4;",

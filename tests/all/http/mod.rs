@@ -4,6 +4,7 @@
 //! bad requests, each refused with its status and a problem document,
 //! changing nothing (the run's state and ledger compared before and after).
 
+mod flow;
 mod runs;
 mod service;
 mod streams;

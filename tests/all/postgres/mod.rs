@@ -3,5 +3,6 @@
 //! the components in a shared `--data-dir`.
 
 mod cli;
+mod flow;
 mod scale;
 mod schedules;

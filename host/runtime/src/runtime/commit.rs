@@ -86,8 +86,10 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Tells the scheduler about the timers a landed commit set.
+    /// Admits the queues a landed commit moved (`admit_after`) and tells
+    /// the scheduler about the timers it set.
     pub(super) fn after_commit(&self, commit: &Commit) {
+        self.admit_after(commit);
         let Some(s) = self.scheduler() else {
             return;
         };

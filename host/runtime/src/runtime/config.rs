@@ -41,6 +41,9 @@ pub struct RuntimeConfig {
     /// spread (a fan-out that doubles at each level hits this long before
     /// the depth bound).
     pub max_descendants_per_root: u64,
+    /// Start rates by workflow id: a run of one of these workflows (not a
+    /// child) is queued and begins when its workflow's rate allows.
+    pub start_rates: std::collections::BTreeMap<String, waymark_core::StartRate>,
 }
 
 impl Default for RuntimeConfig {
@@ -58,6 +61,7 @@ impl Default for RuntimeConfig {
             max_child_depth: 32,
             max_children_per_run: 10_000,
             max_descendants_per_root: 10_000,
+            start_rates: Default::default(),
         }
     }
 }

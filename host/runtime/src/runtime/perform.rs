@@ -221,6 +221,7 @@ impl Runtime {
                 // parent, so starting children cannot lift it.
                 token_budget: run.token_budget,
                 lineage: Some((root.clone(), run.depth + 1)),
+                ..StartOptions::default()
             },
             batch,
         );

@@ -10,6 +10,7 @@ mod children;
 mod control;
 mod effects;
 mod events;
+mod flow;
 mod ledger;
 mod limits;
 mod recovery;
