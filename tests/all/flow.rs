@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,17 +17,9 @@ use waymark_core::{
 use waymark_runtime::{Runtime, StartOptions, Workflow};
 use waymark_sqlite::SqliteStore;
 
+use crate::cli::waymark;
 use crate::serve::{Serve, wait_until};
 use crate::support::{artifacts, component};
-
-fn waymark(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_waymark"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("waymark runs")
-}
 
 /// A script that holds its slot for `ms` (a durable timer), then completes.
 pub(crate) fn sleeper(ms: u64) -> Value {

@@ -80,36 +80,29 @@ impl Batch {
 
     /// Stages a new queued run: no records until it begins.
     pub fn create_queued(&mut self, run: &mut RunState) {
-        debug_assert!(!self.index.contains_key(&run.run_id));
+        self.staged_index(run, true);
+    }
+
+    /// Where `run` is staged, staging it (with no records yet) if it is not.
+    fn staged_index(&mut self, run: &RunState, create: bool) -> usize {
+        if let Some(&i) = self.index.get(&run.run_id) {
+            return i;
+        }
         self.index.insert(run.run_id.clone(), self.staged.len());
         self.staged.push(Staged {
             head: run.ledger.clone(),
             write: RunWrite {
                 run: run.clone(),
                 records: Vec::new(),
-                create: true,
+                create,
             },
             pending: None,
         });
+        self.staged.len() - 1
     }
 
     fn stage(&mut self, run: &mut RunState, rec: StepRecord, create: bool) {
-        let i = match self.index.get(&run.run_id) {
-            Some(&i) => i,
-            None => {
-                self.index.insert(run.run_id.clone(), self.staged.len());
-                self.staged.push(Staged {
-                    head: run.ledger.clone(),
-                    write: RunWrite {
-                        run: run.clone(),
-                        records: Vec::new(),
-                        create,
-                    },
-                    pending: None,
-                });
-                self.staged.len() - 1
-            }
-        };
+        let i = self.staged_index(run, create);
         let s = &mut self.staged[i];
         if let Some(earlier) = s.pending.take() {
             s.write.records.push(seal(&mut s.head, earlier));
