@@ -118,16 +118,19 @@ pub(crate) fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<
             match flow.and_then(|f| f.concurrency.as_ref()) {
                 Some(c) => writeln!(
                     out,
-                    "  queued: concurrency key '{}' has all {} of its slots taken",
-                    c.key.escape_debug(),
-                    c.limit
+                    "  queued: waits for one of the {} slot(s) of concurrency key '{}' (and its workflow's start rate, if it has one)",
+                    c.limit,
+                    c.key.escape_debug()
                 )?,
-                None => writeln!(out, "  queued: its workflow's start rate is spent")?,
+                None => writeln!(out, "  queued: waits for its workflow's start rate")?,
             }
             let priority = flow.map_or(0, |f| f.priority);
+            if s.paused {
+                writeln!(out, "  paused: passed over until resumed")?;
+            }
             writeln!(
                 out,
-                "  priority {priority}; a `waymark serve` on this store begins it when there is room (cancel with: waymark cancel {})",
+                "  priority {priority}; a `waymark serve` on this store begins it when there is room (or: waymark recover; cancel with: waymark cancel {})",
                 s.run_id
             )?
         }

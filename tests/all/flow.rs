@@ -249,7 +249,7 @@ fn the_cli_queues_shows_and_refuses() {
     let text = waymark(&store, &["status", id]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
-        text.contains("queued: concurrency key 'tenant:a'"),
+        text.contains("slot(s) of concurrency key 'tenant:a'"),
         "{text}"
     );
 

@@ -139,7 +139,13 @@ impl RecoverArgs {
     pub fn execute(&self, g: &GlobalArgs) -> Result<i32> {
         let host = g.open_host(false)?;
         let rt = &host.runtime;
-        rt.admit_queued()?;
+        let admitted = rt.admit_queued()?;
+        if admitted.failed > 0 {
+            eprintln!(
+                "warning: {} queue(s) could not be admitted (see the log); their runs stay queued",
+                admitted.failed
+            );
+        }
         let ids = rt.recover()?;
         if g.json {
             println!("{}", serde_json::json!({ "recovered": ids }));

@@ -151,11 +151,12 @@ impl StartRate {
     }
 
     /// How the rate is enforced: this many slots (leases), each held for
-    /// the returned ms by the start that takes it. With a count of at most
-    /// [`MAX_RATE_SLOTS`], `count` slots held for the whole window: exactly
-    /// at most `count` starts in any window. Above it, the slots are reused
-    /// proportionally sooner: the same average rate, in bursts of at most
-    /// [`MAX_RATE_SLOTS`].
+    /// the returned ms by the start that takes it, free again once that
+    /// time has passed. With a count of at most [`MAX_RATE_SLOTS`], `count`
+    /// slots held for the whole window: at most `count` starts in any
+    /// half-open window `[t, t + per_ms)`. Above it, 16 slots each reused
+    /// after `per_ms * 16 / count`: the same average rate, and at most
+    /// `count + 16` starts in any window.
     pub fn slots(&self) -> (u32, u64) {
         let slots = self.count.min(MAX_RATE_SLOTS);
         let hold = self.per_ms * u64::from(slots) / u64::from(self.count);

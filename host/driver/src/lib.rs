@@ -500,12 +500,17 @@ fn sweep_once(
     rt: &Runtime,
     config: &DriverConfig,
 ) -> std::result::Result<(Vec<String>, u64), RuntimeError> {
-    let admitted = rt.admit_queued()?;
-    if !admitted.run_ids.is_empty() {
-        tracing::debug!(
-            runs = admitted.run_ids.len(),
-            "queued runs admitted by the sweep"
-        );
+    // Admission failures are per queue and logged; even a failure to list
+    // the queues must not keep the sweep from orphans and the inbox.
+    match rt.admit_queued() {
+        Ok(admitted) if !admitted.run_ids.is_empty() => {
+            tracing::debug!(
+                runs = admitted.run_ids.len(),
+                "queued runs admitted by the sweep"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %error_text(&e), "listing queued runs failed"),
     }
     let ttl = config.lease_ttl.as_millis() as u64;
     let runnable = rt

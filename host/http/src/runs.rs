@@ -151,8 +151,16 @@ pub(crate) async fn start(
             };
             match rt.start_with(&request.workflow, vars, options) {
                 Ok(id) => {
+                    let started = rt.get_state(&id)?;
+                    // A flow-controlled run was queued, or admitted and
+                    // handed to the driver, which advances it under its
+                    // lease: ticking it here too could perform an effect
+                    // twice.
+                    if started.flow.is_some() {
+                        return Ok((StatusCode::CREATED, Json(started)));
+                    }
                     // The driver carries the run on if this turn cannot.
-                    let run = rt.tick(&id).or_else(|_| rt.get_state(&id))?;
+                    let run = rt.tick(&id).unwrap_or(started);
                     Ok((StatusCode::CREATED, Json(run)))
                 }
                 Err(RuntimeError::Store(StoreError::RunExists(id))) if run_id.is_some() => {

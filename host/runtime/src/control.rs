@@ -163,6 +163,7 @@ impl Runtime {
     pub fn restore_snapshot(&self, snapshot_id: &str) -> Result<RunState> {
         let snapshot = self.store.load_snapshot(snapshot_id)?;
         let current = self.store.load_run(&snapshot.run_id)?;
+        check_restore_keeps_slot(&current, &snapshot.state)?;
         let mut run = snapshot.state.clone();
         run.ledger = current.ledger.clone();
         run.steps = current.steps;
@@ -378,4 +379,26 @@ fn flow_options(payload: &Value) -> Result<(Option<waymark_core::Concurrency>, i
             .ok_or_else(|| bad("payload.priority must be a 32-bit integer".into()))?,
     };
     Ok((concurrency, priority))
+}
+
+/// A restore must not move a flow-controlled run in or out of a slot (or
+/// its queue): slots are taken only by admission, which holds the queue's
+/// lease, so a restore that did would let a key run past its limit.
+fn check_restore_keeps_slot(current: &RunState, saved: &RunState) -> Result<()> {
+    if current.flow.is_none() {
+        return Ok(());
+    }
+    let place = |s: RunStatus| match s {
+        RunStatus::Queued => 0,
+        RunStatus::Running | RunStatus::Waiting => 1,
+        _ => 2,
+    };
+    if place(current.status) == place(saved.status) {
+        return Ok(());
+    }
+    Err(RuntimeError::InvalidInput(format!(
+        "run '{}' is {} under flow control: restoring a snapshot taken while it was {} would \
+         change whether it holds a concurrency slot, which only admission does",
+        current.run_id, current.status, saved.status
+    )))
 }

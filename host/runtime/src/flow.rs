@@ -24,9 +24,10 @@ use waymark_core::{
 use crate::batch::Batch;
 use crate::runtime::{Result, Runtime, RuntimeError};
 
-/// How long a host may hold a queue's lease while admitting; a host killed
-/// while holding it delays that queue's admissions by at most this.
-const ADMISSION_LEASE_MS: u64 = 5_000;
+/// How long a queue's lease lasts from each renewal (one before every
+/// admission); a host killed while holding it delays that queue's
+/// admissions by at most this.
+const ADMISSION_LEASE_MS: u64 = 15_000;
 
 /// Queued runs read per page by the pass over every queue.
 const QUEUE_PAGE: usize = 500;
@@ -38,6 +39,8 @@ pub struct Admitted {
     pub run_ids: Vec<String>,
     /// Queues another host was admitting at the time (left to it).
     pub busy: usize,
+    /// Queues whose admission failed (logged; the next pass retries).
+    pub failed: usize,
 }
 
 /// Tickets increase in the order one process creates runs, and follow the
@@ -98,7 +101,8 @@ impl Runtime {
             .iter()
             .filter(|w| {
                 let run = &w.run;
-                (w.create && run.status == RunStatus::Queued)
+                // Created, resumed from a pause or upgraded while queued.
+                (run.status == RunStatus::Queued && !run.paused)
                     || (run.status.is_terminal()
                         && run.flow.as_ref().is_some_and(|f| f.concurrency.is_some()))
             })
@@ -137,10 +141,23 @@ impl Runtime {
         }
         let mut total = Admitted::default();
         for queue in queues {
-            let admitted = self.admit(&queue)?;
-            self.hand_over(&admitted.run_ids);
-            total.run_ids.extend(admitted.run_ids);
-            total.busy += admitted.busy;
+            // One queue's failure (a transient store error, a state that
+            // does not parse) must not hold up the others.
+            match self.admit(&queue) {
+                Ok(admitted) => {
+                    self.hand_over(&admitted.run_ids);
+                    total.run_ids.extend(admitted.run_ids);
+                    total.busy += admitted.busy;
+                }
+                Err(e) => {
+                    total.failed += 1;
+                    tracing::warn!(
+                        queue = ?queue,
+                        error = %crate::runtime::error_text(&e),
+                        "admitting a queue failed; the next pass retries"
+                    );
+                }
+            }
         }
         Ok(total)
     }
@@ -159,22 +176,22 @@ impl Runtime {
         let store = &self.store;
         if !store.acquire_lease(&lease, &owner, self.now_ms(), ADMISSION_LEASE_MS)? {
             return Ok(Admitted {
-                run_ids: Vec::new(),
                 busy: 1,
+                ..Admitted::default()
             });
         }
-        let admitted = self.admit_under_lease(queue);
+        let admitted = self.admit_under_lease(queue, &lease, &owner);
         // A lease left behind only delays the next admission.
         if let Err(e) = store.release_lease(&lease, &owner) {
             tracing::warn!(error = %e, "releasing an admission lease failed");
         }
         Ok(Admitted {
             run_ids: admitted?,
-            busy: 0,
+            ..Admitted::default()
         })
     }
 
-    fn admit_under_lease(&self, queue: &Queue) -> Result<Vec<String>> {
+    fn admit_under_lease(&self, queue: &Queue, lease: &str, owner: &str) -> Result<Vec<String>> {
         let mut queued = self.queued_in(queue)?;
         sort_for_admission(&mut queued);
         let mut holding: Option<usize> = None;
@@ -193,10 +210,20 @@ impl Runtime {
                     break;
                 }
             }
-            if !self.take_rate_slot(&run)? {
+            // Renewed before each admission, so a long pass keeps it; a
+            // host that lost it (its clock ran past the lease) stops, as
+            // another may be admitting from a count without this one's.
+            let now = self.now_ms();
+            if !self
+                .store
+                .acquire_lease(lease, owner, now, ADMISSION_LEASE_MS)?
+            {
                 break;
             }
-            match self.begin(run) {
+            if !self.take_rate_slot(&run, now)? {
+                break;
+            }
+            match self.begin(run, now) {
                 Ok(id) => {
                     holding = holding.map(|n| n + 1);
                     admitted.push(id);
@@ -260,12 +287,11 @@ impl Runtime {
 
     /// Takes one of the run's workflow's start-rate slots for it; true if
     /// its workflow has no rate.
-    fn take_rate_slot(&self, run: &RunState) -> Result<bool> {
+    fn take_rate_slot(&self, run: &RunState, now: u64) -> Result<bool> {
         let Some(rate) = self.config.start_rates.get(&run.workflow_id) else {
             return Ok(true);
         };
         let (slots, hold_ms) = rate.slots();
-        let now = self.now_ms();
         for i in 0..slots {
             let key = StartRate::slot_key(&run.workflow_id, i);
             if self.store.acquire_lease(&key, &run.run_id, now, hold_ms)? {
@@ -275,10 +301,10 @@ impl Runtime {
         Ok(false)
     }
 
-    /// Begins a queued run: `running`, with its `start` record, in one
-    /// commit that lands only if the run has not changed since it was read.
-    fn begin(&self, mut run: RunState) -> Result<String> {
-        let now = self.now_ms();
+    /// Begins a queued run at `now` (the time its rate slot was taken):
+    /// `running`, with its `start` record, in one commit that lands only
+    /// if the run has not changed since it was read.
+    fn begin(&self, mut run: RunState, now: u64) -> Result<String> {
         let queued_ms = now.saturating_sub(run.created_at_ms);
         let rec = start_record(&run, now);
         run.status = RunStatus::Running;

@@ -149,10 +149,10 @@ fn a_queued_run_can_be_cancelled_or_paused_and_is_passed_over() {
     assert_eq!(k.state(&paused).status, RunStatus::Queued);
     k.rt.tick(&last).unwrap();
     k.rt.respond(&last, json!("done")).unwrap();
-    // Resumed, it begins at the next pass.
+    // Resumed, it begins at once: its key has a free slot.
     k.rt.resume_run(&paused).unwrap();
-    let admitted = k.rt.admit_queued().unwrap();
-    assert_eq!(admitted.run_ids, [paused.as_str()]);
+    assert_eq!(k.state(&paused).status, RunStatus::Running);
+    assert!(k.rt.admit_queued().unwrap().run_ids.is_empty());
     assert_eq!(
         k.kinds(&paused),
         [RecordKind::Pause, RecordKind::ResumeRun, RecordKind::Start]
@@ -226,4 +226,31 @@ fn a_start_rate_lets_that_many_runs_begin_per_window() {
         assert_eq!(s.status, RunStatus::Completed);
     }
     k.assert_all_verified();
+}
+
+#[test]
+fn a_restore_cannot_move_a_keyed_run_in_or_out_of_a_slot() {
+    let k = Kernel::new();
+    k.register(asking());
+    let holder = keyed(&k, "asking", "k", 1, 0);
+    let queued = keyed(&k, "asking", "k", 1, 0);
+    k.rt.tick(&holder).unwrap();
+    let at_wait =
+        k.rt.snapshot_run(&holder, "at the question", "", &[])
+            .unwrap();
+    let in_queue = k.rt.snapshot_run(&queued, "in the queue", "", &[]).unwrap();
+    k.rt.respond(&holder, json!("yes")).unwrap();
+    assert_eq!(k.state(&queued).status, RunStatus::Running);
+    k.rt.tick(&queued).unwrap();
+    // Back to waiting would take a second slot of a limit-1 key; back to
+    // queued would leave a run that began waiting to begin again.
+    for (snapshot, run) in [(&at_wait, &holder), (&in_queue, &queued)] {
+        let before = k.records(run).len();
+        let err = k.rt.restore_snapshot(&snapshot.snapshot_id).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::InvalidInput(m) if m.contains("concurrency slot")),
+            "{err}"
+        );
+        assert_eq!(k.records(run).len(), before, "nothing changed");
+    }
 }
