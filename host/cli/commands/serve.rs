@@ -336,9 +336,13 @@ async fn start_http(runtime: Arc<Runtime>, plan: HttpPlan) -> Result<RunningApi>
         .await
         .with_context(|| format!("cannot listen on {}", plan.addr))?;
     let addr = listener.local_addr()?;
+    // Before the driver starts, so every step it takes is counted.
+    let metrics = waymark_http::install_recorder()
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
     let state = waymark_http::ApiState::new(runtime, plan.tokens, Some(plan.catalog))
         .with_feed(plan.feed)
-        .with_retention(plan.retention);
+        .with_retention(plan.retention)
+        .with_metrics(metrics);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(waymark_http::serve(listener, state, async move {
         let _ = stopped.await;

@@ -44,6 +44,7 @@ mod feed;
 mod gc;
 mod health;
 mod history;
+mod metrics;
 pub mod openapi;
 mod runs;
 mod schedules;
@@ -62,6 +63,7 @@ use waymark_runtime::Runtime;
 pub use auth::{Role, TokenEntry, TokenError, TokenSet, hash_token, new_token};
 pub use error::ApiError;
 pub use feed::RunFeed;
+pub use metrics::{Metrics, install_recorder};
 
 /// The largest request body accepted, in bytes; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -83,6 +85,8 @@ pub struct ApiState {
     retention: waymark_runtime::Retention,
     /// This process's commits as they land, waking the live streams.
     feed: Arc<RunFeed>,
+    /// The Prometheus recorder, when the process installed it.
+    metrics: Option<metrics::Metrics>,
     /// Turns true when the server stops: live streams end then, so the
     /// graceful stop does not wait on them (clients reconnect elsewhere
     /// with `Last-Event-ID`).
@@ -100,6 +104,7 @@ impl ApiState {
             catalog,
             retention: waymark_runtime::Retention::default(),
             feed: Arc::new(RunFeed::new()),
+            metrics: None,
             stopping,
             stop: Arc::new(stop),
         }
@@ -117,6 +122,17 @@ impl ApiState {
     pub fn with_retention(mut self, retention: waymark_runtime::Retention) -> Self {
         self.retention = retention;
         self
+    }
+
+    /// Serves `metrics` at `/metrics`.
+    pub fn with_metrics(mut self, metrics: metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The recorder `/metrics` renders, if any.
+    pub(crate) fn metrics(&self) -> Option<&metrics::Metrics> {
+        self.metrics.as_ref()
     }
 
     /// The policy's retention.
@@ -203,6 +219,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/console/console.css", get(console::style))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .nest("/v1", v1)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

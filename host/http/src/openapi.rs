@@ -41,6 +41,7 @@ impl Modify for BearerTokens {
         crate::health::healthz,
         crate::health::readyz,
         crate::health::whoami,
+        crate::metrics::render,
         crate::runs::start,
         crate::runs::list,
         crate::runs::get,
@@ -116,8 +117,8 @@ mod tests {
                 continue;
             }
             routes += 1;
-            // Health checks sit at the root; the rest is nested under /v1.
-            let full = if ["/healthz", "/readyz"].contains(&path) {
+            // Health checks and metrics sit at the root; the rest is nested under /v1.
+            let full = if ["/healthz", "/readyz", "/metrics"].contains(&path) {
                 path.to_owned()
             } else {
                 format!("/v1{path}")

@@ -312,6 +312,7 @@ impl Runtime {
         let mut batch = Batch::default();
         batch.record(&mut run, rec);
         self.commit_batch(batch)?;
+        crate::metrics::run_admitted();
         tracing::debug!(run_id = %run.run_id, queued_ms, "queued run admitted");
         Ok(run.run_id)
     }

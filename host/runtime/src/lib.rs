@@ -11,6 +11,7 @@ mod control;
 pub mod effects;
 pub mod flow;
 pub mod history;
+pub mod metrics;
 pub mod offload;
 pub mod plan;
 pub mod replay;

@@ -5,6 +5,7 @@
 //! changing nothing (the run's state and ledger compared before and after).
 
 mod flow;
+mod metrics;
 mod runs;
 mod service;
 mod streams;

@@ -266,7 +266,7 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     }
     assert_eq!(
         operations,
-        34,
+        35,
         "{}",
         serde_json::to_string_pretty(&doc["paths"]).unwrap()
     );

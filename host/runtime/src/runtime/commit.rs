@@ -41,7 +41,9 @@ impl Runtime {
     ) -> Result<Vec<String>> {
         let (commit, follow) = batch.into_parts();
         if !commit.is_empty() {
+            let began = std::time::Instant::now();
             self.store.commit(&commit)?;
+            crate::metrics::commit_landed(&commit, began.elapsed());
             self.after_commit(&commit);
         }
         if let Some(run) = run
@@ -71,11 +73,14 @@ impl Runtime {
             })
             .collect();
         let commits: Vec<&Commit> = parts.iter().map(|(_, c, _)| c).collect();
+        let began = std::time::Instant::now();
         let results = self.store.commit_group(&commits);
+        let took = began.elapsed();
         let mut out = Vec::with_capacity(parts.len());
         for ((id, commit, follow), result) in parts.into_iter().zip(results) {
             match result {
                 Ok(()) => {
+                    crate::metrics::commit_landed(&commit, took);
                     self.after_commit(&commit);
                     out.push((id, Some(follow)));
                 }

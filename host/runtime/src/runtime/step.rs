@@ -9,6 +9,7 @@
 //! through `commit.rs`.
 
 use super::*;
+use crate::metrics::StepOutcome;
 
 /// A step being taken: the node, its attempt, and the ledger record it will
 /// leave, filled in by the stages.
@@ -20,6 +21,8 @@ pub(super) struct Step<'a> {
     /// Set when the step finishes an effect whose handler made the run
     /// wait: the payload goes to the handler's `resume`.
     pub(super) resumed: Option<Resumed<'a>>,
+    /// When the step began, for its duration metric.
+    pub(super) began: std::time::Instant,
 }
 
 impl<'a> Step<'a> {
@@ -42,6 +45,7 @@ impl<'a> Step<'a> {
             attempt,
             rec,
             resumed: None,
+            began: std::time::Instant::now(),
         }
     }
 }
@@ -109,7 +113,23 @@ impl Runtime {
         end: Stage<StepEnd>,
         batch: &mut Batch,
     ) -> Result<()> {
-        let Step { node, mut rec, .. } = step;
+        let Step {
+            node,
+            mut rec,
+            began,
+            ..
+        } = step;
+        let outcome = match &end {
+            Ok(StepEnd::Moved) => Some(StepOutcome::Moved),
+            Ok(StepEnd::Waits(_)) => Some(StepOutcome::Waiting),
+            Ok(StepEnd::Retries { error, .. }) => Some(StepOutcome::Retrying(error.kind)),
+            Err(Halt::Fail(err)) => Some(StepOutcome::Failed(err.kind)),
+            // Nothing of it lands: it is taken again, and counted then.
+            Err(Halt::Host(_)) => None,
+        };
+        if let Some(outcome) = outcome {
+            crate::metrics::step_ended(outcome, rec.fuel_consumed, began.elapsed());
+        }
         match end {
             Ok(StepEnd::Moved) => self.commit_step(run, rec, batch),
             Ok(StepEnd::Waits(wait)) => {
