@@ -449,10 +449,12 @@ impl Shared {
                         run_id,
                         "lost the lease on a run in a turn; stopping the turn"
                     );
+                    waymark_runtime::metrics::lease_lost();
                     q.lost.insert(run_id.clone());
                 }
                 Err(e) => {
                     tracing::warn!(run_id, error = %error_text(&e), "could not renew a lease; stopping the turn");
+                    waymark_runtime::metrics::lease_lost();
                     q.lost.insert(run_id.clone());
                 }
             }

@@ -35,6 +35,7 @@ pub fn install_recorder() -> Result<Metrics, String> {
     let builder = [
         (m::STEP_SECONDS, SECONDS),
         (m::COMMIT_SECONDS, SECONDS),
+        (m::TIMER_LATENESS_SECONDS, SECONDS),
         (m::STEP_FUEL, FUEL),
         (m::COMMIT_RUNS, RUNS),
     ]

@@ -25,6 +25,18 @@ pub const RUNS_STARTED: &str = "waymark_runs_started_total";
 pub const RUNS_ENDED: &str = "waymark_runs_ended_total";
 /// Queued runs admitted by flow control.
 pub const RUNS_ADMITTED: &str = "waymark_runs_admitted_total";
+/// Timers fired (a WAIT_UNTIL reached, an event deadline passed, a retry's
+/// backoff over).
+pub const TIMERS_FIRED: &str = "waymark_timers_fired_total";
+/// How late a timer fired: from its due time to the pass that fired it.
+pub const TIMER_LATENESS_SECONDS: &str = "waymark_timer_lateness_seconds";
+/// Model tokens (input + output) `llm_call` effects used.
+pub const LLM_TOKENS: &str = "waymark_llm_tokens_total";
+/// Tool calls of `tool_calls` effects, by `outcome` (`ok`, `failed`,
+/// `invalid_arguments`, `unknown_tool`, `denied`, `sandbox`).
+pub const TOOL_CALLS: &str = "waymark_tool_calls_total";
+/// Leases a driver lost on a run in the middle of a turn.
+pub const LEASES_LOST: &str = "waymark_leases_lost_total";
 
 /// How a step ended, as the `outcome` label has it.
 #[derive(Debug, Clone, Copy)]
@@ -75,4 +87,26 @@ pub(crate) fn commit_landed(commit: &Commit, took: Duration) {
 /// Counts a queued run admitted.
 pub(crate) fn run_admitted() {
     metrics::counter!(RUNS_ADMITTED).increment(1);
+}
+
+/// Counts a timer fired `late_ms` after its due time.
+pub(crate) fn timer_fired(late_ms: u64) {
+    metrics::counter!(TIMERS_FIRED).increment(1);
+    metrics::histogram!(TIMER_LATENESS_SECONDS).record(late_ms as f64 / 1_000.0);
+}
+
+/// Counts the tokens an `llm_call` used.
+pub(crate) fn llm_tokens(used: u64) {
+    metrics::counter!(LLM_TOKENS).increment(used);
+}
+
+/// Counts a lease a driver lost mid-turn (the driver calls this).
+pub fn lease_lost() {
+    metrics::counter!(LEASES_LOST).increment(1);
+}
+
+/// Counts a tool call that ended as `outcome` (the tools handler calls
+/// this; `outcome` comes from a fixed set).
+pub fn tool_call(outcome: &'static str) {
+    metrics::counter!(TOOL_CALLS, "outcome" => outcome).increment(1);
 }

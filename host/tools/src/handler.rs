@@ -81,6 +81,10 @@ impl ToolCallsHandler {
                     out
                 }
             };
+            waymark_runtime::metrics::tool_call(match &outcome {
+                Ok(_) => "ok",
+                Err(e) => e.outcome(),
+            });
             results.push(match outcome {
                 Ok(output) => json!({
                     "call_id": tc.call_id,

@@ -145,6 +145,19 @@ impl ToolError {
         }
     }
 
+    /// The kind of failure, from a fixed set (a metric label): `failed`
+    /// (the tool's own failure), `invalid_arguments`, `unknown_tool`,
+    /// `denied`, `sandbox`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Failed { .. } | Self::Sandbox(ToolCallError::Failed { .. }) => "failed",
+            Self::InvalidArguments { .. } => "invalid_arguments",
+            Self::UnknownTool { .. } => "unknown_tool",
+            Self::Denied { .. } => "denied",
+            Self::Sandbox(_) => "sandbox",
+        }
+    }
+
     pub(crate) fn message(&self) -> String {
         match self {
             Self::Sandbox(ToolCallError::Failed { message, .. }) => message.clone(),

@@ -90,6 +90,17 @@ fn metrics_count_the_steps_runs_and_failures_of_a_known_workload() {
         .collect();
     let flaky = json!([{"op": "flaky", "succeed_on_attempt": 3}, {"op": "complete", "output": 2}]);
     completed.push(start(&api, &operate, flaky));
+    // Three read-only tool calls: one that runs, one with arguments its
+    // schema refuses, one whose output is not JSON.
+    let calls = json!({"tool_calls": [
+        {"call_id": "a", "name": "lookup_order", "arguments": {"order_id": "A1"}},
+        {"call_id": "b", "name": "lookup_order", "arguments": {}},
+        {"call_id": "c", "name": "garbage", "arguments": {}},
+    ]});
+    let body = script(calls);
+    let (status, run) = api.post("/v1/runs", &operate, &body);
+    assert_eq!(status, 201, "{run}");
+    completed.push(run["run_id"].as_str().unwrap().to_owned());
     for id in &completed {
         api.wait_for(id, &read, "completed");
     }
@@ -101,8 +112,8 @@ fn metrics_count_the_steps_runs_and_failures_of_a_known_workload() {
     let steps = "waymark_steps_total";
     assert_eq!(
         counter(&m, steps, &[("outcome", "moved")]),
-        42.0,
-        "10 x 4 + 2"
+        44.0,
+        "10 x 4 + 2 + 2"
     );
     assert_eq!(
         counter(
@@ -121,18 +132,27 @@ fn metrics_count_the_steps_runs_and_failures_of_a_known_workload() {
         2.0
     );
     assert_eq!(counter(&m, steps, &[("outcome", "waiting")]), 0.0);
-    assert_eq!(counter(&m, steps, &[]), 47.0);
-    assert_eq!(counter(&m, "waymark_runs_started_total", &[]), 14.0);
+    assert_eq!(counter(&m, steps, &[]), 49.0);
+    assert_eq!(counter(&m, "waymark_runs_started_total", &[]), 15.0);
     let ended = "waymark_runs_ended_total";
-    assert_eq!(counter(&m, ended, &[("status", "completed")]), 11.0);
+    assert_eq!(counter(&m, ended, &[("status", "completed")]), 12.0);
     assert_eq!(counter(&m, ended, &[("status", "failed")]), 3.0);
-    assert_eq!(observations(&m, "waymark_step_duration_seconds"), 47.0);
-    assert_eq!(
-        observations(&m, "waymark_step_fuel"),
-        47.0,
-        "every step ran a component"
-    );
-    assert!(observations(&m, "waymark_commit_duration_seconds") >= 14.0);
+    assert_eq!(observations(&m, "waymark_step_duration_seconds"), 49.0);
+    let fuel = observations(&m, "waymark_step_fuel");
+    assert_eq!(fuel, 49.0, "every step ran a component");
+    assert!(observations(&m, "waymark_commit_duration_seconds") >= 15.0);
+    // The two retries' backoffs are timers fired.
+    assert_eq!(counter(&m, "waymark_timers_fired_total", &[]), 2.0);
+    assert_eq!(observations(&m, "waymark_timer_lateness_seconds"), 2.0);
+    let tools = "waymark_tool_calls_total";
+    for outcome in ["ok", "invalid_arguments", "sandbox"] {
+        assert_eq!(
+            counter(&m, tools, &[("outcome", outcome)]),
+            1.0,
+            "{outcome}"
+        );
+    }
+    assert_eq!(counter(&m, tools, &[]), 3.0);
     // Bounded labels: no run id appears anywhere.
     for s in &m.samples {
         for value in s.labels.values() {

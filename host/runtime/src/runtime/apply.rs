@@ -305,6 +305,7 @@ pub(super) fn spend_tokens(
     let used = count("total_tokens")
         .or_else(|| Some(count("input_tokens")?.saturating_add(count("output_tokens")?)))?;
     run.tokens_used = run.tokens_used.saturating_add(used);
+    crate::metrics::llm_tokens(used);
     let budget = run.token_budget?;
     (run.tokens_used > budget).then(|| {
         RunError::new(

@@ -172,6 +172,7 @@ impl Runtime {
                 continue;
             }
             let w_reason = w.reason;
+            crate::metrics::timer_fired(now.saturating_sub(w.wake_at_ms.unwrap_or(now)));
             let mut batch = Batch::default();
             let woken = if w.reason == WaitReason::Retry {
                 // Performs the effect again; its outcome is in the effect log
