@@ -5,6 +5,7 @@ mod commands;
 mod global;
 mod input;
 mod loading;
+mod logging;
 mod output;
 mod packing;
 
@@ -157,15 +158,10 @@ fn main() {
         Command::Serve(_) => SERVE_LOG,
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: `serve` logs often go to a file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = logging::init(default_log) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
     match cli.command.execute(&cli.global) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

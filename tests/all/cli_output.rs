@@ -97,3 +97,63 @@ fn wake_wait_lists_a_run_once_whatever_its_retries() {
         json!("third time")
     );
 }
+
+fn with_log_env(
+    store: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_waymark"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("waymark runs")
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_their_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("w.db");
+    let env = [("WAYMARK_LOG", "debug"), ("WAYMARK_LOG_FORMAT", "json")];
+    // A guest's log line is an event inside its step.
+    let vars = json!({"script": [{"op": "log", "lines": 1}, {"op": "complete", "output": 1}]});
+    let vars = vars.to_string();
+    let args = ["--json", "run", artifacts::SCRIPTED, "--vars", &vars];
+    let out = with_log_env(&store, &env, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+        assert!(line["fields"].is_object(), "{line}");
+    }
+    let run_id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An event inside a step carries the step's span with the run id.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["spans"].as_array().is_some_and(|spans| spans
+                .iter()
+                .any(|s| s["name"] == "step" && s["run_id"] == run_id.as_str()))),
+        "no event inside a step span: {lines:?}"
+    );
+
+    let bad = with_log_env(&store, &[("WAYMARK_LOG_FORMAT", "xml")], &["list"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("WAYMARK_LOG_FORMAT is 'xml'"),
+        "{}",
+        stderr(&bad)
+    );
+}
