@@ -6,7 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use waymark_core::{Concurrency, RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_core::{
+    Concurrency, RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError, lease_key,
+};
 use waymark_runtime::{RuntimeError, StartOptions};
 
 use crate::auth::{Caller, Role};
@@ -21,6 +23,30 @@ const LEDGER_PAGE_MAX: usize = 1000;
 const LIST_PAGE: usize = 50;
 /// The most runs one list request returns.
 const LIST_PAGE_MAX: usize = 1000;
+/// How long the request's first turn of a new run may hold its lease.
+const START_TURN_LEASE_MS: u64 = 30_000;
+
+/// Advances the run just started under its lease ([`lease_key`]), as a
+/// driver's turn does, so that a driver sweeping at the same moment leaves
+/// it alone (two turns at once could each perform the same effect). When
+/// the lease is taken already, the driver has the run: `started` is its
+/// state. On any failure the driver carries the run on.
+fn tick_leased(rt: &waymark_runtime::Runtime, run_id: &str, started: RunState) -> RunState {
+    let owner = format!("http:{}", uuid::Uuid::new_v4());
+    let key = lease_key(run_id);
+    let store = rt.store();
+    match store.acquire_lease(&key, &owner, rt.now_ms(), START_TURN_LEASE_MS) {
+        Ok(true) => {
+            let run = rt.tick(run_id).unwrap_or(started);
+            if let Err(e) = store.release_lease(&key, &owner) {
+                tracing::warn!(run_id, error = %e, "releasing a start's lease failed; it expires");
+            }
+            run
+        }
+        Ok(false) | Err(_) => started,
+    }
+}
+
 /// The longest `Idempotency-Key` accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -159,9 +185,7 @@ pub(crate) async fn start(
                     if started.flow.is_some() {
                         return Ok((StatusCode::CREATED, Json(started)));
                     }
-                    // The driver carries the run on if this turn cannot.
-                    let run = rt.tick(&id).unwrap_or(started);
-                    Ok((StatusCode::CREATED, Json(run)))
+                    Ok((StatusCode::CREATED, Json(tick_leased(rt, &id, started))))
                 }
                 Err(RuntimeError::Store(StoreError::RunExists(id))) if run_id.is_some() => {
                     let run = rt.get_state(&id)?;

@@ -28,8 +28,11 @@ fn runs_over_their_keys_limit_queue_list_begin_and_cancel_over_http() {
     };
     let first = start(0);
     // Admitted at once: the driver advances it (the request does not, so
-    // that no effect is performed by both).
-    assert_eq!(first["status"], "running", "{first}");
+    // that no effect is performed by both), perhaps before the response.
+    assert!(
+        first["status"] == "running" || first["status"] == "waiting",
+        "{first}"
+    );
     let first = api.wait_for(first["run_id"].as_str().unwrap(), &read, "waiting");
     let second = start(0);
     assert_eq!(second["status"], "queued", "{second}");
