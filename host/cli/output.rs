@@ -115,7 +115,7 @@ pub(crate) fn show_run(out: &mut dyn Write, s: &RunState, json: bool) -> Result<
         }
         RunStatus::Queued => {
             let flow = s.flow.as_ref();
-            match flow.and_then(|f| f.concurrency.as_ref()) {
+            match s.concurrency() {
                 Some(c) => writeln!(
                     out,
                     "  queued: waits for one of the {} slot(s) of concurrency key '{}' (and its workflow's start rate, if it has one)",

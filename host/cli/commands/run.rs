@@ -104,12 +104,7 @@ impl RunArgs {
         };
         let vars = build_vars(&self.vars, &self.var)?;
         let concurrency = match (&self.concurrency_key, self.concurrency_limit) {
-            (Some(key), Some(limit)) => {
-                // Below 1 reads as 0, which `Concurrency::new` refuses.
-                let limit = u32::try_from(limit.max(0))
-                    .with_context(|| format!("concurrency limit {limit} is out of range"))?;
-                Some(Concurrency::new(key.clone(), limit)?)
-            }
+            (Some(key), Some(limit)) => Some(Concurrency::from_signed(key.clone(), limit)?),
             _ => None,
         };
         let opts = StartOptions {

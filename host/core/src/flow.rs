@@ -47,9 +47,12 @@ pub enum FlowError {
         "concurrency key must be 1 to {MAX_CONCURRENCY_KEY_LEN} bytes without control characters"
     )]
     BadKey,
-    /// The limit is zero (negative limits do not parse).
+    /// The limit is below 1.
     #[error("concurrency limit must be at least 1")]
     ZeroLimit,
+    /// The limit is past what a limit can be (`u32::MAX`).
+    #[error("concurrency limit {0} is out of range")]
+    LimitOutOfRange(i64),
     /// A start rate that does not read as `<count>/<s|m|h>` with a count
     /// of at least 1.
     #[error("start rate '{0}' is not <count>/s, <count>/m or <count>/h with a count of at least 1")]
@@ -71,6 +74,20 @@ impl Concurrency {
         }
         Ok(Self { key, limit })
     }
+
+    /// [`Concurrency::new`] with the limit as a caller typed it (a command
+    /// line, a JSON number): below 1 is [`FlowError::ZeroLimit`].
+    pub fn from_signed(key: impl Into<String>, limit: i64) -> Result<Self, FlowError> {
+        let limit = u32::try_from(limit.max(0)).map_err(|_| FlowError::LimitOutOfRange(limit))?;
+        Self::new(key, limit)
+    }
+}
+
+impl RunState {
+    /// The concurrency key and limit the run carries, if any.
+    pub fn concurrency(&self) -> Option<&Concurrency> {
+        self.flow.as_ref().and_then(|f| f.concurrency.as_ref())
+    }
 }
 
 /// The queue a queued run waits in: its concurrency key's, or, for a run
@@ -86,7 +103,7 @@ pub enum Queue {
 impl Queue {
     /// The queue `run` waits in while it is queued.
     pub fn of(run: &RunState) -> Self {
-        match run.flow.as_ref().and_then(|f| f.concurrency.as_ref()) {
+        match run.concurrency() {
             Some(c) => Self::Key(c.key.clone()),
             None => Self::Workflow(run.workflow_id.clone()),
         }
@@ -192,6 +209,12 @@ mod tests {
     fn keys_and_limits_are_checked() {
         assert!(Concurrency::new("customer:42", 1).is_ok());
         assert_eq!(Concurrency::new("k", 0), Err(FlowError::ZeroLimit));
+        assert_eq!(Concurrency::from_signed("k", -3), Err(FlowError::ZeroLimit));
+        assert_eq!(
+            Concurrency::from_signed("k", 1 << 40),
+            Err(FlowError::LimitOutOfRange(1 << 40))
+        );
+        assert_eq!(Concurrency::from_signed("k", 2).unwrap().limit, 2);
         assert_eq!(Concurrency::new("", 1), Err(FlowError::BadKey));
         assert_eq!(Concurrency::new("a\nb", 1), Err(FlowError::BadKey));
         let long = "k".repeat(MAX_CONCURRENCY_KEY_LEN + 1);

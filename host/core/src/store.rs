@@ -359,10 +359,7 @@ impl<'a> IndexedColumns<'a> {
 
 /// The concurrency key `run` carries, if any.
 pub fn concurrency_key(run: &RunState) -> Option<&str> {
-    run.flow
-        .as_ref()
-        .and_then(|f| f.concurrency.as_ref())
-        .map(|c| c.key.as_str())
+    run.concurrency().map(|c| c.key.as_str())
 }
 
 /// Which runs to list. Every store lists runs in one total order, newest

@@ -6,9 +6,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use waymark_core::{
-    Concurrency, RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError, lease_key,
-};
+use waymark_core::{Concurrency, RunCursor, RunQuery, RunState, RunStatus, StepRecord, StoreError};
+use waymark_driver::{LeasedTurn, tick_under_lease};
 use waymark_runtime::{RuntimeError, StartOptions};
 
 use crate::auth::{Caller, Role};
@@ -25,27 +24,6 @@ const LIST_PAGE: usize = 50;
 const LIST_PAGE_MAX: usize = 1000;
 /// How long the request's first turn of a new run may hold its lease.
 const START_TURN_LEASE_MS: u64 = 30_000;
-
-/// Advances the run just started under its lease ([`lease_key`]), as a
-/// driver's turn does, so that a driver sweeping at the same moment leaves
-/// it alone (two turns at once could each perform the same effect). When
-/// the lease is taken already, the driver has the run: `started` is its
-/// state. On any failure the driver carries the run on.
-fn tick_leased(rt: &waymark_runtime::Runtime, run_id: &str, started: RunState) -> RunState {
-    let owner = format!("http:{}", uuid::Uuid::new_v4());
-    let key = lease_key(run_id);
-    let store = rt.store();
-    match store.acquire_lease(&key, &owner, rt.now_ms(), START_TURN_LEASE_MS) {
-        Ok(true) => {
-            let run = rt.tick(run_id).unwrap_or(started);
-            if let Err(e) = store.release_lease(&key, &owner) {
-                tracing::warn!(run_id, error = %e, "releasing a start's lease failed; it expires");
-            }
-            run
-        }
-        Ok(false) | Err(_) => started,
-    }
-}
 
 /// The longest `Idempotency-Key` accepted, in bytes.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -85,21 +63,13 @@ pub(crate) struct ConcurrencyRequest {
 
 impl ConcurrencyRequest {
     fn checked(self) -> Result<Concurrency, ApiError> {
-        let invalid = |e: waymark_core::FlowError| {
+        Concurrency::from_signed(self.key, self.limit).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_concurrency",
                 e.to_string(),
             )
-        };
-        let limit = u32::try_from(self.limit.max(0)).map_err(|_| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_concurrency",
-                format!("concurrency limit {} is out of range", self.limit),
-            )
-        })?;
-        Concurrency::new(self.key, limit).map_err(invalid)
+        })
     }
 }
 
@@ -177,15 +147,18 @@ pub(crate) async fn start(
             };
             match rt.start_with(&request.workflow, vars, options) {
                 Ok(id) => {
-                    let started = rt.get_state(&id)?;
-                    // A flow-controlled run was queued, or admitted and
-                    // handed to the driver, which advances it under its
-                    // lease: ticking it here too could perform an effect
-                    // twice.
-                    if started.flow.is_some() {
-                        return Ok((StatusCode::CREATED, Json(started)));
-                    }
-                    Ok((StatusCode::CREATED, Json(tick_leased(rt, &id, started))))
+                    // Under the run's lease, as a driver's turn: a driver
+                    // sweeping (or handed an admitted run) at this moment
+                    // leaves it alone, so no effect is performed twice. A
+                    // queued run's tick does nothing; whatever this turn
+                    // cannot do, the driver carries on.
+                    let owner = format!("http:{}", uuid::Uuid::new_v4());
+                    let turn = tick_under_lease(rt, &id, &owner, START_TURN_LEASE_MS, &());
+                    let run = match turn {
+                        Ok(LeasedTurn::Ticked(run)) => *run,
+                        _ => rt.get_state(&id)?,
+                    };
+                    Ok((StatusCode::CREATED, Json(run)))
                 }
                 Err(RuntimeError::Store(StoreError::RunExists(id))) if run_id.is_some() => {
                     let run = rt.get_state(&id)?;

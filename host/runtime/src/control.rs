@@ -366,9 +366,10 @@ fn flow_options(payload: &Value) -> Result<(Option<waymark_core::Concurrency>, i
                     "needs payload.concurrency as {\"key\": text, \"limit\": integer}".into(),
                 ));
             };
-            let limit = u32::try_from(limit.max(0))
-                .map_err(|_| bad(format!("concurrency limit {limit} is out of range")))?;
-            Some(waymark_core::Concurrency::new(key, limit).map_err(|e| bad(e.to_string()))?)
+            Some(
+                waymark_core::Concurrency::from_signed(key, limit)
+                    .map_err(|e| bad(e.to_string()))?,
+            )
         }
     };
     let priority = match payload.get("priority") {

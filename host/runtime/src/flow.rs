@@ -103,8 +103,7 @@ impl Runtime {
                 let run = &w.run;
                 // Created, resumed from a pause or upgraded while queued.
                 (run.status == RunStatus::Queued && !run.paused)
-                    || (run.status.is_terminal()
-                        && run.flow.as_ref().is_some_and(|f| f.concurrency.is_some()))
+                    || (run.status.is_terminal() && run.concurrency().is_some())
             })
             .map(|w| Queue::of(&w.run))
             .collect();
@@ -197,7 +196,7 @@ impl Runtime {
         let mut holding: Option<usize> = None;
         let mut admitted = Vec::new();
         for run in queued {
-            if let Some(c) = run.flow.as_ref().and_then(|f| f.concurrency.as_ref()) {
+            if let Some(c) = run.concurrency() {
                 let limit = c.limit as usize;
                 let held = match holding {
                     Some(n) => n,
@@ -246,12 +245,10 @@ impl Runtime {
         let Some(head) = queued.first() else {
             return Ok(false);
         };
-        Ok(
-            match head.flow.as_ref().and_then(|f| f.concurrency.as_ref()) {
-                Some(c) => self.holding_slot(&c.key, c.limit as usize)? < c.limit as usize,
-                None => true,
-            },
-        )
+        Ok(match head.concurrency() {
+            Some(c) => self.holding_slot(&c.key, c.limit as usize)? < c.limit as usize,
+            None => true,
+        })
     }
 
     /// The queued runs of `queue` that may be admitted (a paused queued
